@@ -1,0 +1,207 @@
+"""Switchboard settings.
+
+Two shapes, chosen by the environment (12-factor):
+
+* Embedded default (no environment set): SQLite file, in-memory channel layer,
+  DEBUG on, the built-in simulator as the default upstream, and a dev
+  SECRET_KEY / encryption key generated once and kept in ``var/dev-secrets.json``.
+* Production: ``DATABASE_URL`` (PostgreSQL), ``REDIS_URL`` (channels-redis),
+  ``SECRET_KEY``, ``SWITCHBOARD_ENCRYPTION_KEY``, ``ALLOWED_HOSTS``,
+  ``CSRF_TRUSTED_ORIGINS`` and ``DEBUG=false``.
+
+Every variable is documented in README.md ("Configuration reference").
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import environ
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("SWITCHBOARD_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=not env.str("SECRET_KEY", default=""))
+
+
+def _dev_secrets() -> dict[str, str]:
+    """Secrets for the embedded default: generated once, then reused across restarts."""
+    path = VAR_DIR / "dev-secrets.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        values = {
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "SWITCHBOARD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        }
+        path.write_text(json.dumps(values))
+        path.chmod(0o600)
+        return values
+
+
+def _secret(name: str) -> str:
+    value = env.str(name, default="")
+    if value:
+        return value
+    if not DEBUG:
+        raise ImproperlyConfigured(f"{name} must be set when DEBUG is off.")
+    return _dev_secrets()[name]
+
+
+SECRET_KEY = _secret("SECRET_KEY")
+# Comma-separated; several keys allow rotation (first encrypts, all decrypt).
+SWITCHBOARD_ENCRYPTION_KEYS = [k.strip() for k in _secret("SWITCHBOARD_ENCRYPTION_KEY").split(",") if k.strip()]
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "sessions_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+ASGI_APPLICATION = "project.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "sessions_app.context_processors.switchboard",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'switchboard.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The relay's writer and the pages share one file: wait for locks instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-switchboard.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request otherwise
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# Security: sensible in both shapes, strict when DEBUG is off.
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the chat page reads it for fetch() calls
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    if not SECURE_HSTS_PRELOAD:
+        # Accepted: joining the browsers' preload list is a one-way, domain-wide
+        # decision for the operator, not a default an app should take (README).
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "sessions_app.redaction.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# --- Switchboard --------------------------------------------------------------
+# The default upstream profile is created/updated from these by `manage.py bootstrap`.
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+SIMULATOR_HOST = env.str("SIMULATOR_HOST", default="127.0.0.1")
+SIMULATOR_PORT = env.int("SIMULATOR_PORT", default=8765)
+SIMULATOR_URL = f"ws://{SIMULATOR_HOST}:{SIMULATOR_PORT}/v1/responses"
+OPENAI_WEBSOCKET_URL = env.str(
+    "OPENAI_WEBSOCKET_URL",
+    default="wss://api.openai.com/v1/responses" if OPENAI_API_KEY else SIMULATOR_URL,
+)
+SWITCHBOARD_DEFAULT_MODEL = env.str("SWITCHBOARD_DEFAULT_MODEL", default="gpt-5.5")
+SWITCHBOARD_SIGNUP_ENABLED = env.bool("SWITCHBOARD_SIGNUP_ENABLED", default=False)
+SWITCHBOARD_DEMO_USERNAME = "demo"
+SWITCHBOARD_DEMO_PASSWORD = "switchboard-demo"
+# Largest client frame the relay accepts (bytes).
+SWITCHBOARD_MAX_FRAME_BYTES = env.int("SWITCHBOARD_MAX_FRAME_BYTES", default=1024 * 1024)

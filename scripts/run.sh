@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run Switchboard on the embedded default: SQLite, in-memory channel layer,
+# the built-in upstream simulator, Daphne on http://127.0.0.1:8000.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh requirements.txt
+PY=.venv/bin/python
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8000}"
+$PY manage.py bootstrap
+if [ -z "${OPENAI_API_KEY:-}" ]; then
+  $PY manage.py simulate_upstream --host "${SIMULATOR_HOST:-127.0.0.1}" --port "${SIMULATOR_PORT:-8765}" &
+  SIM_PID=$!
+  trap 'kill $SIM_PID 2>/dev/null || true' EXIT INT TERM
+fi
+cat <<MSG
+
+  Switchboard is running:  http://$HOST:$PORT/
+  Sign in as demo / switchboard-demo   (created on a fresh install)
+  Stop with Ctrl-C.
+
+MSG
+.venv/bin/daphne -b "$HOST" -p "$PORT" project.asgi:application

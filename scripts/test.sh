@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite: lint, then pytest on the embedded
+# configuration (SQLite + in-memory layer), then again on PostgreSQL + Redis
+# (DATABASE_URL / REDIS_URL if set, else the local services on 127.0.0.1:5432
+# and :6379 when they answer). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh requirements-dev.txt
+PY=.venv/bin/python
+
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Debian's chromium for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "Browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium' first." >&2
+    exit 1
+  fi
+fi
+
+echo "== ruff"
+.venv/bin/ruff check .
+
+answers() { $PY -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$1" 2>/dev/null; }
+
+echo "== pytest: SQLite + in-memory channel layer"
+env -u DATABASE_URL -u REDIS_URL $PY -m pytest "$@"
+
+PG_URL="${DATABASE_URL:-}"
+RD_URL="${REDIS_URL:-}"
+if [ -z "$PG_URL" ] && answers 5432; then PG_URL="postgres://postgres@127.0.0.1:5432/switchboard"; fi
+if [ -z "$RD_URL" ] && answers 6379; then RD_URL="redis://127.0.0.1:6379/0"; fi
+if [ -n "$PG_URL" ] && [ -n "$RD_URL" ]; then
+  echo "== pytest: PostgreSQL + Redis channel layer"
+  DATABASE_URL="$PG_URL" REDIS_URL="$RD_URL" $PY -m pytest "$@"
+elif [ "${REQUIRE_SERVICES:-0}" = 1 ]; then
+  echo "PostgreSQL and Redis are required (REQUIRE_SERVICES=1) but did not answer." >&2
+  exit 1
+else
+  echo "== skipped the PostgreSQL + Redis run: services not configured and not answering locally"
+fi

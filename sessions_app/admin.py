@@ -1,0 +1,177 @@
+"""Staff views of everything Switchboard keeps. API keys are write-only here: only their last 4 characters show."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+
+from .crypto import mask_secret
+from .models import (
+    ApiToken,
+    CompactionEvent,
+    Conversation,
+    ErrorEvent,
+    Item,
+    ResponseRecord,
+    UpstreamConnection,
+    UpstreamProfile,
+)
+
+admin.site.site_header = "Switchboard administration"
+admin.site.site_title = "Switchboard admin"
+
+
+class UpstreamProfileForm(forms.ModelForm):
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave empty to keep the stored key.",
+    )
+    clear_api_key = forms.BooleanField(label="Remove the stored key", required=False)
+
+    class Meta:
+        model = UpstreamProfile
+        fields = "__all__"
+
+    def save(self, commit: bool = True) -> UpstreamProfile:
+        profile = super().save(commit=False)
+        if self.cleaned_data.get("clear_api_key"):
+            profile.set_api_key("")
+        elif self.cleaned_data.get("api_key"):
+            profile.set_api_key(self.cleaned_data["api_key"])
+        if commit:
+            profile.save()
+            self.save_m2m()
+        return profile
+
+
+@admin.register(UpstreamProfile)
+class UpstreamProfileAdmin(admin.ModelAdmin):
+    form = UpstreamProfileForm
+    list_display = ["name", "websocket_url", "auth_style", "key_display", "default_model", "enabled", "is_default"]
+    list_filter = ["enabled", "auth_style", "is_default", "available_to_all"]
+    search_fields = ["name", "websocket_url"]
+    readonly_fields = ["key_display", "created_at", "updated_at"]
+    filter_horizontal = ["allowed_users"]
+
+    @admin.display(description="API key")
+    def key_display(self, obj: UpstreamProfile) -> str:
+        return mask_secret(obj.api_key_last4)
+
+
+class ResponseInline(admin.TabularInline):
+    model = ResponseRecord
+    fk_name = "conversation"
+    fields = ["response_id", "stream_id", "parent", "status", "origin", "total_tokens", "sent_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "owner", "model", "status", "store", "created_via", "response_count", "updated_at"]
+    list_filter = ["status", "store", "created_via", "upstream_profile", "created_at"]
+    search_fields = ["id", "title", "owner__username", "latest_response_id"]
+    readonly_fields = ["id", "created_at", "updated_at", "latest_response_id"]
+    raw_id_fields = ["owner"]
+    date_hierarchy = "created_at"
+    inlines = [ResponseInline]
+
+    @admin.display(description="responses")
+    def response_count(self, obj: Conversation) -> int:
+        return obj.responses.count()
+
+
+@admin.register(UpstreamConnection)
+class UpstreamConnectionAdmin(admin.ModelAdmin):
+    list_display = ["pk", "conversation", "url", "opened_at", "closed_at", "close_reason", "close_code", "responses_carried"]
+    list_filter = ["close_reason", "opened_at"]
+    search_fields = ["conversation__id", "conversation__title", "url"]
+    raw_id_fields = ["conversation"]
+
+
+class ItemInline(admin.TabularInline):
+    model = Item
+    fields = ["direction", "position", "item_type", "role", "call_id", "text"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ResponseRecord)
+class ResponseRecordAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__", "conversation", "stream_id", "status", "origin", "produced_compaction", "model",
+        "total_tokens", "ttft_ms", "sent_at",
+    ]
+    list_filter = ["status", "origin", "produced_compaction", "model", "sent_at"]
+    search_fields = ["response_id", "previous_response_id", "conversation__id", "conversation__title"]
+    raw_id_fields = ["conversation", "parent", "connection"]
+    date_hierarchy = "sent_at"
+    inlines = [ItemInline]
+
+    @admin.display(description="first text (ms)")
+    def ttft_ms(self, obj: ResponseRecord) -> str:
+        value = obj.time_to_first_text_ms
+        return "—" if value is None else f"{value:.0f}"
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "response", "direction", "item_type", "role", "call_id", "short_text"]
+    list_filter = ["direction", "item_type", "role"]
+    search_fields = ["text", "call_id", "response__response_id"]
+    raw_id_fields = ["response"]
+
+    @admin.display(description="text")
+    def short_text(self, obj: Item) -> str:
+        return obj.text[:80]
+
+
+@admin.register(ErrorEvent)
+class ErrorEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "source", "code", "error_type", "status", "conversation", "response", "short_message"]
+    list_filter = ["source", "code", "error_type", "status", "created_at"]
+    search_fields = ["code", "message", "conversation__id", "response__response_id"]
+    raw_id_fields = ["conversation", "response", "connection"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="message")
+    def short_message(self, obj: ErrorEvent) -> str:
+        return obj.message[:100]
+
+
+@admin.register(CompactionEvent)
+class CompactionEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "conversation", "kind", "response", "input_tokens_before", "tokens_after", "items_replaced"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["conversation__id", "conversation__title", "response__response_id"]
+    raw_id_fields = ["conversation", "response"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at", "created_at"]
+    search_fields = ["prefix", "name", "user__username"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    raw_id_fields = ["user"]
+    actions = ["revoke_tokens"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # tokens are issued by their owner (Tokens page) or `manage.py create_api_token`
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke_tokens(self, request, queryset) -> None:
+        for token in queryset.filter(revoked_at=None):
+            token.revoke()

@@ -1,0 +1,356 @@
+"""What Switchboard keeps: upstreams, conversations, and every response of them.
+
+A conversation's whole continuation chain can be rebuilt from these rows
+alone: each ResponseRecord keeps the ``previous_response_id`` it was sent
+with, a ``parent`` link to the record it continues, and its input and output
+Items in order. Writes go through ``services.py``; reads shared by several
+pages through ``selectors.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .crypto import decrypt_secret, encrypt_secret
+
+
+class UpstreamProfile(models.Model):
+    """Where a conversation's upstream socket goes, and how it authenticates."""
+
+    class AuthStyle(models.TextChoices):
+        BEARER = "bearer", "Authorization: Bearer header"
+        AZURE_API_KEY = "azure_api_key", "Azure api-key header"
+        NONE = "none", "No authentication"
+
+    name = models.CharField(max_length=100, unique=True)
+    websocket_url = models.CharField(
+        "WebSocket URL", max_length=500, help_text="e.g. wss://api.openai.com/v1/responses (a query string is kept)"
+    )
+    auth_style = models.CharField(max_length=20, choices=AuthStyle.choices, default=AuthStyle.BEARER)
+    api_key_encrypted = models.TextField(blank=True, editable=False, help_text="Fernet token; never shown.")
+    api_key_last4 = models.CharField("API key (last 4)", max_length=4, blank=True, editable=False)
+    default_model = models.CharField(max_length=100, default="gpt-5.5")
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text="Models clients may ask for; empty means any model."
+    )
+    extra_headers = models.JSONField(default=dict, blank=True, help_text="Extra handshake headers, as a JSON object.")
+    enabled = models.BooleanField(default=True)
+    available_to_all = models.BooleanField(default=True, help_text="If off, only the users listed may use it.")
+    allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="upstream_profiles")
+    is_default = models.BooleanField(default=False, help_text="Used for new conversations that name no profile.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_api_key(self, plaintext: str) -> None:
+        self.api_key_encrypted = encrypt_secret(plaintext)
+        self.api_key_last4 = plaintext[-4:] if plaintext else ""
+
+    def get_api_key(self) -> str:
+        """The decrypted key: only the upstream client may call this."""
+        return decrypt_secret(self.api_key_encrypted)
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key_encrypted)
+
+    def usable_by(self, user) -> bool:
+        if not self.enabled:
+            return False
+        return self.available_to_all or user.is_staff or self.allowed_users.filter(pk=user.pk).exists()
+
+    def allows_model(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
+
+
+class Conversation(models.Model):
+    """One continuation chain (forks included), owned by one user."""
+
+    class Status(models.TextChoices):
+        IDLE = "idle", "Idle"
+        STREAMING = "streaming", "Streaming"
+        FAILED = "failed", "Failed"
+        CLOSED = "closed", "Closed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    upstream_profile = models.ForeignKey(
+        UpstreamProfile, on_delete=models.PROTECT, related_name="conversations", null=True, blank=True
+    )
+    model = models.CharField(max_length=100, blank=True)
+    store = models.BooleanField(default=False, help_text="Sent as `store` on each response.create.")
+    instructions = models.TextField(blank=True)
+    tools = models.JSONField(default=list, blank=True)
+    recovery_enabled = models.BooleanField(
+        default=True, help_text="Rebuild the context from records when the upstream lost it."
+    )
+    created_via = models.CharField(
+        max_length=10, choices=[("browser", "Browser"), ("gateway", "Gateway (API token)")], default="browser"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.IDLE)
+    latest_response_id = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {str(self.id)[:8]}"
+
+
+class UpstreamConnection(models.Model):
+    """One upstream socket, from open to close."""
+
+    class CloseReason(models.TextChoices):
+        OPEN = "", "Still open"
+        CLIENT_LEFT = "client_left", "Client left"
+        IDLE = "idle", "Idle timeout"
+        CONNECTION_LIMIT = "connection_limit", "Connection limit (60 min)"
+        UPSTREAM_ERROR = "upstream_error", "Upstream error / dropped"
+        HANDSHAKE_FAILED = "handshake_failed", "Handshake rejected"
+        SERVER_SHUTDOWN = "server_shutdown", "Server shutdown"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="connections")
+    upstream_profile = models.ForeignKey(UpstreamProfile, on_delete=models.SET_NULL, null=True, blank=True)
+    url = models.CharField("URL", max_length=500)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_code = models.IntegerField(null=True, blank=True)
+    close_text = models.CharField("close reason text", max_length=200, blank=True)
+    close_reason = models.CharField(
+        "why it closed", max_length=20, choices=CloseReason.choices, default=CloseReason.OPEN, blank=True
+    )
+    responses_carried = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["conversation", "opened_at"])]
+
+    def __str__(self) -> str:
+        return f"Upstream socket #{self.pk} ({self.get_close_reason_display()})"
+
+
+class ResponseRecord(models.Model):
+    """One upstream response (`resp_…`) and how it sits in its conversation's chain."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+        INCOMPLETE = "incomplete", "Incomplete"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        INTERRUPTED = "interrupted", "Interrupted (socket died)"
+
+    class Origin(models.TextChoices):
+        USER = "user", "User message"
+        TOOL_OUTPUT = "tool_output", "Tool output"
+        FORK = "fork", "Fork"
+        RECOVERY_REPLAY = "recovery_replay", "Recovery replay"
+        STEER = "steer", "Steered successor"
+        WARMUP = "warmup", "Warm-up (generate: false)"
+
+    response_id = models.CharField(
+        "response id", max_length=100, unique=True, null=True, blank=True, help_text="resp_… (empty until created)"
+    )
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="responses")
+    stream_id = models.CharField("lane (stream_id)", max_length=256, blank=True)
+    previous_response_id = models.CharField("previous_response_id as sent", max_length=100, blank=True)
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children",
+        help_text="The record this one continues; empty for a chain root.",
+    )
+    connection = models.ForeignKey(
+        UpstreamConnection, on_delete=models.SET_NULL, null=True, blank=True, related_name="responses"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.IN_PROGRESS)
+    model = models.CharField(max_length=100, blank=True)
+    request_payload = models.JSONField("request as sent", default=dict, blank=True)
+    response_payload = models.JSONField("final response object", null=True, blank=True)
+    origin = models.CharField("created by", max_length=16, choices=Origin.choices, default=Origin.USER)
+    produced_compaction = models.BooleanField("compacted", default=False)
+    incomplete_reason = models.CharField(max_length=50, blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cached_input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+    first_event_at = models.DateTimeField(null=True, blank=True)
+    first_text_at = models.DateTimeField("first text delta at", null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    events_received = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sent_at", "pk"]
+        indexes = [
+            models.Index(fields=["conversation", "sent_at"]),
+            models.Index(fields=["status"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.response_id or f"(pending #{self.pk})"
+
+    @property
+    def time_to_first_text_ms(self) -> float | None:
+        if self.first_text_at and self.sent_at:
+            return (self.first_text_at - self.sent_at).total_seconds() * 1000
+        return None
+
+
+class Item(models.Model):
+    """One input or output item of a response, kept whole (raw JSON) and searchable (text)."""
+
+    class Direction(models.TextChoices):
+        INPUT = "input", "Input"
+        OUTPUT = "output", "Output"
+
+    class ItemType(models.TextChoices):
+        MESSAGE = "message", "Message"
+        FUNCTION_CALL = "function_call", "Function call"
+        FUNCTION_CALL_OUTPUT = "function_call_output", "Function call output"
+        REASONING = "reasoning", "Reasoning"
+        COMPACTION = "compaction", "Compaction"
+        OTHER = "other", "Other"
+
+    response = models.ForeignKey(ResponseRecord, on_delete=models.CASCADE, related_name="items")
+    direction = models.CharField(max_length=6, choices=Direction.choices)
+    position = models.PositiveIntegerField()
+    item_type = models.CharField(max_length=24, choices=ItemType.choices)
+    role = models.CharField(max_length=20, blank=True)
+    call_id = models.CharField(max_length=100, blank=True)
+    text = models.TextField(blank=True)
+    raw = models.JSONField("raw item")
+
+    class Meta:
+        ordering = ["response_id", "direction", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["response", "direction", "position"], name="item_unique_position"),
+        ]
+        indexes = [models.Index(fields=["call_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.item_type} #{self.position}"
+
+
+class ErrorEvent(models.Model):
+    """An error seen anywhere on a conversation: from the upstream, the relay itself, or a client."""
+
+    class Source(models.TextChoices):
+        UPSTREAM = "upstream", "Upstream"
+        RELAY = "relay", "Relay"
+        CLIENT = "client", "Client"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="errors", null=True)
+    response = models.ForeignKey(ResponseRecord, on_delete=models.SET_NULL, null=True, blank=True)
+    connection = models.ForeignKey(UpstreamConnection, on_delete=models.SET_NULL, null=True, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    status = models.IntegerField("HTTP-like status", null=True, blank=True)
+    error_type = models.CharField(max_length=100, blank=True)
+    code = models.CharField(max_length=100, blank=True)
+    message = models.TextField(blank=True)
+    param = models.CharField(max_length=200, blank=True)
+    stream_id = models.CharField(max_length=256, blank=True)
+    raw = models.JSONField("raw event", default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["code", "-created_at"]),
+            models.Index(fields=["conversation", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.code or self.error_type}"
+
+
+class CompactionEvent(models.Model):
+    """A context compaction: server-side (`context_management`) or a standalone compact call."""
+
+    class Kind(models.TextChoices):
+        SERVER_SIDE = "server_side", "Server-side (context_management)"
+        STANDALONE = "standalone", "Standalone /responses/compact"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="compactions")
+    response = models.ForeignKey(ResponseRecord, on_delete=models.SET_NULL, null=True, blank=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    input_tokens_before = models.PositiveIntegerField(null=True, blank=True)
+    tokens_after = models.PositiveIntegerField(null=True, blank=True)
+    items_replaced = models.PositiveIntegerField(default=0)
+    compacted_output = models.JSONField(
+        "compacted window", default=list, blank=True, help_text="Items a new chain can start from."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["conversation", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} compaction"
+
+
+TOKEN_PREFIX = "sb_"
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A personal token for programmatic clients: only its hash is kept; the token is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to recognise a token.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @classmethod
+    def issue(cls, *, user, name: str = "") -> tuple[ApiToken, str]:
+        """Create a token; the returned raw value is the only copy there will ever be."""
+        raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, prefix=raw[:10], token_hash=hash_token(raw))
+        return token, raw
+
+    @classmethod
+    def authenticate(cls, raw: str):
+        """The active token's user for a raw token, or None; records the use."""
+        if not raw.startswith(TOKEN_PREFIX):
+            return None
+        token = cls.objects.select_related("user").filter(token_hash=hash_token(raw), revoked_at=None).first()
+        if token is None or not token.user.is_active:
+            return None
+        cls.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        return token.user
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])

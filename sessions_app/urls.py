@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("conversations/new/", views.conversation_new, name="conversation_new"),
+    path("conversations/<uuid:pk>/", views.conversation_detail, name="conversation_detail"),
+    path("tokens/", views.token_list, name="token_list"),
+    path("tokens/<int:pk>/revoke/", views.token_revoke, name="token_revoke"),
+    path("healthz", views.healthz, name="healthz"),
+]
