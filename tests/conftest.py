@@ -22,3 +22,28 @@ def other_user(db):
 def staff_user(db):
     return get_user_model().objects.create_user(username="staff", password="staff-password-1", is_staff=True,
                                                 is_superuser=True)
+
+
+@pytest.fixture
+def simulator_process():
+    """The simulator as a separate process (for Daphne subprocesses to reach)."""
+    from tests.live import simulator_process
+
+    with simulator_process() as sim:
+        yield sim
+
+
+@pytest.fixture
+def daphne_server(transactional_db, simulator_process):
+    """A real Daphne serving the project against the test database, with the default
+    upstream profile pointed at a real simulator process."""
+    from django.db import connection
+
+    from sessions_app.services import default_profile_sync
+    from tests.live import daphne_process
+
+    profile = default_profile_sync()
+    profile.websocket_url = simulator_process.url
+    profile.save()
+    with daphne_process(connection.settings_dict) as server:
+        yield server

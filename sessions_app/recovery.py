@@ -1,0 +1,81 @@
+"""Rebuild a conversation's context from Switchboard's own records.
+
+When the upstream lost its connection-local cache (socket dropped, the
+60-minute limit, a process restart) a continuation with ``store=false`` fails
+with ``previous_response_not_found``. The relay then sends the context it
+rebuilt here as a fresh ``response.create`` without ``previous_response_id``.
+
+Rules of the rebuild (PROTOCOL.md §4 "Reconnect and recovery", §5):
+
+* The context after a response R is the context R was sent with, plus R's
+  input items, plus R's output items.
+* A response sent *without* ``previous_response_id`` was self-contained: its
+  input already held the whole context (a first turn, a replay, a compacted
+  window), so the walk stops there.
+* A compaction item in R's output replaces everything before it: the context
+  becomes that item plus R's outputs after it.
+* A standalone compaction recorded after R replaces R's context with its
+  compacted window.
+* Replayed items carry no server ids (with ``store=false`` the upstream never
+  persisted them and rejects unknown ids) and reasoning items without
+  ``encrypted_content`` are dropped (they cannot be replayed statelessly).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import CompactionEvent, Item, ResponseRecord
+
+# Fields the upstream sets on output items that it does not accept back on a
+# stateless replay (ids of items it never stored, run-time status).
+_SERVER_ONLY_FIELDS = ("id", "status")
+
+
+def replay_item(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """An item as it may be sent back as input, or None when it cannot be replayed."""
+    kind = raw.get("type") or ("message" if "role" in raw else "")
+    if kind == "reasoning" and not raw.get("encrypted_content"):
+        return None
+    if kind == "compaction":
+        return {k: v for k, v in raw.items() if k in ("type", "encrypted_content", "id")}
+    return {k: v for k, v in raw.items() if k not in _SERVER_ONLY_FIELDS}
+
+
+def _chain(record: ResponseRecord) -> list[ResponseRecord]:
+    """R and the records it continues, oldest first, up to the first self-contained one."""
+    path = [record]
+    seen = {record.pk}
+    while path[-1].previous_response_id and path[-1].parent_id and path[-1].parent_id not in seen:
+        parent = ResponseRecord.objects.get(pk=path[-1].parent_id)
+        seen.add(parent.pk)
+        path.append(parent)
+    path.reverse()
+    return path
+
+
+def _items(record: ResponseRecord, direction: str) -> list[dict[str, Any]]:
+    return [i.raw for i in record.items.filter(direction=direction).order_by("position")]
+
+
+def context_after(record: ResponseRecord) -> list[dict[str, Any]]:
+    """Every item the model had seen once ``record`` finished, ready to send as ``input``."""
+    context: list[dict[str, Any]] = []
+    for node in _chain(record):
+        context.extend(_items(node, Item.Direction.INPUT))
+        outputs = _items(node, Item.Direction.OUTPUT)
+        compaction_at = max((i for i, item in enumerate(outputs) if item.get("type") == "compaction"), default=None)
+        if compaction_at is None:
+            context.extend(outputs)
+        else:
+            context = outputs[compaction_at:]
+    standalone = (
+        CompactionEvent.objects.filter(
+            conversation_id=record.conversation_id, kind=CompactionEvent.Kind.STANDALONE, response=record
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if standalone is not None and standalone.compacted_output:
+        context = list(standalone.compacted_output)
+    return [item for item in (replay_item(raw) for raw in context) if item is not None]
