@@ -38,3 +38,28 @@ def test_bootstrap_never_creates_a_demo_user_in_production(settings):
     settings.DEBUG = False
     call_command("bootstrap", "--no-migrate", stdout=StringIO())
     assert not get_user_model().objects.exists()
+
+
+def test_simulate_upstream_serves_the_protocol_until_stopped():
+    import json
+    import subprocess
+    import sys
+
+    from websockets.sync.client import connect
+
+    from tests.live import ROOT, free_port, stop, wait_for_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "manage.py", "simulate_upstream", "--port", str(port),
+                                "--tokens-per-second", "0"], cwd=ROOT)
+    try:
+        wait_for_port(port, process)
+        with connect(f"ws://127.0.0.1:{port}/v1/responses", additional_headers={"Authorization": "Bearer sk-x"}) as ws:
+            ws.send(json.dumps({"type": "response.create", "model": "gpt-5.5", "store": False, "input": "hello"}))
+            types = []
+            while not types or types[-1] != "response.completed":
+                types.append(json.loads(ws.recv(timeout=10))["type"])
+        assert types[0] == "response.created"
+    finally:
+        stop(process)
+    assert process.returncode in (0, -15)
