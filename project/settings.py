@@ -123,7 +123,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+            # socket_timeout=None: redis-py 8 defaults it to 5 s, which kills the layer's
+            # blocking reads (and with them every idle socket) after 5 s.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}], "capacity": 1500, "expiry": 30},
         }
     }
 else:
@@ -205,3 +207,5 @@ SWITCHBOARD_DEMO_USERNAME = "demo"
 SWITCHBOARD_DEMO_PASSWORD = "switchboard-demo"
 # Largest client frame the relay accepts (bytes).
 SWITCHBOARD_MAX_FRAME_BYTES = env.int("SWITCHBOARD_MAX_FRAME_BYTES", default=1024 * 1024)
+# On SIGTERM, how long in-flight responses may run before they are marked interrupted.
+SWITCHBOARD_DRAIN_SECONDS = env.float("SWITCHBOARD_DRAIN_SECONDS", default=20.0)

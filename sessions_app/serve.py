@@ -1,0 +1,51 @@
+"""Daphne with a graceful drain: ``python -m sessions_app.serve`` takes Daphne's own arguments.
+
+Plain ``daphne`` cancels every application instance the moment it stops,
+which would cut responses mid-stream. This entry point first stops
+listening, then runs ``lifecycle.drain`` (bounded by SWITCHBOARD_DRAIN_SECONDS)
+and only then lets Daphne cancel what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from daphne.cli import CommandLineInterface
+from daphne.server import Server
+from twisted.internet import defer
+
+
+class DrainingServer(Server):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._ports: list = []
+
+    def listen_success(self, port) -> None:
+        self._ports.append(port)
+        super().listen_success(port)
+
+    def kill_all_applications(self):
+        from django.conf import settings
+
+        from . import lifecycle
+
+        for port in self._ports:
+            port.stopListening()
+        future = asyncio.ensure_future(lifecycle.drain(settings.SWITCHBOARD_DRAIN_SECONDS))
+        drained = defer.Deferred.fromFuture(future)
+        drained.addBoth(lambda _: super(DrainingServer, self).kill_all_applications())
+        return drained
+
+
+class SwitchboardCommandLine(CommandLineInterface):
+    server_class = DrainingServer
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    SwitchboardCommandLine.entrypoint()
+
+
+if __name__ == "__main__":
+    main()
