@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import api_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -9,4 +9,5 @@ urlpatterns = [
     path("tokens/", views.token_list, name="token_list"),
     path("tokens/<int:pk>/revoke/", views.token_revoke, name="token_revoke"),
     path("healthz", views.healthz, name="healthz"),
+    path("api/conversations/<uuid:pk>/compact", api_views.conversation_compact_view, name="conversation_compact"),
 ]

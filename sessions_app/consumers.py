@@ -1,0 +1,66 @@
+"""The two client faces. They only wire sockets to relay.RelaySession; all logic lives there.
+
+* `BrowserConsumer` (`ws/conversations/<uuid>/`): Django session auth. An
+  anonymous socket is accepted and closed with 4401, a conversation the user
+  may not see with 4404, so the browser's reconnecting client stops trying.
+* `GatewayConsumer` (`/v1/responses`): API-token auth (gateway_auth.py). A
+  socket without a valid token is refused at the handshake (HTTP 403), which
+  the official SDK reports as a connection error.
+"""
+
+from __future__ import annotations
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from .relay import RelaySession
+from .relay_context import AttachRefused
+
+
+class BrowserConsumer(AsyncWebsocketConsumer):
+    relay: RelaySession | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        try:
+            self.relay = await RelaySession.attach(
+                user=self.scope["user"], conversation_id=self.scope["url_route"]["kwargs"]["conversation_id"],
+                send=self._send_text,
+            )
+        except AttachRefused as refused:
+            await self.close(code=refused.close_code)
+            return
+        await self.relay.start()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.relay is not None:
+            await self.relay.from_client(text_data, bytes_data)
+
+    async def disconnect(self, code: int) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+
+class GatewayConsumer(AsyncWebsocketConsumer):
+    relay: RelaySession | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()
+            return
+        self.relay = RelaySession.gateway(user=user, send=self._send_text)
+        await self.accept()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.relay is not None:
+            await self.relay.from_client(text_data, bytes_data)
+
+    async def disconnect(self, code: int) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)

@@ -1,0 +1,340 @@
+"""The relay's recorder: the only writer of conversation records on the relay path.
+
+Rules of this module:
+
+* What a person sent is written, and committed, before it goes upstream:
+  `Recorder.write_request` runs its transaction (on the input threads, so it
+  never queues behind batches) and returns only afterwards. The relay awaits
+  it and never sends a request whose write failed.
+* Everything the upstream streams back is recorded off the hot path: the
+  relay `add`s small frozen ops (recording_ops.py) to a bounded queue (O(1),
+  never awaits). One `Writer` per event loop drains the queue of every socket
+  in batches, one transaction per batch, lingering briefly so a short
+  response's ops share one. A slow database delays the records, never the stream.
+* The queue is FIFO, so ops apply in the order the relay saw things happen.
+  Direct writes (`write_request`, `open_connection`) only insert new rows;
+  every update to an existing row goes through the queue.
+* If the queue is full the op is dropped *loudly*: an error log line, an
+  `ErrorEvent` (code `recording_overflow`, written outside the queue) and the
+  `on_overflow` callback so the relay can tell the client. An op the database
+  keeps refusing is logged and dropped alone (the rest of its batch is kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from .compaction import pending_compaction, start_from_window
+from .models import Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
+from .protocol.items import input_items
+from .recording_ops import (
+    ConnectionClosed,
+    ConnectionFailed,
+    ConversationState,
+    ErrorRow,
+    Finished,
+    Op,
+    Sent,
+    Started,
+    apply_batch,
+    item_rows,
+)
+from .recovery import context_after
+
+# The ops are part of this module's interface: the relay builds them and hands them to `Recorder.add`.
+__all__ = [
+    "Recorder",
+    "Writer",
+    "RequestRow",
+    "RequestWritten",
+    "Sent",
+    "Started",
+    "Finished",
+    "ErrorRow",
+    "ConnectionFailed",
+    "ConnectionClosed",
+    "ConversationState",
+]
+
+logger = logging.getLogger("sessions_app.recording")
+
+MAX_PENDING = 1000
+BATCH_SIZE = 200
+# The writer waits this long after the first op of a batch, so that a short response's ops
+# (sent, started, finished, status) share one transaction and coalesce; flush() cuts it short.
+LINGER_SECONDS = 0.05
+# User input is written on threads of its own: a socket's create never queues behind the writer's
+# batches or behind other sockets' input on Django's single database thread. Each thread keeps a
+# database connection, so this is also the most connections the input path opens per process.
+INPUT_THREADS = 4
+INPUT_EXECUTOR = ThreadPoolExecutor(max_workers=INPUT_THREADS, thread_name_prefix="switchboard-input")
+WRITE_ATTEMPTS = 3
+ENDED_BADLY = (ResponseRecord.Status.FAILED, ResponseRecord.Status.CANCELLED, ResponseRecord.Status.INTERRUPTED)
+
+
+# -- direct writes: the user's input ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """A request the relay is about to send upstream (create or steer), as the client meant it."""
+
+    conversation_id: uuid.UUID
+    stream_id: str | None
+    previous_response_id: str | None
+    parent_pk: int | None  # known to the relay when the parent streamed on this socket
+    origin: str
+    model: str
+    payload: dict[str, Any]
+    title: str = ""  # becomes the conversation's title if it has none
+    use_compacted_window: bool = False  # a create may start from a pending standalone compaction
+    replay: bool = False  # the upstream socket cannot know previous_response_id: send the context instead
+    connection_pk: int | None = None  # the open upstream socket it will go out on, when there is one
+    # What the relay already knows of the parent (it streamed on this session), saving queries:
+    # None = ask the database; True/False = whether continuing it branches the chain.
+    parent_forks: bool | None = None
+
+
+@dataclass(frozen=True)
+class RequestWritten:
+    record_pk: int
+    payload: dict[str, Any]  # what to send: the row's payload, or rewritten onto a window (compaction, replay)
+    previous_response_id: str | None
+    parent_pk: int | None
+
+
+def _write_request(row: RequestRow) -> RequestWritten:
+    """Record a request, rewriting it first when it must start a new chain.
+
+    Two rewrites, both PROTOCOL.md §4/§5 "new chain: no previous_response_id, the whole context as
+    input"; the record keeps `parent` (what the client continued) with an empty `previous_response_id`:
+    a pending standalone compaction (compaction.py), and a replay when the upstream socket never saw
+    the previous response (recovery.py builds the context from our records).
+    """
+    payload, previous, origin = row.payload, row.previous_response_id, row.origin
+    parent = None
+    with transaction.atomic():
+        parent_pk = row.parent_pk if previous else None
+        forks = row.parent_forks
+        if previous and (parent_pk is None or forks is None or row.replay):
+            lookup = {"pk": parent_pk} if parent_pk else {"response_id": previous}
+            parent = ResponseRecord.objects.filter(conversation_id=row.conversation_id, **lookup).first()
+            parent_pk = parent.pk if parent else None
+            if parent is not None and forks is None:
+                forks = parent.stream_id != (row.stream_id or "") or (
+                    parent.children.exclude(status__in=ENDED_BADLY).exists())
+        compaction = pending_compaction(conversation_id=row.conversation_id) if row.use_compacted_window else None
+        base = compaction.response if compaction is not None else None
+        if compaction is not None and previous in (None, base.response_id if base else None):
+            payload, previous = start_from_window(payload, compaction.compacted_output), None
+            parent_pk = compaction.response_id
+        elif row.replay and parent_pk is not None:
+            payload, previous = start_from_window(payload, context_after(parent)), None
+            origin = ResponseRecord.Origin.RECOVERY_REPLAY
+        elif origin == ResponseRecord.Origin.USER and parent_pk is not None and forks:
+            origin = ResponseRecord.Origin.FORK
+        record = ResponseRecord.objects.create(
+            conversation_id=row.conversation_id, stream_id=row.stream_id or "", previous_response_id=previous or "",
+            parent_id=parent_pk, status=ResponseRecord.Status.QUEUED, model=row.model[:100], request_payload=payload,
+            origin=origin, sent_at=timezone.now(), connection_id=row.connection_pk,
+        )
+        Item.objects.bulk_create(item_rows(record.pk, Item.Direction.INPUT, input_items(payload)))
+        if row.title:
+            Conversation.objects.filter(pk=row.conversation_id, title="").update(title=row.title[:200])
+    return RequestWritten(record_pk=record.pk, payload=payload, previous_response_id=previous, parent_pk=parent_pk)
+
+
+def _open_connection(conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:
+    return UpstreamConnection.objects.create(
+        conversation_id=conversation_id, upstream_profile_id=profile_id, url=url[:500]
+    ).pk
+
+
+# -- queued ops: what the upstream streams back -------------------------------------------
+
+
+def _write_error(row: ErrorRow) -> None:
+    row.row().save()
+
+
+# -- the recorder -----------------------------------------------------------------------
+
+
+class Writer:
+    """One queue and one task that write ops in batches, shared by the sessions of an event loop.
+
+    Sharing it lets ops of many sockets go out in the same transactions, so under load the
+    database does a few large batches instead of many small ones, and the single database
+    thread stays free for the writes that *are* on the critical path (`write_request`).
+    """
+
+    def __init__(self, *, max_pending: int = MAX_PENDING, batch_size: int = BATCH_SIZE,
+                 linger: float = LINGER_SECONDS) -> None:
+        self.queue: asyncio.Queue[Op] = asyncio.Queue(maxsize=max_pending)
+        self.batch_size = batch_size
+        self.linger = linger
+        self.dropped = 0
+        self._hurry = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def put(self, op: Op) -> None:
+        """Queue an op (raises asyncio.QueueFull); starts the task on first use."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name="switchboard-recorder")
+        self.queue.put_nowait(op)
+
+    async def _drain(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            if self.linger and not self._hurry.is_set() and self.queue.qsize() < self.batch_size:
+                try:
+                    await asyncio.wait_for(self._hurry.wait(), self.linger)
+                except TimeoutError:
+                    pass
+            while len(batch) < self.batch_size and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                await self._write(batch)
+            finally:
+                for _ in batch:
+                    self.queue.task_done()
+
+    async def _write(self, batch: list[Op]) -> None:
+        """One transaction; after repeated failures, one op at a time so a bad op only loses itself."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                await database_sync_to_async(apply_batch)(batch)
+                return
+            except Exception:
+                if attempt < WRITE_ATTEMPTS:
+                    await asyncio.sleep(0.2 * attempt)
+        for op in batch:
+            try:
+                await database_sync_to_async(apply_batch)([op])
+            except Exception:
+                self.dropped += 1
+                logger.exception("Recorder could not write a %s record (conversation %s); it is lost",
+                                 type(op).__name__, getattr(op, "conversation_id", None))
+
+    async def flush(self) -> None:
+        """Wait until every queued op is written (or given up on); skips the linger meanwhile."""
+        if self._task is None:
+            return
+        self._hurry.set()
+        try:
+            await self.queue.join()
+        finally:
+            self._hurry.clear()
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+_WRITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Writer] = weakref.WeakKeyDictionary()
+
+
+def shared_writer() -> Writer:
+    """The running loop's writer (each test gets its own loop, Daphne has one)."""
+    loop = asyncio.get_running_loop()
+    writer = _WRITERS.get(loop)
+    if writer is None:
+        writer = _WRITERS[loop] = Writer()
+    return writer
+
+
+class Recorder:
+    """One socket's view of the writer: the relay never waits on the database, except for user input.
+
+    Call `add` from the hot path, `await write_request` before sending user input upstream,
+    and `await close()` when the socket ends (it waits until the queue is written). Without a
+    `writer` the loop's shared one is used; tests pass their own to control its size.
+    """
+
+    def __init__(self, *, writer: Writer | None = None,
+                 on_overflow: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._writer = writer
+        self._own_writer = writer is not None
+        #: Told (once per overflow episode) when records were dropped; the relay warns the client.
+        self.on_overflow = on_overflow
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._overflowing = False
+        self.dropped = 0
+        self.conversation_id: uuid.UUID | None = None  # for the overflow row and logs
+
+    @property
+    def writer(self) -> Writer:
+        if self._writer is None:
+            self._writer = shared_writer()
+        return self._writer
+
+    # -- hot path --------------------------------------------------------------------
+
+    def add(self, op: Op) -> None:
+        """Queue one op; never blocks. On overflow the op is dropped, loudly (see module rules)."""
+        writer = self.writer
+        try:
+            writer.put(op)
+        except asyncio.QueueFull:
+            self._overflow(op, writer.queue.maxsize)
+            return
+        if self._overflowing and writer.queue.qsize() < writer.queue.maxsize // 2:
+            self._overflowing = False
+
+    def _overflow(self, op: Op, max_pending: int) -> None:
+        self.dropped += 1
+        logger.error("Recorder queue full (%d pending): dropped a %s record for conversation %s (%d dropped so far)",
+                     max_pending, type(op).__name__, self.conversation_id, self.dropped)
+        if self._overflowing:
+            return
+        self._overflowing = True
+        row = ErrorRow(source=ErrorEvent.Source.RELAY, code="recording_overflow", status=500,
+                       error_type="server_error", conversation_id=self.conversation_id,
+                       message=f"Recorder queue full ({max_pending} pending); records were dropped.",
+                       raw={"dropped_op": type(op).__name__, "max_pending": max_pending})
+        self._spawn(database_sync_to_async(_write_error)(row))
+        if self.on_overflow is not None:
+            self._spawn(self.on_overflow())
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    # -- direct writes ---------------------------------------------------------------
+
+    async def write_request(self, row: RequestRow) -> RequestWritten:
+        """Write and commit the user's request; raises if the database refused (do not send then)."""
+        return await database_sync_to_async(_write_request, thread_sensitive=False, executor=INPUT_EXECUTOR)(row)
+
+    async def open_connection(self, *, conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:
+        return await database_sync_to_async(_open_connection, thread_sensitive=False, executor=INPUT_EXECUTOR)(
+            conversation_id, profile_id, url)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is written."""
+        if self._writer is not None:
+            await self._writer.flush()
+        if self._side_tasks:
+            await asyncio.gather(*self._side_tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._own_writer and self._writer is not None:
+            await self._writer.stop()

@@ -1,0 +1,268 @@
+"""The recorder's queued ops: what the upstream streams back, and how each becomes rows.
+
+Each op is a frozen value the relay builds on the hot path (cheap, no I/O) and
+the recorder's writer applies later, in order, several per transaction
+(`apply_batch`). An op only updates rows that already exist or inserts new
+ones; inserts of many small rows (items, errors) are collected in the batch
+and bulk-created at its end.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
+from .protocol.items import item_text, item_type
+from .protocol.outcome import Usage
+
+__all__ = [
+    "Op",
+    "Sent",
+    "Started",
+    "Finished",
+    "ErrorRow",
+    "ConnectionFailed",
+    "ConnectionClosed",
+    "ConversationState",
+    "apply_batch",
+    "coalesce",
+    "item_rows",
+]
+
+
+def item_rows(record_pk: int, direction: str, items: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> list[Item]:
+    rows = []
+    for position, raw in enumerate(items):
+        kind = item_type(raw)
+        rows.append(Item(
+            response_id=record_pk, direction=direction, position=position,
+            item_type=kind if kind in Item.ItemType.values else Item.ItemType.OTHER,
+            role=str(raw.get("role") or "")[:20], call_id=str(raw.get("call_id") or "")[:100],
+            text=item_text(raw), raw=raw,
+        ))
+    return rows
+
+
+@dataclass
+class _Batch:
+    """Rows several ops insert, created together at the end of the batch."""
+
+    items: list[Item] = field(default_factory=list)
+    errors: list[ErrorEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The request left on an upstream socket that was not known when it was written."""
+
+    record_pk: int
+    connection_pk: int
+    sent_at: datetime
+
+    def apply(self, batch: _Batch) -> None:
+        ResponseRecord.objects.filter(pk=self.record_pk).update(connection_id=self.connection_pk, sent_at=self.sent_at)
+
+
+@dataclass(frozen=True)
+class Started:
+    """The upstream named the response (`response.created` or `response.queued`)."""
+
+    record_pk: int
+    response_id: str
+    status: str
+    first_event_at: datetime
+
+    def apply(self, batch: _Batch) -> None:
+        ResponseRecord.objects.filter(pk=self.record_pk).update(
+            response_id=self.response_id, status=self.status, first_event_at=self.first_event_at
+        )
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A response (or a request that never became one) ended; everything the recorder keeps of it."""
+
+    conversation_id: uuid.UUID
+    record_pk: int | None  # None: the upstream started it on its own; create the record now
+    status: str
+    response_id: str | None = None
+    stream_id: str | None = None
+    previous_response_id: str | None = None
+    origin: str = ResponseRecord.Origin.USER
+    model: str | None = None
+    payload: dict[str, Any] | None = None
+    usage: Usage | None = None
+    incomplete_reason: str | None = None
+    output: tuple[dict[str, Any], ...] = ()
+    sent_at: datetime | None = None
+    first_event_at: datetime | None = None
+    first_text_at: datetime | None = None
+    completed_at: datetime | None = None
+    events_received: int = 0
+
+    def apply(self, batch: _Batch) -> None:
+        fields: dict[str, Any] = {
+            "status": self.status, "events_received": self.events_received, "completed_at": self.completed_at,
+            "first_event_at": self.first_event_at, "first_text_at": self.first_text_at,
+            "response_payload": self.payload, "incomplete_reason": (self.incomplete_reason or "")[:50],
+            "produced_compaction": any(item_type(i) == "compaction" for i in self.output),
+        }
+        if self.response_id:
+            fields["response_id"] = self.response_id
+        if self.model:
+            fields["model"] = self.model[:100]
+        if self.usage is not None:
+            fields.update(input_tokens=self.usage.input_tokens, cached_input_tokens=self.usage.cached_tokens,
+                          output_tokens=self.usage.output_tokens, reasoning_tokens=self.usage.reasoning_tokens,
+                          total_tokens=self.usage.total_tokens)
+        record_pk = self.record_pk
+        if record_pk is None:
+            parent = ResponseRecord.objects.filter(
+                conversation_id=self.conversation_id, response_id=self.previous_response_id
+            ).first() if self.previous_response_id else None
+            record_pk = ResponseRecord.objects.create(
+                conversation_id=self.conversation_id, stream_id=self.stream_id or "", parent=parent,
+                previous_response_id=self.previous_response_id or "", origin=self.origin,
+                sent_at=self.sent_at or timezone.now(), **fields,
+            ).pk
+        else:
+            ResponseRecord.objects.filter(pk=record_pk).update(**fields)
+        batch.items.extend(item_rows(record_pk, Item.Direction.OUTPUT, self.output))
+        self._record_compaction(record_pk)
+
+    def _record_compaction(self, record_pk: int) -> None:
+        at = max((i for i, item in enumerate(self.output) if item_type(item) == "compaction"), default=None)
+        if at is None:
+            return
+        CompactionEvent.objects.create(
+            conversation_id=self.conversation_id, response_id=record_pk, kind=CompactionEvent.Kind.SERVER_SIDE,
+            input_tokens_before=self.usage.input_tokens if self.usage else None,
+            compacted_output=list(self.output[at:]),
+        )
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    """An error seen on a conversation: the upstream's `error` events, the relay's own, bad client input."""
+
+    source: str
+    code: str
+    message: str
+    conversation_id: uuid.UUID | None = None
+    record_pk: int | None = None
+    connection_pk: int | None = None
+    status: int | None = None
+    error_type: str = ""
+    param: str = ""
+    stream_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any], *, source: str, **links: Any) -> ErrorRow:
+        """From an `error` event (or anything with an `error` object: response.failed, steer.failed)."""
+        error = event.get("error") if isinstance(event.get("error"), dict) else {}
+        return cls(source=source, code=str(error.get("code") or ""), message=str(error.get("message") or ""),
+                   status=event.get("status") if isinstance(event.get("status"), int) else None,
+                   error_type=str(error.get("type") or ""), param=str(error.get("param") or ""),
+                   stream_id=event.get("stream_id"), raw=event, **links)
+
+    def row(self) -> ErrorEvent:
+        return ErrorEvent(
+            conversation_id=self.conversation_id, response_id=self.record_pk, connection_id=self.connection_pk,
+            source=self.source, status=self.status, error_type=self.error_type[:100], code=self.code[:100],
+            message=self.message, param=self.param[:200], stream_id=self.stream_id or "", raw=self.raw,
+        )
+
+    def apply(self, batch: _Batch) -> None:
+        batch.errors.append(self.row())
+
+
+@dataclass(frozen=True)
+class ConnectionFailed:
+    """An upstream socket that never opened (unreachable, handshake refused)."""
+
+    conversation_id: uuid.UUID
+    profile_id: int | None
+    url: str
+    close_code: int | None
+    close_text: str
+    at: datetime
+
+    def apply(self, batch: _Batch) -> None:
+        UpstreamConnection.objects.create(
+            conversation_id=self.conversation_id, upstream_profile_id=self.profile_id, url=self.url[:500],
+            opened_at=self.at, closed_at=self.at, close_code=self.close_code, close_text=self.close_text[:200],
+            close_reason=UpstreamConnection.CloseReason.HANDSHAKE_FAILED,
+        )
+
+
+@dataclass(frozen=True)
+class ConnectionClosed:
+    connection_pk: int
+    close_code: int | None
+    close_text: str
+    close_reason: str
+    at: datetime
+    responses_carried: int = 0
+
+    def apply(self, batch: _Batch) -> None:
+        UpstreamConnection.objects.filter(pk=self.connection_pk).update(
+            closed_at=self.at, close_code=self.close_code, close_text=self.close_text[:200],
+            close_reason=self.close_reason, responses_carried=self.responses_carried,
+        )
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    conversation_id: uuid.UUID
+    status: str
+    latest_response_id: str | None = None  # None: unchanged
+
+    def apply(self, batch: _Batch) -> None:
+        fields: dict[str, Any] = {"status": self.status, "updated_at": timezone.now()}
+        if self.latest_response_id is not None:
+            fields["latest_response_id"] = self.latest_response_id
+        Conversation.objects.filter(pk=self.conversation_id).update(**fields)
+
+
+Op = Sent | Started | Finished | ErrorRow | ConnectionFailed | ConnectionClosed | ConversationState
+
+
+def coalesce(ops: list[Op]) -> list[Op]:
+    """Drop ops a later op of the same batch makes redundant (fewer statements, same end state).
+
+    A `Started` is covered by its record's `Finished` (which sets the id, status and first event
+    time too); of several `ConversationState`s of one conversation only the last one counts.
+    """
+    finished = {op.record_pk for op in ops if isinstance(op, Finished) and op.record_pk is not None}
+    last_state = {op.conversation_id: i for i, op in enumerate(ops) if isinstance(op, ConversationState)}
+    kept = []
+    for i, op in enumerate(ops):
+        if isinstance(op, Started) and op.record_pk in finished:
+            continue
+        if isinstance(op, ConversationState):
+            if last_state[op.conversation_id] != i:
+                continue
+            if op.latest_response_id is None:  # "unchanged": keep what an earlier state set
+                earlier = [o.latest_response_id for o in ops[:i] if isinstance(o, ConversationState)
+                           and o.conversation_id == op.conversation_id and o.latest_response_id is not None]
+                if earlier:
+                    op = replace(op, latest_response_id=earlier[-1])
+        kept.append(op)
+    return kept
+
+
+def apply_batch(ops: list[Op]) -> None:
+    """Apply a batch of ops in one transaction, bulk-creating the rows they collected."""
+    batch = _Batch()
+    with transaction.atomic():
+        for op in coalesce(ops):
+            op.apply(batch)
+        Item.objects.bulk_create(batch.items)
+        ErrorEvent.objects.bulk_create(batch.errors)

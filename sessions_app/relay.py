@@ -1,0 +1,417 @@
+"""The relay core: one client socket relayed to its conversation's upstream Responses socket.
+
+Both faces (browser `ws/conversations/<id>/`, gateway `/v1/responses`) are a
+`RelaySession`; the consumers only wire frames in and out. Rules:
+
+* Client frames are validated by protocol/ (JSON, known type, no
+  transport-only fields, lane names) plus the relay's own checks (frame size,
+  read-only viewers, model allowed by the profile). Bad input gets an `error`
+  event and the socket stays open.
+* A request is written and committed (recording.py) before it is sent; if
+  that write fails it is not sent.
+* The upstream socket opens on the first request that needs it, not before;
+  a session holds at most one, and per process one conversation has at most
+  one (an idle one held by another session is closed; a busy one is refused).
+* Upstream frames are forwarded to the client verbatim, as they arrive, then
+  routed to their request by relay_lanes.LaneBook and recorded through the
+  recorder's queue: no database work happens per streamed event.
+* When the upstream socket closes, every request still open on it ends
+  (failed, or interrupted when the client left), the close is recorded with
+  its reason, and the next request opens a new socket.
+* The browser face also gets `switchboard.*` control events (history,
+  status, upstream_closed); the gateway face gets pure protocol, because the
+  official SDK must work unchanged. docs/protocol.md is the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from . import relay_errors
+from .models import ResponseRecord, UpstreamConnection
+from .protocol.errors import ProtocolError, SteerError
+from .protocol.events import CreateEvent, SteerEvent, parse_client_event
+from .protocol.items import input_items, item_type
+from .recording import ConnectionFailed, Recorder, RequestRow, RequestWritten, Sent
+from .relay_context import (
+    CONVERSATION_METADATA_KEY,
+    ConversationView,
+    conversation_for_gateway,
+    conversation_for_socket,
+    history_event,
+    title_from,
+)
+from .relay_lanes import Ticket
+from .relay_stream import Downstream, UpstreamLink, decode_event
+from .upstream import UpstreamError, UpstreamRejected, open_upstream
+
+__all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession"]
+
+logger = logging.getLogger("sessions_app.relay")
+
+SendText = Callable[[str], Awaitable[None]]
+Reason = UpstreamConnection.CloseReason
+Status = ResponseRecord.Status
+
+
+@dataclass(frozen=True)
+class Face:
+    """How a client socket differs: control events and default filling. The relay logic is shared."""
+
+    name: str
+    announces: bool  # switchboard.* control events
+    fills_defaults: bool  # store, instructions, tools from the conversation (model is always filled)
+
+
+BROWSER = Face("browser", announces=True, fills_defaults=True)
+GATEWAY = Face("gateway", announces=False, fills_defaults=False)
+
+
+# One driving session per conversation and process holds an upstream socket (module rules).
+_DRIVERS: dict[uuid.UUID, RelaySession] = {}
+
+
+class RelaySession:
+    """One client socket's relay; `send` delivers a text frame to that client."""
+
+    def __init__(self, *, face: Face, user, send: SendText, conversation: ConversationView | None = None,
+                 recorder: Recorder | None = None) -> None:
+        self.face = face
+        self.user = user
+        self.conversation = conversation
+        self.recorder = recorder or Recorder()
+        self.downstream = Downstream(
+            face=face, send=send, recorder=self.recorder, conversation_id=conversation.id if conversation else None,
+            status=conversation.status if conversation else "idle",
+            latest_response_id=conversation.latest_response_id if conversation else "",
+        )
+        self.recorder.conversation_id = self.downstream.conversation_id
+        self.recorder.on_overflow = self.recorder.on_overflow or self.downstream.recording_overflowed
+        self._closing = False
+
+    # -- construction ----------------------------------------------------------------
+
+    @classmethod
+    async def attach(cls, *, user, conversation_id: uuid.UUID | str, send: SendText) -> RelaySession:
+        """A browser socket's session; raises relay_context.AttachRefused."""
+        view = await database_sync_to_async(conversation_for_socket)(user=user, conversation_id=conversation_id)
+        return cls(face=BROWSER, user=user, send=send, conversation=view)
+
+    @classmethod
+    def gateway(cls, *, user, send: SendText) -> RelaySession:
+        return cls(face=GATEWAY, user=user, send=send)
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.conversation and self.conversation.read_only)
+
+    async def start(self) -> None:
+        """Browser: send the history, then the live status."""
+        if not self.face.announces or self.conversation is None:
+            return
+        history = await database_sync_to_async(history_event)(user=self.user, conversation_id=self.conversation.id)
+        await self.downstream.to_client(json.dumps(history))
+        await self.downstream.update_status(force=True)
+
+    # -- client -> upstream ------------------------------------------------------------
+
+    async def from_client(self, text: str | None = None, data: bytes | None = None) -> None:
+        """Handle one client frame. Never raises: every failure becomes an event for the client."""
+        try:
+            await self._client_frame(text, data)
+        except SteerError as exc:
+            link = self.downstream.link
+            lane = link.book.lane_of(exc.previous_response_id) if link else None
+            await self.downstream.refuse(exc, exc.to_event(stream_id=lane))
+        except ProtocolError as exc:
+            await self.downstream.refuse(exc, exc.to_event())
+        except Exception:
+            logger.exception("Relay failed on a client frame (conversation %s)", self._conversation_id)
+            exc = relay_errors.internal_error()
+            await self.downstream.refuse(exc, exc.to_event())
+
+    async def _client_frame(self, text: str | None, data: bytes | None) -> None:
+        if self.read_only:
+            raise relay_errors.read_only()
+        frame = text if text is not None else (data or b"")
+        limit = settings.SWITCHBOARD_MAX_FRAME_BYTES
+        # A str of n chars is n..4n UTF-8 bytes: encode only when the answer depends on it.
+        exact = isinstance(frame, bytes) or len(frame) > limit or len(frame) * 4 <= limit
+        size = len(frame) if exact else len(frame.encode())
+        if size > limit:
+            raise relay_errors.frame_too_large(size, limit)
+        event = parse_client_event(frame)
+        if isinstance(event, SteerEvent):
+            await self._steer(event, frame)
+        else:
+            await self._create(event, frame)
+
+    async def _create(self, event: CreateEvent, frame: str | bytes) -> None:
+        if self.face is GATEWAY:
+            await self._select_gateway_conversation(event)
+        conversation = self.conversation
+        assert conversation is not None
+        payload = self._complete_create(event.raw, conversation)
+        model = payload.get("model")
+        if not isinstance(model, str):
+            raise ProtocolError("invalid_type", "Invalid type for 'model': expected a string.", param="model",
+                                stream_id=event.stream_id)
+        if conversation.profile is not None and not conversation.profile.allows(model):
+            exc = relay_errors.model_not_allowed(model, conversation.profile.allowed_models)
+            exc.stream_id = event.stream_id
+            raise exc
+        replay = self._needs_replay(event.previous_response_id, payload, conversation)
+        if replay:
+            await self.recorder.flush()  # the context is rebuilt from records: the latest must be written
+        parent_pk, parent_forks = self._known_parent(event.previous_response_id, event.stream_id)
+        row = RequestRow(
+            conversation_id=conversation.id, stream_id=event.stream_id,
+            previous_response_id=event.previous_response_id, parent_pk=parent_pk, parent_forks=parent_forks,
+            origin=_origin(payload), model=model, payload=payload, use_compacted_window=True, replay=replay,
+            title="" if conversation.title else title_from(payload), connection_pk=self._open_connection_pk(),
+        )
+        written = await self._write(row, event.stream_id)
+        if not conversation.title and row.title:
+            self.conversation = replace(conversation, title=row.title)
+        text = _text(frame) if written.payload is event.raw else json.dumps(written.payload)
+        ticket = Ticket(record_pk=written.record_pk, kind="create", stream_id=event.stream_id,
+                        previous_response_id=written.previous_response_id, parent_pk=written.parent_pk,
+                        sent_at=timezone.now())
+        await self._send_upstream(ticket, text, row.connection_pk)
+
+    def _needs_replay(self, previous: str | None, payload: dict[str, Any], conversation: ConversationView) -> bool:
+        """A continuation the upstream socket cannot know (a new socket has an empty cache, PROTOCOL.md §4).
+
+        With `store=true` the upstream hydrates it itself. Otherwise, if the conversation allows
+        recovery, the recorder sends the context rebuilt from records instead (no round trip to
+        `previous_response_not_found` first). Errors on a socket that did see the id are not retried here.
+        """
+        if not previous or payload.get("store") is True or not conversation.recovery_enabled:
+            return False
+        link = self.downstream.link
+        return link is None or not link.is_open or previous not in link.book.seen
+
+    async def _steer(self, event: SteerEvent, frame: str | bytes) -> None:
+        link = self.downstream.link
+        target = event.previous_response_id
+        if link is None or self.conversation is None or target not in link.book.seen:
+            raise SteerError("response_not_found", "Response not found on this connection.",
+                             previous_response_id=target, input=event.input)
+        lane = link.book.lane_of(target)
+        parent_pk, _ = self._known_parent(target, lane)
+        row = RequestRow(
+            conversation_id=self.conversation.id, stream_id=lane, previous_response_id=target,
+            parent_pk=parent_pk, parent_forks=False, origin=ResponseRecord.Origin.STEER,
+            model=self.conversation.model, payload=event.raw, connection_pk=link.connection_pk,
+        )
+        written = await self._write(row, lane)
+        ticket = Ticket(record_pk=written.record_pk, kind="steer", stream_id=lane, previous_response_id=target,
+                        parent_pk=written.parent_pk, sent_at=timezone.now())
+        await self._send_upstream(ticket, _text(frame), row.connection_pk)
+
+    async def _select_gateway_conversation(self, event: CreateEvent) -> None:
+        metadata = event.raw.get("metadata") if isinstance(event.raw.get("metadata"), dict) else {}
+        requested = metadata.get(CONVERSATION_METADATA_KEY)
+        if self.conversation is not None:
+            if requested and requested != str(self.conversation.id):
+                raise ProtocolError("conversation_mismatch",
+                                    "This socket already relays another conversation; open a new socket.",
+                                    status=409, param="metadata", stream_id=event.stream_id)
+            return
+        self.conversation = await database_sync_to_async(conversation_for_gateway)(
+            user=self.user, requested=requested, title=title_from(event.raw) or "API conversation"
+        )
+        self.recorder.conversation_id = self.downstream.conversation_id = self.conversation.id
+        self.downstream.latest = self.conversation.latest_response_id
+
+    def _complete_create(self, raw: dict[str, Any], conversation: ConversationView) -> dict[str, Any]:
+        """Fill what the client left to the conversation; strip our metadata key. Same dict if unchanged."""
+        changes: dict[str, Any] = {}
+        if not raw.get("model"):
+            changes["model"] = conversation.model or (conversation.profile.default_model if conversation.profile
+                                                      else settings.SWITCHBOARD_DEFAULT_MODEL)
+        if self.face.fills_defaults:
+            if "store" not in raw:
+                changes["store"] = conversation.store
+            if "instructions" not in raw and conversation.instructions:
+                changes["instructions"] = conversation.instructions
+            if "tools" not in raw and conversation.tools:
+                changes["tools"] = conversation.tools
+        metadata = raw.get("metadata")
+        if isinstance(metadata, dict) and CONVERSATION_METADATA_KEY in metadata:
+            rest = {k: v for k, v in metadata.items() if k != CONVERSATION_METADATA_KEY}
+            raw = {k: v for k, v in raw.items() if k != "metadata"}
+            if rest:
+                raw["metadata"] = rest
+        return {**raw, **changes} if changes else raw
+
+    async def _write(self, row: RequestRow, lane: str | None) -> RequestWritten:
+        try:
+            return await self.recorder.write_request(row)
+        except Exception:
+            logger.exception("Could not record a request for conversation %s; it was not sent", row.conversation_id)
+            exc = relay_errors.recording_failed()
+            exc.stream_id = lane
+            raise exc from None
+
+    async def _send_upstream(self, ticket: Ticket, text: str, recorded_connection: int | None) -> None:
+        """Send on the open link (opening one if needed); one retry if the socket died under us.
+
+        `recorded_connection` is the socket the record already names; another one is recorded here.
+        """
+        for _attempt in range(2):
+            try:
+                link = await self._ensure_link()
+            except relay_errors.RelayError as exc:
+                await self.downstream.end_ticket(ticket, Status.FAILED, exc, connection_pk=None)
+                return
+            book = link.book
+            (book.add_steer if ticket.kind == "steer" else book.add_create)(ticket)
+            try:
+                await link.socket.send(text)
+            except Exception:
+                book.discard(ticket)
+                if link.reader is not None:
+                    await asyncio.wait([link.reader], timeout=5)
+                continue
+            link.carried += 1
+            self.downstream.sent_child(ticket)
+            if link.connection_pk != recorded_connection:
+                ticket.sent_at = timezone.now()
+                self.recorder.add(Sent(ticket.record_pk, link.connection_pk, ticket.sent_at))
+            await self.downstream.update_status()
+            return
+        await self.downstream.end_ticket(ticket, Status.FAILED,
+                                         relay_errors.upstream_disconnected(None, Reason.UPSTREAM_ERROR),
+                                         connection_pk=None)
+
+    # -- the upstream link -------------------------------------------------------------
+
+    async def _ensure_link(self) -> UpstreamLink:
+        current = self.downstream.link
+        if current is not None and current.is_open:
+            return current
+        conversation = self.conversation
+        assert conversation is not None
+        if conversation.profile is None:
+            raise relay_errors.no_upstream_profile()
+        other = _DRIVERS.get(conversation.id)
+        held = other.downstream.link if other is not None and other is not self else None
+        if held is not None:
+            if held.book.busy:
+                raise relay_errors.conversation_busy()
+            await other._close_link(Reason.IDLE, "superseded by another client socket")
+        target = conversation.profile.target
+        try:
+            socket = await open_upstream(target)
+        except UpstreamError as exc:
+            await self._record_failed_open(exc)
+            if isinstance(exc, UpstreamRejected):
+                raise relay_errors.upstream_rejected(exc.status, str(exc)) from None
+            if exc.code == "upstream_protocol_error":
+                raise relay_errors.upstream_protocol_error(str(exc)) from None
+            raise relay_errors.upstream_unavailable(str(exc)) from None
+        try:
+            connection_pk = await self.recorder.open_connection(
+                conversation_id=conversation.id, profile_id=conversation.profile.pk, url=target.url
+            )
+        except Exception:
+            logger.exception("Could not record an upstream connection for conversation %s", conversation.id)
+            await socket.close()
+            raise relay_errors.recording_failed() from None
+        link = UpstreamLink(socket=socket, connection_pk=connection_pk)
+        link.reader = asyncio.get_running_loop().create_task(self._read(link), name="switchboard-upstream-reader")
+        self.downstream.link = link
+        _DRIVERS[conversation.id] = self
+        await self.downstream.update_status()
+        return link
+
+    async def _record_failed_open(self, exc: UpstreamError) -> None:
+        assert self.conversation is not None and self.conversation.profile is not None
+        logger.warning("Upstream for conversation %s did not open: %s", self.conversation.id, exc)
+        self.recorder.add(ConnectionFailed(
+            conversation_id=self.conversation.id, profile_id=self.conversation.profile.pk,
+            url=self.conversation.profile.target.url, close_code=getattr(exc, "status", None), close_text=str(exc),
+            at=timezone.now(),
+        ))
+
+    async def _close_link(self, reason: str, text: str = "") -> None:
+        link = self.downstream.link
+        if link is None:
+            return
+        link.reason = reason
+        await link.socket.close(1000, text[:120])
+        if link.reader is not None:
+            await asyncio.wait([link.reader], timeout=5)
+
+    async def _read(self, link: UpstreamLink) -> None:
+        try:
+            async for frame in link.socket.frames():
+                event = decode_event(frame)
+                if event is None:
+                    await self.downstream.on_violation(link, frame)
+                    break
+                await self.downstream.on_event(link, frame, event)
+        except Exception:
+            logger.exception("Relay failed on an upstream frame (conversation %s)", self._conversation_id)
+            link.reason = link.reason or Reason.UPSTREAM_ERROR
+            await link.socket.close(1011, "relay error")
+        finally:
+            await self._on_upstream_closed(link)
+
+    async def _on_upstream_closed(self, link: UpstreamLink) -> None:
+        await self.downstream.on_closed(link)
+        # A replacement link may already be open (a send raced the close): then we still drive.
+        if self.downstream.link is None and self.conversation and _DRIVERS.get(self.conversation.id) is self:
+            del _DRIVERS[self.conversation.id]
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """The client left: close the upstream socket (open requests end interrupted), drain the recorder."""
+        if self._closing:
+            return
+        self._closing = True
+        self.downstream.client_gone = True
+        await self._close_link(Reason.CLIENT_LEFT)
+        await self.recorder.close()
+
+    @property
+    def _conversation_id(self) -> uuid.UUID | None:
+        return self.conversation.id if self.conversation else None
+
+    def _known_parent(self, response_id: str | None, lane: str | None) -> tuple[int | None, bool | None]:
+        """(record, forks) of a response this session streamed; (None, None) leaves it to the database."""
+        known = self.downstream.records.get(response_id) if response_id else None
+        if known is None:
+            return None, None
+        record_pk, parent_lane = known
+        return record_pk, self.downstream.forks(record_pk, parent_lane, lane)
+
+    def _open_connection_pk(self) -> int | None:
+        link = self.downstream.link
+        return link.connection_pk if link is not None and link.is_open else None
+
+
+def _text(frame: str | bytes) -> str:
+    """Upstreams expect text frames; a binary client frame already parsed as UTF-8 JSON."""
+    return frame if isinstance(frame, str) else frame.decode()
+
+
+def _origin(payload: dict[str, Any]) -> str:
+    if payload.get("generate") is False:
+        return ResponseRecord.Origin.WARMUP
+    if any(item_type(i) in ("function_call_output", "custom_tool_call_output") for i in input_items(payload)):
+        return ResponseRecord.Origin.TOOL_OUTPUT
+    return ResponseRecord.Origin.USER
+

@@ -1,0 +1,186 @@
+"""What a relay session reads from the database before it streams (sync; call via database_sync_to_async).
+
+Rules:
+
+* A browser socket drives a conversation only if its user owns it; staff
+  may attach read-only; anyone else is refused as if it did not exist.
+* A gateway socket gets its conversation on its first `response.create`:
+  the one named by metadata `switchboard_conversation` (owned by the token's
+  user), or a new one titled from the first input.
+* The relay works from frozen snapshots (`ConversationView`), never from
+  model instances, so nothing on the stream path can touch the ORM by accident.
+  The decrypted API key lives only inside `ProfileView.target` headers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404
+
+from . import relay_errors, selectors, services
+from .models import Conversation, ResponseRecord, UpstreamProfile
+from .protocol.items import input_items, last_user_text
+from .protocol.outcome import Usage
+from .upstream import UpstreamTarget, auth_headers
+
+__all__ = [
+    "CONVERSATION_METADATA_KEY",
+    "ProfileView",
+    "ConversationView",
+    "AttachRefused",
+    "conversation_for_socket",
+    "conversation_for_gateway",
+    "history_event",
+    "title_from",
+]
+
+#: `metadata` key a gateway client sets on a `response.create` to continue an existing conversation.
+CONVERSATION_METADATA_KEY = "switchboard_conversation"
+TITLE_LENGTH = 80
+
+
+class AttachRefused(Exception):
+    """The socket may not attach; `close_code` is what the browser is told (4401, 4404)."""
+
+    def __init__(self, close_code: int) -> None:
+        super().__init__(close_code)
+        self.close_code = close_code
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    pk: int
+    name: str
+    target: UpstreamTarget
+    default_model: str
+    allowed_models: tuple[str, ...]
+
+    def allows(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    id: uuid.UUID
+    title: str
+    model: str
+    store: bool
+    instructions: str
+    tools: list[dict[str, Any]]
+    status: str
+    latest_response_id: str
+    recovery_enabled: bool
+    read_only: bool
+    profile: ProfileView | None
+
+
+def _profile_view(profile: UpstreamProfile | None, user) -> ProfileView | None:
+    if profile is None or not profile.usable_by(user):
+        return None
+    headers = auth_headers(auth_style=profile.auth_style, api_key=profile.get_api_key(), extra=profile.extra_headers)
+    return ProfileView(
+        pk=profile.pk, name=profile.name, target=UpstreamTarget(url=profile.websocket_url, headers=headers),
+        default_model=profile.default_model, allowed_models=tuple(profile.allowed_models or ()),
+    )
+
+
+def _view(conversation: Conversation, user) -> ConversationView:
+    read_only = conversation.owner_id != user.pk
+    return ConversationView(
+        id=conversation.pk, title=conversation.title, model=conversation.model, store=conversation.store,
+        instructions=conversation.instructions, tools=list(conversation.tools or []), status=conversation.status,
+        latest_response_id=conversation.latest_response_id, recovery_enabled=conversation.recovery_enabled,
+        read_only=read_only,
+        profile=None if read_only else _profile_view(conversation.upstream_profile, user),
+    )
+
+
+def conversation_for_socket(*, user, conversation_id: uuid.UUID | str) -> ConversationView:
+    """The browser socket's conversation; raises AttachRefused (4401 anonymous, 4404 not yours)."""
+    if not getattr(user, "is_authenticated", False):
+        raise AttachRefused(4401)
+    try:
+        conversation = selectors.conversation_get(user=user, pk=conversation_id)
+    except Http404:
+        raise AttachRefused(4404) from None
+    return _view(conversation, user)
+
+
+def conversation_for_gateway(*, user, requested: str | None, title: str) -> ConversationView:
+    """The conversation a gateway socket continues (metadata) or a new one; raises RelayError."""
+    if requested:
+        try:
+            conversation = selectors.conversation_get(user=user, pk=requested, for_write=True)
+        except Http404:
+            raise relay_errors.conversation_not_found() from None
+        return _view(conversation, user)
+    profile = next(iter(selectors.profiles_usable_by(user=user)), None)
+    default = selectors.default_profile()
+    if default is not None and default.usable_by(user):
+        profile = default
+    if profile is None:
+        raise relay_errors.no_upstream_profile()
+    conversation = services.conversation_create(
+        owner=user, title=title, profile=profile, model=profile.default_model or settings.SWITCHBOARD_DEFAULT_MODEL,
+        created_via="gateway",
+    )
+    return _view(conversation, user)
+
+
+def title_from(create: dict[str, Any]) -> str:
+    """A conversation title from a create's input: the first line of its last user text."""
+    text = (last_user_text(input_items(create)) or "").strip()
+    first_line = text.splitlines()[0] if text else ""
+    return first_line[:TITLE_LENGTH]
+
+
+# -- history ----------------------------------------------------------------------------
+
+
+def _usage(record: ResponseRecord) -> dict[str, Any] | None:
+    if record.total_tokens is None:
+        return None
+    return Usage(
+        input_tokens=record.input_tokens or 0, cached_tokens=record.cached_input_tokens or 0,
+        output_tokens=record.output_tokens or 0, reasoning_tokens=record.reasoning_tokens or 0,
+        total_tokens=record.total_tokens,
+    ).to_json()
+
+
+def _error(record: ResponseRecord) -> dict[str, Any] | None:
+    payload_error = (record.response_payload or {}).get("error") if record.response_payload else None
+    if isinstance(payload_error, dict) and payload_error:
+        return payload_error
+    errors = sorted(record.errorevent_set.all(), key=lambda e: e.created_at)
+    if errors:
+        last = errors[-1]
+        return {"type": last.error_type, "code": last.code, "message": last.message, "source": last.source}
+    return None
+
+
+def history_event(*, user, conversation_id: uuid.UUID) -> dict[str, Any]:
+    """The `switchboard.history` frame sent when a browser socket attaches (docs/protocol.md)."""
+    conversation = selectors.conversation_get(user=user, pk=conversation_id)
+    records = selectors.conversation_responses(conversation=conversation).prefetch_related("errorevent_set")
+    responses = []
+    for record in records:
+        items = sorted(record.items.all(), key=lambda i: (i.direction, i.position))
+        responses.append({
+            "response_id": record.response_id, "previous_response_id": record.previous_response_id or None,
+            "stream_id": record.stream_id or None, "status": record.status, "origin": record.origin,
+            "input_items": [i.raw for i in items if i.direction == "input"],
+            "output_items": [i.raw for i in items if i.direction == "output"],
+            "usage": _usage(record), "error": _error(record),
+        })
+    return {
+        "type": "switchboard.history",
+        "conversation": {
+            "id": str(conversation.pk), "title": conversation.title, "model": conversation.model,
+            "status": conversation.status, "read_only": conversation.owner_id != user.pk,
+        },
+        "responses": responses,
+    }

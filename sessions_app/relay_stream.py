@@ -1,0 +1,276 @@
+"""Upstream -> client: forward each frame, route it to its request, record what ended, report status.
+
+The hot half of the relay (relay.py holds the client half). Rules:
+
+* A frame is forwarded to the client verbatim *before* anything else is done
+  with it; bookkeeping is in memory and recording is a queued op (O(1)).
+* relay_lanes.LaneBook says which request an event belongs to; a request ends
+  with its terminal event, with an `error` that ends it, or when its socket
+  closes (failed; interrupted when the client left).
+* Every ended request becomes one `Finished` op; every error (the upstream's
+  `error`, `response.failed` and `response.steer.failed`, the relay's own)
+  one `ErrorRow` with its source.
+* The browser face is told `switchboard.status` whenever (status, upstream,
+  latest_response_id) changes and `switchboard.upstream_closed` when a
+  socket closes; the conversation row follows the same status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from . import relay_errors
+from .models import ErrorEvent, ResponseRecord, UpstreamConnection
+from .protocol.errors import ProtocolError
+from .protocol.outcome import Outcome
+from .recording import ConnectionClosed, ConversationState, ErrorRow, Finished, Recorder, Started
+from .relay_lanes import TERMINAL_EVENTS, LaneBook, Ticket
+from .upstream import UpstreamSocket
+
+if TYPE_CHECKING:
+    from .relay import Face
+
+__all__ = ["UpstreamLink", "Downstream", "decode_event"]
+
+logger = logging.getLogger("sessions_app.relay")
+
+SendText = Callable[[str], Awaitable[None]]
+Reason = UpstreamConnection.CloseReason
+Status = ResponseRecord.Status
+CONTINUABLE = frozenset({"completed", "incomplete"})
+LIMIT_CODE = "websocket_connection_limit_reached"
+
+
+@dataclass(eq=False)
+class UpstreamLink:
+    """One open upstream socket of a session and what travels on it."""
+
+    socket: UpstreamSocket
+    connection_pk: int
+    book: LaneBook = field(default_factory=LaneBook)
+    reader: asyncio.Task[None] | None = None
+    reason: str | None = None  # why we closed it, when we did
+    limit_reached: bool = False  # the upstream sent websocket_connection_limit_reached
+    carried: int = 0  # requests sent on it
+
+    @property
+    def is_open(self) -> bool:
+        return self.socket.is_open
+
+
+def decode_event(frame: str | bytes) -> dict[str, Any] | None:
+    """An upstream frame as an event, or None when it breaks the protocol (binary, not JSON, no type)."""
+    if not isinstance(frame, str):
+        return None
+    try:
+        event = json.loads(frame)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        return None
+    return event
+
+
+class Downstream:
+    """What comes back to one client socket, and what the recorder keeps of it."""
+
+    def __init__(self, *, face: Face, send: SendText, recorder: Recorder, conversation_id: uuid.UUID | None,
+                 status: str = "idle", latest_response_id: str = "") -> None:
+        self.face = face
+        self.recorder = recorder
+        self.conversation_id = conversation_id
+        self.link: UpstreamLink | None = None  # the session's current upstream socket
+        self.latest = latest_response_id
+        # What this session knows of its responses, so a continuation needs no lookup:
+        self.records: dict[str, tuple[int, str | None]] = {}  # response id -> (record, lane)
+        self.continued: dict[int, int] = {}  # record -> its children sent here that did not end badly
+        self._send = send
+        self._failed = status == "failed"
+        self._recorded: tuple[str, str] = (status, latest_response_id)
+        self._announced: tuple[str, str, str] | None = None
+        self.client_gone = False
+
+    # -- upstream events ---------------------------------------------------------------
+
+    async def on_event(self, link: UpstreamLink, frame: str, event: dict[str, Any]) -> None:
+        await self.to_client(frame)
+        routed = link.book.route(event)
+        ticket, kind = routed.ticket, event["type"]
+        if ticket is not None:
+            ticket.events += 1
+            if ticket.first_event_at is None:
+                ticket.first_event_at = timezone.now()
+            if kind == "response.output_text.delta":
+                if ticket.first_text_at is None:
+                    ticket.first_text_at = timezone.now()
+            elif kind == "response.output_item.done" and isinstance(event.get("output_index"), int):
+                ticket.output_done[event["output_index"]] = event.get("item") or {}
+            if routed.bound:
+                self._started(link, ticket, kind, routed.ended)
+            elif ticket.queued and kind == "response.in_progress" and ticket.record_pk is not None:
+                ticket.queued = False
+                self.recorder.add(Started(ticket.record_pk, ticket.response_id or "", Status.IN_PROGRESS,
+                                          ticket.first_event_at))
+        if kind == "error" or kind == "response.steer.failed":
+            error = event.get("error")
+            link.limit_reached = link.limit_reached or (isinstance(error, dict) and error.get("code") == LIMIT_CODE)
+            self.recorder.add(ErrorRow.from_event(
+                event, source=ErrorEvent.Source.UPSTREAM, conversation_id=self.conversation_id,
+                record_pk=ticket.record_pk if ticket else None, connection_pk=link.connection_pk,
+            ))
+            if routed.ended and ticket is not None:
+                await self.end_ticket(ticket, Status.FAILED, None, connection_pk=link.connection_pk)
+        elif kind in TERMINAL_EVENTS and ticket is not None:
+            await self._end_response(ticket, event, link)
+
+    def _started(self, link: UpstreamLink, ticket: Ticket, kind: str, ended: bool) -> None:
+        if not ticket.response_id or ticket.record_pk is None:
+            return
+        self.records[ticket.response_id] = (ticket.record_pk, ticket.stream_id)
+        if ended:
+            return  # the Finished op carries the id
+        ticket.queued = kind == "response.queued"
+        status = Status.QUEUED if ticket.queued else Status.IN_PROGRESS
+        self.recorder.add(Started(ticket.record_pk, ticket.response_id, status, ticket.first_event_at))
+        if ticket.previous_response_id:
+            for merged in link.book.merged_steers(ticket.previous_response_id):
+                # Several accepted steers feed one successor; the others point at it.
+                self.recorder.add(Finished(
+                    conversation_id=self.conversation_id, record_pk=merged.record_pk, status=Status.COMPLETED,
+                    payload={"merged_into": ticket.response_id}, sent_at=merged.sent_at,
+                    completed_at=timezone.now(),
+                ))
+
+    async def on_violation(self, link: UpstreamLink, frame: str | bytes) -> None:
+        """The upstream broke the protocol: say so, record the frame, and close that socket."""
+        exc = relay_errors.upstream_protocol_error("The upstream sent a frame that is not a JSON event.")
+        shown = frame[:2000] if isinstance(frame, str) else f"<{len(frame)} binary bytes>"
+        self.recorder.add(ErrorRow(source=ErrorEvent.Source.UPSTREAM, code=exc.code, message=exc.message,
+                                   status=exc.status, error_type=exc.type, conversation_id=self.conversation_id,
+                                   connection_pk=link.connection_pk, raw={"frame": shown}))
+        await self.to_client(json.dumps(exc.to_event()))
+        link.reason = Reason.UPSTREAM_ERROR
+        await link.socket.close(1002, "protocol violation")
+
+    async def on_closed(self, link: UpstreamLink) -> None:
+        """End every request still open on a closed socket, record the close, tell the client."""
+        if self.link is link:
+            self.link = None
+        code, text = link.socket.close_code, link.socket.close_reason
+        reason = link.reason or (Reason.CONNECTION_LIMIT if link.limit_reached else Reason.UPSTREAM_ERROR)
+        left = reason == Reason.CLIENT_LEFT
+        for ticket in link.book.clear():
+            exc = None if left else relay_errors.upstream_disconnected(code, reason)
+            await self.end_ticket(ticket, Status.INTERRUPTED if left else Status.FAILED, exc,
+                                  connection_pk=link.connection_pk, update=False)
+        self.recorder.add(ConnectionClosed(link.connection_pk, code, text, reason, timezone.now(), link.carried))
+        if reason not in (Reason.CLIENT_LEFT, Reason.IDLE):
+            logger.info("Upstream socket of conversation %s closed: %s (code %s)", self.conversation_id, reason, code)
+        if self.face.announces and not left:
+            await self.to_client(json.dumps({"type": "switchboard.upstream_closed", "reason": reason, "code": code}))
+        await self.update_status()
+
+    # -- ending requests ---------------------------------------------------------------
+
+    async def _end_response(self, ticket: Ticket, event: dict[str, Any], link: UpstreamLink) -> None:
+        outcome = Outcome.parse(event)
+        self.recorder.add(Finished(
+            conversation_id=self.conversation_id, record_pk=ticket.record_pk, status=outcome.status,
+            response_id=outcome.response_id or ticket.response_id, stream_id=ticket.stream_id,
+            previous_response_id=outcome.previous_response_id,
+            origin=ResponseRecord.Origin.STEER if outcome.previous_response_id else ResponseRecord.Origin.USER,
+            model=outcome.model, payload=event.get("response"), usage=outcome.usage,
+            incomplete_reason=outcome.incomplete_reason, output=outcome.output, sent_at=ticket.sent_at,
+            first_event_at=ticket.first_event_at, first_text_at=ticket.first_text_at, completed_at=timezone.now(),
+            events_received=ticket.events,
+        ))
+        if outcome.status == "failed":
+            error = (event.get("response") or {}).get("error") or {}
+            self.recorder.add(ErrorRow(
+                source=ErrorEvent.Source.UPSTREAM, code=str(error.get("code") or "response_failed"),
+                message=str(error.get("message") or ""), conversation_id=self.conversation_id,
+                record_pk=ticket.record_pk, connection_pk=link.connection_pk, stream_id=ticket.stream_id,
+                raw={"type": event.get("type"), "response_id": outcome.response_id, "error": error},
+            ))
+        self._failed = outcome.status not in CONTINUABLE
+        if self._failed:
+            self._child_ended_badly(ticket)
+        if outcome.status in CONTINUABLE and outcome.response_id:
+            self.latest = outcome.response_id
+        await self.update_status()
+
+    async def end_ticket(self, ticket: Ticket, status: str, exc: relay_errors.RelayError | None, *,
+                         connection_pk: int | None, update: bool = True) -> None:
+        """End a request that got no terminal event; with `exc`, record it and tell the client."""
+        output = tuple(ticket.output_done[i] for i in sorted(ticket.output_done))
+        self.recorder.add(Finished(
+            conversation_id=self.conversation_id, record_pk=ticket.record_pk, status=status,
+            response_id=ticket.response_id, stream_id=ticket.stream_id,
+            previous_response_id=ticket.previous_response_id, output=output, sent_at=ticket.sent_at,
+            first_event_at=ticket.first_event_at, first_text_at=ticket.first_text_at, completed_at=timezone.now(),
+            events_received=ticket.events,
+        ))
+        if exc is not None:
+            event = exc.to_event(stream_id=ticket.stream_id)
+            self.recorder.add(ErrorRow.from_event(event, source=exc.source, conversation_id=self.conversation_id,
+                                                  record_pk=ticket.record_pk, connection_pk=connection_pk))
+            await self.to_client(json.dumps(event))
+        if status == Status.FAILED:
+            self._failed = True
+        self._child_ended_badly(ticket)
+        if update:
+            await self.update_status()
+
+    def sent_child(self, ticket: Ticket) -> None:
+        if ticket.parent_pk is not None:
+            self.continued[ticket.parent_pk] = self.continued.get(ticket.parent_pk, 0) + 1
+
+    def _child_ended_badly(self, ticket: Ticket) -> None:
+        if ticket.parent_pk is not None and self.continued.get(ticket.parent_pk):
+            self.continued[ticket.parent_pk] -= 1
+
+    def forks(self, parent_pk: int, parent_lane: str | None, lane: str | None) -> bool:
+        """Whether continuing a response of this session branches its chain (see recording.RequestRow)."""
+        return parent_lane != lane or self.continued.get(parent_pk, 0) > 0
+
+    # -- the client --------------------------------------------------------------------
+
+    async def refuse(self, exc: ProtocolError, event: dict[str, Any]) -> None:
+        """Answer a refused client event (already built as `event`) and record it."""
+        source = exc.source if isinstance(exc, relay_errors.RelayError) else ErrorEvent.Source.CLIENT
+        self.recorder.add(ErrorRow.from_event(event, source=source, conversation_id=self.conversation_id))
+        await self.to_client(json.dumps(event))
+
+    async def recording_overflowed(self) -> None:
+        if self.face.announces:
+            await self.to_client(json.dumps(relay_errors.recording_overflow().to_event()))
+
+    async def to_client(self, text: str) -> None:
+        if self.client_gone:
+            return
+        try:
+            await self._send(text)
+        except Exception:
+            self.client_gone = True
+
+    async def update_status(self, *, force: bool = False) -> None:
+        link = self.link
+        busy = link is not None and link.book.busy
+        status = "streaming" if busy else ("failed" if self._failed else "idle")
+        upstream = "connected" if link is not None and link.is_open else "disconnected"
+        if self.conversation_id is not None and (status, self.latest) != self._recorded:
+            self._recorded = (status, self.latest)
+            self.recorder.add(ConversationState(self.conversation_id, status, self.latest))
+        announced = (status, upstream, self.latest)
+        if self.face.announces and (force or announced != self._announced):
+            self._announced = announced
+            await self.to_client(json.dumps({"type": "switchboard.status", "status": status, "upstream": upstream,
+                                             "latest_response_id": self.latest or None}))

@@ -1,0 +1,174 @@
+"""A thin client socket to an upstream Responses endpoint (OpenAI, Azure, the simulator).
+
+Rules of this module:
+
+* It knows nothing about Django or our models: callers hand it an
+  `UpstreamTarget` (URL + handshake headers) and get text frames back.
+* Frames are passed through as the `str` the upstream sent; nothing here
+  decodes JSON (the relay does, once).
+* Opening fails with one of three exceptions the relay turns into protocol
+  `error` events: `UpstreamUnavailable` (network, timeout, bad URL),
+  `UpstreamRejected` (an HTTP status instead of the upgrade: 401/403/429…),
+  `UpstreamProtocolError` (something that is not a valid WebSocket handshake).
+* Handshake headers carry the API key, so `UpstreamTarget` never shows them in
+  its repr, and the wire logger masks request header values in debug logs.
+
+Hierarchy::
+
+    UpstreamError
+     ├── UpstreamUnavailable
+     ├── UpstreamRejected          (.status)
+     └── UpstreamProtocolError
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+__all__ = [
+    "UpstreamTarget",
+    "UpstreamSocket",
+    "UpstreamError",
+    "UpstreamUnavailable",
+    "UpstreamRejected",
+    "UpstreamProtocolError",
+    "auth_headers",
+    "open_upstream",
+]
+
+OPEN_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 2.0
+# Request headers that are safe to show in websockets' debug log; every other value is masked.
+SAFE_LOG_HEADERS = frozenset(
+    {"host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "user-agent"}
+)
+
+
+class _MaskHandshakeHeaders(logging.Filter):
+    """websockets logs each request header at DEBUG ("> %s: %s"): keep secrets out of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "> %s: %s" and isinstance(record.args, tuple) and len(record.args) == 2:
+            name = str(record.args[0])
+            if name.lower() not in SAFE_LOG_HEADERS:
+                record.args = (name, "[masked]")
+        return True
+
+
+wire_logger = logging.getLogger("sessions_app.upstream.wire")
+wire_logger.addFilter(_MaskHandshakeHeaders())
+
+
+class UpstreamError(Exception):
+    """The upstream socket could not be opened; `code` is the relay's error code."""
+
+    code = "upstream_unavailable"
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream answered the upgrade with an HTTP status (bad key, forbidden, rate limited)."""
+
+    code = "upstream_rejected"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "upstream_protocol_error"
+
+
+@dataclass(frozen=True)
+class UpstreamTarget:
+    """Where to connect and with which handshake headers (headers hold the key: never shown)."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Header values that must never be stored or logged (the relay scrubs them from records)."""
+        return tuple(v for k, v in self.headers.items() if k.lower() in ("authorization", "api-key") and v)
+
+
+def auth_headers(*, auth_style: str, api_key: str, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """Handshake headers for an auth style (`bearer`, `azure_api_key`, `none`) plus extra headers.
+
+    Extra headers come first so a profile can never override the auth header by accident.
+    """
+    headers = {str(k): str(v) for k, v in (extra or {}).items()}
+    if api_key and auth_style == "bearer":
+        headers["Authorization"] = f"Bearer {api_key}"
+    elif api_key and auth_style == "azure_api_key":
+        headers["api-key"] = api_key
+    return headers
+
+
+class UpstreamSocket:
+    """One open upstream socket: `send` text, iterate frames, then read `close_code`."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self._connection = connection
+
+    async def send(self, text: str) -> None:
+        """Send one frame. Raises `websockets.ConnectionClosed` if the socket is gone (nothing was sent)."""
+        await self._connection.send(text)
+
+    async def frames(self) -> AsyncIterator[str | bytes]:
+        """Frames until the socket closes, whichever way it closes (never raises ConnectionClosed)."""
+        try:
+            async for frame in self._connection:
+                yield frame
+        except ConnectionClosed:
+            return
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received (1006 when the TCP connection died without a close frame)."""
+        return self._connection.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self._connection.close_reason or ""
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection.close_code is None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._connection.close(code, reason)
+
+
+async def open_upstream(target: UpstreamTarget, *, open_timeout: float = OPEN_TIMEOUT_SECONDS) -> UpstreamSocket:
+    """Open a socket to `target`, like the official SDK does (no compression, no frame cap)."""
+    try:
+        connection = await connect(
+            target.url,
+            additional_headers=target.headers,
+            compression=None,
+            max_size=None,
+            open_timeout=open_timeout,
+            close_timeout=CLOSE_TIMEOUT_SECONDS,
+            logger=wire_logger,
+        )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        raise UpstreamRejected(status, f"The upstream refused the connection with HTTP {status}.") from None
+    except InvalidURI:
+        raise UpstreamUnavailable("The upstream URL is not a valid WebSocket URL.") from None
+    except InvalidHandshake as exc:
+        raise UpstreamProtocolError(f"The upstream handshake was invalid ({type(exc).__name__}).") from None
+    except (TimeoutError, OSError) as exc:
+        raise UpstreamUnavailable(f"The upstream could not be reached ({type(exc).__name__}).") from None
+    return UpstreamSocket(connection)
