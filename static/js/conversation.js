@@ -1,0 +1,195 @@
+// The conversation page: wires the composer to the socket and the socket to the transcript.
+'use strict';
+
+import { ReconnectingSocket, socketUrl } from './socket.js';
+import { Transcript } from './transcript.js';
+
+// Rules: the default lane carries one response at a time, so Send is disabled from the moment
+// a create is sent until that response ends. Each create continues the latest completed (or
+// incomplete) default-lane response via previous_response_id and carries only the new input;
+// the relay adds model, store, instructions and tools. While the latest response waits on
+// function calls, what the user types is sent as their output.
+
+const composer = document.getElementById('composer');
+const input = document.getElementById('composer-input');
+const sendButton = document.getElementById('send-button');
+const steerButton = document.getElementById('steer-button');
+const hint = document.getElementById('composer-hint');
+const connection = document.getElementById('connection-state');
+const statusBadge = document.getElementById('conversation-status');
+const transcript = new Transcript(document.getElementById('transcript'));
+
+const state = {
+  readOnly: composer.dataset.readOnly === 'true',
+  ready: false,            // switchboard.history received on the current socket
+  busy: false,             // a default-lane response was sent and has not ended
+  inFlightId: null,        // its response id, once response.created arrived
+  latestResponseId: null,  // what the next create continues
+  pendingCalls: [],        // function calls of the latest response still waiting for output
+  upstream: null,          // 'connected' | 'disconnected', from switchboard.status
+};
+
+const socket = new ReconnectingSocket(socketUrl(composer.dataset.socketPath), { onState: showConnection });
+
+function showConnection(name, detail) {
+  const labels = {
+    connecting: 'Connecting…',
+    open: state.upstream ? `Connected · upstream ${state.upstream}` : 'Connected',
+    reconnecting: `Disconnected; retrying in ${Math.ceil((detail.delay || 0) / 1000)} s`,
+    closed: 'Disconnected',
+  };
+  connection.dataset.state = name;
+  connection.textContent = labels[name];
+  if (name !== 'open') state.ready = false;
+  if (name === 'open') connection.dataset.upstream = state.upstream || '';
+  updateControls();
+}
+
+function showStatus(status) {
+  if (!statusBadge || !status) return;
+  statusBadge.className = `status ${status}`;
+  statusBadge.textContent = status.charAt(0).toUpperCase() + status.slice(1);
+}
+
+function setBusy(busy, inFlightId = null) {
+  state.busy = busy;
+  state.inFlightId = busy ? inFlightId : null;
+  updateControls();
+}
+
+function updateControls() {
+  const live = !state.readOnly && state.ready && socket.isOpen;
+  input.disabled = state.readOnly;
+  sendButton.disabled = !live || state.busy;
+  steerButton.hidden = state.readOnly || !state.busy;
+  steerButton.disabled = !live || !state.inFlightId;
+  if (state.readOnly) {
+    hint.textContent = 'Read-only: you are viewing someone else\'s conversation.';
+  } else if (state.pendingCalls.length) {
+    const call = state.pendingCalls[0];
+    hint.textContent = `Your next message is sent as the output of ${call.name} (${call.call_id}).`;
+  } else {
+    hint.textContent = state.busy ? 'Responding… (Steer adds to the running response)' : '';
+  }
+}
+
+function functionCalls(output) {
+  return (output || []).filter((item) => item && item.type === 'function_call' && item.call_id);
+}
+
+/** A response on the default lane ended: it is what the next create continues. */
+function continueFrom(response) {
+  state.latestResponseId = response.id || state.latestResponseId;
+  state.pendingCalls = functionCalls(response.output);
+}
+
+function onHistory(event) {
+  const conversation = event.conversation || {};
+  state.readOnly = state.readOnly || Boolean(conversation.read_only);
+  transcript.renderHistory(event.responses);
+  state.latestResponseId = null;
+  state.pendingCalls = [];
+  let inFlight = null;
+  for (const record of event.responses || []) {
+    if (record.stream_id) continue;
+    if (record.status === 'completed' || record.status === 'incomplete') {
+      state.latestResponseId = record.response_id;
+      state.pendingCalls = functionCalls(record.output_items);
+    }
+    inFlight = (record.status === 'in_progress' || record.status === 'queued') ? record : null;
+  }
+  showStatus(conversation.status);
+  state.ready = true;
+  setBusy(Boolean(inFlight), inFlight && inFlight.response_id);
+}
+
+function onStatus(event) {
+  showStatus(event.status);
+  if (event.latest_response_id) state.latestResponseId = event.latest_response_id;
+  if (event.upstream) {
+    state.upstream = event.upstream;
+    showConnection(socket.isOpen ? 'open' : 'connecting', {});
+  }
+  // A 'failed' status is followed by the error event of the request that failed: that event,
+  // not this status, ends the turn, so the error shows on the turn it belongs to.
+}
+
+function onResponseEvent(event) {
+  transcript.apply(event);
+  if (event.stream_id) return;  // named lanes (other clients) never block this composer
+  // The relay's switchboard.status events are authoritative; these keep the badge current between them.
+  if (event.type === 'response.created' || event.type === 'response.queued') {
+    setBusy(true, event.response && event.response.id);
+    showStatus('streaming');
+  } else if (event.type === 'response.completed' || event.type === 'response.incomplete') {
+    continueFrom(event.response || {});
+    setBusy(false);
+    showStatus('idle');
+  } else if (event.type === 'response.failed' || event.type === 'error') {
+    setBusy(false);
+    showStatus('failed');
+  }
+}
+
+function onUpstreamClosed(event) {
+  const code = event.code ? ` ${event.code}` : '';
+  transcript.notice(`Upstream connection closed (${event.reason || 'unknown'}${code}). The next message reconnects.`,
+    'warning');
+  if (state.busy) {
+    transcript.abandon('', 'interrupted');
+    setBusy(false);
+  }
+}
+
+function newInput(text) {
+  if (state.pendingCalls.length) {
+    return state.pendingCalls.map((call) => ({ type: 'function_call_output', call_id: call.call_id, output: text }));
+  }
+  return [{ type: 'message', role: 'user', content: [{ type: 'input_text', text }] }];
+}
+
+function send() {
+  const text = input.value.trim();
+  if (!text || sendButton.disabled) return;
+  const items = newInput(text);
+  const frame = { type: 'response.create', input: items };
+  if (state.latestResponseId) frame.previous_response_id = state.latestResponseId;
+  if (!socket.send(frame)) {
+    hint.textContent = 'Not connected: your message was kept.';
+    return;
+  }
+  transcript.startLocalTurn(items, state.pendingCalls.length ? 'tool_output' : 'user');
+  state.pendingCalls = [];
+  input.value = '';
+  setBusy(true, null);
+}
+
+function steer() {
+  const text = input.value.trim();
+  if (!text || !state.inFlightId) return;
+  if (socket.send({ type: 'response.steer', previous_response_id: state.inFlightId, input: text })) {
+    transcript.addSteer(text);
+    input.value = '';
+  }
+}
+
+composer.addEventListener('submit', (event) => {
+  event.preventDefault();
+  send();
+});
+input.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    send();
+  }
+});
+steerButton.addEventListener('click', steer);
+
+socket
+  .on('switchboard.history', onHistory)
+  .on('switchboard.status', onStatus)
+  .on('switchboard.upstream_closed', onUpstreamClosed)
+  .on('*', (event) => {
+    if (event.type === 'error' || event.type.startsWith('response.')) onResponseEvent(event);
+  });
+socket.connect();

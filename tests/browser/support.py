@@ -1,0 +1,58 @@
+"""Helpers shared by the browser tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from django.db import connections
+from playwright.sync_api import Page, expect
+
+T = TypeVar("T")
+RESULTS = Path(__file__).resolve().parents[2] / "test-results"
+
+
+def orm(call: Callable[..., T], /, *args, **kwargs) -> T:
+    """Runs an ORM call on a worker thread (Playwright's loop on this one makes Django refuse).
+
+    The thread's connection is closed afterwards, so the test database can be flushed or dropped.
+    """
+
+    def run() -> T:
+        try:
+            return call(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
+
+
+def create_user(username: str, password: str, **extra):
+    from django.contrib.auth import get_user_model
+
+    return orm(get_user_model().objects.create_user, username=username, password=password, **extra)
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    """Signs in through the login form and waits for the dashboard."""
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Your conversations")).to_be_visible()
+
+
+def composer_ready(page: Page) -> None:
+    """Waits until the socket is open and the history arrived (Send is enabled only then)."""
+    expect(page.locator("#connection-state")).to_have_attribute("data-state", "open")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+def send(page: Page, text: str) -> None:
+    """Types a message and presses Enter, as a user would."""
+    box = page.get_by_label("Message")
+    box.fill(text)
+    box.press("Enter")
