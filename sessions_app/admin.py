@@ -21,6 +21,19 @@ admin.site.site_header = "Switchboard administration"
 admin.site.site_title = "Switchboard admin"
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """Records are what happened: staff read them, nobody edits them by hand (they go with their conversation)."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class UpstreamProfileForm(forms.ModelForm):
     api_key = forms.CharField(
         label="API key",
@@ -90,7 +103,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
 
 @admin.register(UpstreamConnection)
-class UpstreamConnectionAdmin(admin.ModelAdmin):
+class UpstreamConnectionAdmin(RecordAdmin):
     list_display = ["pk", "conversation", "url", "opened_at", "closed_at", "close_reason", "close_code", "responses_carried"]
     list_filter = ["close_reason", "opened_at"]
     search_fields = ["conversation__id", "conversation__title", "url"]
@@ -109,7 +122,7 @@ class ItemInline(admin.TabularInline):
 
 
 @admin.register(ResponseRecord)
-class ResponseRecordAdmin(admin.ModelAdmin):
+class ResponseRecordAdmin(RecordAdmin):
     list_display = [
         "__str__", "conversation", "stream_id", "status", "origin", "produced_compaction", "model",
         "total_tokens", "ttft_ms", "sent_at",
@@ -127,7 +140,7 @@ class ResponseRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(RecordAdmin):
     list_display = ["__str__", "response", "direction", "item_type", "role", "call_id", "short_text"]
     list_filter = ["direction", "item_type", "role"]
     search_fields = ["text", "call_id", "response__response_id"]
@@ -139,7 +152,7 @@ class ItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(ErrorEvent)
-class ErrorEventAdmin(admin.ModelAdmin):
+class ErrorEventAdmin(RecordAdmin):
     list_display = ["created_at", "source", "code", "error_type", "status", "conversation", "response", "short_message"]
     list_filter = ["source", "code", "error_type", "status", "created_at"]
     search_fields = ["code", "message", "conversation__id", "response__response_id"]
@@ -152,7 +165,7 @@ class ErrorEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(CompactionEvent)
-class CompactionEventAdmin(admin.ModelAdmin):
+class CompactionEventAdmin(RecordAdmin):
     list_display = ["created_at", "conversation", "kind", "response", "input_tokens_before", "tokens_after", "items_replaced"]
     list_filter = ["kind", "created_at"]
     search_fields = ["conversation__id", "conversation__title", "response__response_id"]

@@ -51,3 +51,9 @@ def test_admin_conversation_and_token_pages_render(client, staff_user, user):
     client.force_login(staff_user)
     assert client.get(reverse("admin:sessions_app_conversation_change", args=[conversation.pk])).status_code == 200
     assert client.get(reverse("admin:sessions_app_apitoken_changelist") + "?q=alice").status_code == 200
+
+
+@pytest.mark.parametrize("model", ["upstreamconnection", "responserecord", "item", "errorevent", "compactionevent"])
+def test_records_are_read_only_in_admin(client, staff_user, model):
+    client.force_login(staff_user)
+    assert client.get(reverse(f"admin:sessions_app_{model}_add")).status_code == 403
