@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from .crypto import mask_secret
 from .models import (
@@ -16,6 +20,7 @@ from .models import (
     UpstreamConnection,
     UpstreamProfile,
 )
+from .selectors import conversation_chain
 
 admin.site.site_header = "Switchboard administration"
 admin.site.site_title = "Switchboard admin"
@@ -89,7 +94,9 @@ class ResponseInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "owner", "model", "status", "store", "created_via", "response_count", "updated_at"]
+    list_display = [
+        "__str__", "owner", "model", "status", "store", "created_via", "response_count", "chain_link", "updated_at",
+    ]
     list_filter = ["status", "store", "created_via", "upstream_profile", "created_at"]
     search_fields = ["id", "title", "owner__username", "latest_response_id"]
     readonly_fields = ["id", "created_at", "updated_at", "latest_response_id"]
@@ -100,6 +107,30 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="responses")
     def response_count(self, obj: Conversation) -> int:
         return obj.responses.count()
+
+    @admin.display(description="chain")
+    def chain_link(self, obj: Conversation) -> str:
+        return format_html('<a href="{}">tree</a>', reverse("admin:sessions_app_conversation_chain", args=[obj.pk]))
+
+    def get_urls(self):
+        chain = path(
+            "<uuid:pk>/chain/", self.admin_site.admin_view(self.chain_view), name="sessions_app_conversation_chain"
+        )
+        return [chain, *super().get_urls()]
+
+    def chain_view(self, request, pk):
+        """The continuation chain drawn as a tree: forks indent, replays and errors stand out."""
+        conversation = get_object_or_404(Conversation.objects.select_related("owner"), pk=pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Chain of {conversation}",
+            "opts": self.model._meta,
+            "conversation": conversation,
+            "rows": conversation_chain(conversation=conversation),
+            "errors": conversation.errors.order_by("-created_at")[:50],
+            "compactions": conversation.compactions.order_by("-created_at")[:50],
+        }
+        return TemplateResponse(request, "admin/sessions_app/conversation_chain.html", context)
 
 
 @admin.register(UpstreamConnection)

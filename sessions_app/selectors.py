@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import ApiToken, Conversation, ResponseRecord, UpstreamProfile
+from .models import ApiToken, Conversation, Item, ResponseRecord, UpstreamProfile
 
 
 def conversation_list(*, user) -> QuerySet[Conversation]:
@@ -44,3 +46,49 @@ def default_profile() -> UpstreamProfile | None:
 
 def token_list(*, user) -> QuerySet[ApiToken]:
     return ApiToken.objects.filter(user=user)
+
+
+@dataclass(frozen=True)
+class ChainRow:
+    """One response of a conversation's chain, flattened for drawing as a tree.
+
+    ``depth`` grows only where the chain branches (a fork), so a long linear
+    agent loop stays flat however many turns it has.
+    """
+
+    record: ResponseRecord
+    depth: int
+    input_text: str
+    output_text: str
+    forks_here: bool  # more than one response continues this one
+    starts_branch: bool  # this response is one branch of a fork
+
+
+def conversation_chain(*, conversation: Conversation) -> list[ChainRow]:
+    """The chain as a depth-first list: each response under its `parent`, forks indented (two queries)."""
+    records = list(conversation.responses.order_by("sent_at", "pk"))
+    texts: dict[tuple[int, str], list[str]] = {}
+    items = Item.objects.filter(response__conversation=conversation).order_by("position")
+    for response_pk, direction, text in items.values_list("response_id", "direction", "text"):
+        texts.setdefault((response_pk, direction), []).append(text)
+    known = {r.pk for r in records}
+    children: dict[int | None, list[ResponseRecord]] = {}
+    for record in records:
+        children.setdefault(record.parent_id if record.parent_id in known else None, []).append(record)
+
+    rows: list[ChainRow] = []
+    roots = children.get(None, [])
+    # Iterative depth-first walk (no recursion: agent chains run to thousands of turns).
+    stack = [(root, 0, len(roots) > 1) for root in reversed(roots)]
+    while stack:
+        record, depth, starts_branch = stack.pop()
+        following = children.get(record.pk, [])
+        forks = len(following) > 1
+        rows.append(ChainRow(
+            record=record, depth=depth, forks_here=forks, starts_branch=starts_branch,
+            input_text=" ".join(texts.get((record.pk, Item.Direction.INPUT), []))[:300],
+            output_text=" ".join(texts.get((record.pk, Item.Direction.OUTPUT), []))[:300],
+        ))
+        for child in reversed(following):
+            stack.append((child, depth + 1 if forks else depth, forks))
+    return rows
