@@ -20,7 +20,7 @@ from .models import (
     UpstreamConnection,
     UpstreamProfile,
 )
-from .selectors import conversation_chain
+from .selectors import conversation_chain, usage_by_day
 
 admin.site.site_header = "Switchboard administration"
 admin.site.site_title = "Switchboard admin"
@@ -163,6 +163,28 @@ class ResponseRecordAdmin(RecordAdmin):
     raw_id_fields = ["conversation", "parent", "connection"]
     date_hierarchy = "sent_at"
     inlines = [ItemInline]
+
+    def get_urls(self):
+        usage = path("usage/", self.admin_site.admin_view(self.usage_view), name="sessions_app_responserecord_usage")
+        return [usage, *super().get_urls()]
+
+    def usage_view(self, request):
+        """Tokens per day and model: what the conversations cost."""
+        days = request.GET.get("days", "30")
+        days = min(max(int(days), 1), 366) if days.isdigit() else 30
+        rows = usage_by_day(days=days)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Usage, last {days} days",
+            "opts": self.model._meta,
+            "rows": rows,
+            "days": days,
+            "totals": {
+                field: sum(getattr(r, field) for r in rows)
+                for field in ("responses", "input_tokens", "cached_input_tokens", "output_tokens", "total_tokens")
+            },
+        }
+        return TemplateResponse(request, "admin/sessions_app/usage.html", context)
 
     @admin.display(description="first text (ms)")
     def ttft_ms(self, obj: ResponseRecord) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.http import Http404
+from django.utils import timezone
 
 from .models import ApiToken, Conversation, Item, ResponseRecord, UpstreamProfile
 
@@ -92,3 +95,37 @@ def conversation_chain(*, conversation: Conversation) -> list[ChainRow]:
         for child in reversed(following):
             stack.append((child, depth + 1 if forks else depth, forks))
     return rows
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    day: object  # datetime.date
+    model: str
+    responses: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+
+
+def usage_by_day(*, days: int = 30, owner=None) -> list[UsageRow]:
+    """Token usage per day and model over the last ``days`` days (optionally of one user), newest first."""
+    since = timezone.now() - timedelta(days=days)
+    records = ResponseRecord.objects.filter(sent_at__gte=since)
+    if owner is not None:
+        records = records.filter(conversation__owner=owner)
+    rows = (
+        records.annotate(day=TruncDate("sent_at"))
+        .values("day", "model")
+        .annotate(
+            responses=Count("pk"),
+            input_tokens=Coalesce(Sum("input_tokens"), 0),
+            cached_input_tokens=Coalesce(Sum("cached_input_tokens"), 0),
+            output_tokens=Coalesce(Sum("output_tokens"), 0),
+            reasoning_tokens=Coalesce(Sum("reasoning_tokens"), 0),
+            total_tokens=Coalesce(Sum("total_tokens"), 0),
+        )
+        .order_by("-day", "model")
+    )
+    return [UsageRow(**row) for row in rows]

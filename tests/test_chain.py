@@ -65,3 +65,18 @@ def test_non_staff_cannot_open_the_chain_page(client, user, conversation):
     client.force_login(user)
     response = client.get(reverse("admin:sessions_app_conversation_chain", args=[conversation.pk]))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_usage_page_sums_tokens_per_day_and_model(client, staff_user, conversation):
+    from sessions_app.selectors import usage_by_day
+
+    add(conversation, "resp_a", model="gpt-5.5", input_tokens=10, output_tokens=5, total_tokens=15)
+    add(conversation, "resp_b", model="gpt-5.5", input_tokens=20, cached_input_tokens=8, output_tokens=5,
+        total_tokens=25)
+    add(conversation, "resp_c", model="o4-mini", input_tokens=1, output_tokens=1, reasoning_tokens=1, total_tokens=2)
+    rows = {row.model: row for row in usage_by_day(days=1)}
+    assert rows["gpt-5.5"].responses == 2 and rows["gpt-5.5"].total_tokens == 40
+    assert rows["gpt-5.5"].cached_input_tokens == 8 and rows["o4-mini"].reasoning_tokens == 1
+    client.force_login(staff_user)
+    page = client.get(reverse("admin:sessions_app_responserecord_usage") + "?days=abc")
+    assert page.status_code == 200 and "o4-mini" in page.content.decode()
