@@ -27,6 +27,7 @@ const state = {
   latestResponseId: null,  // what the next create continues
   pendingCalls: [],        // function calls of the latest response still waiting for output
   upstream: null,          // 'connected' | 'disconnected', from switchboard.status
+  forkFrom: null,          // editing an earlier message: the id to continue ('' = a new root), else null
 };
 
 const socket = new ReconnectingSocket(socketUrl(composer.dataset.socketPath), { onState: showConnection });
@@ -65,6 +66,8 @@ function updateControls() {
   steerButton.disabled = !live || !state.inFlightId;
   if (state.readOnly) {
     hint.textContent = 'Read-only: you are viewing someone else\'s conversation.';
+  } else if (state.forkFrom !== null) {
+    hint.textContent = 'Editing an earlier message: Send forks the conversation from before it (Esc cancels).';
   } else if (state.pendingCalls.length) {
     const call = state.pendingCalls[0];
     hint.textContent = `Your next message is sent as the output of ${call.name} (${call.call_id}).`;
@@ -86,6 +89,7 @@ function continueFrom(response) {
 function onHistory(event) {
   const conversation = event.conversation || {};
   state.readOnly = state.readOnly || Boolean(conversation.read_only);
+  transcript.editable = !state.readOnly;
   transcript.renderHistory(event.responses);
   state.latestResponseId = null;
   state.pendingCalls = [];
@@ -142,7 +146,7 @@ function onUpstreamClosed(event) {
 }
 
 function newInput(text) {
-  if (state.pendingCalls.length) {
+  if (state.pendingCalls.length && state.forkFrom === null) {
     return state.pendingCalls.map((call) => ({ type: 'function_call_output', call_id: call.call_id, output: text }));
   }
   return [{ type: 'message', role: 'user', content: [{ type: 'input_text', text }] }];
@@ -152,14 +156,18 @@ function send() {
   const text = input.value.trim();
   if (!text || sendButton.disabled) return;
   const items = newInput(text);
+  const forking = state.forkFrom !== null;
+  const continues = forking ? state.forkFrom : state.latestResponseId;
   const frame = { type: 'response.create', input: items };
-  if (state.latestResponseId) frame.previous_response_id = state.latestResponseId;
+  if (continues) frame.previous_response_id = continues;
   if (!socket.send(frame)) {
     hint.textContent = 'Not connected: your message was kept.';
     return;
   }
-  transcript.startLocalTurn(items, state.pendingCalls.length ? 'tool_output' : 'user');
+  const origin = forking ? 'fork' : (state.pendingCalls.length ? 'tool_output' : 'user');
+  transcript.startLocalTurn(items, origin, continues || null);
   state.pendingCalls = [];
+  state.forkFrom = null;
   input.value = '';
   setBusy(true, null);
 }
@@ -184,6 +192,22 @@ input.addEventListener('keydown', (event) => {
   }
 });
 steerButton.addEventListener('click', steer);
+// Editing an earlier user message forks the conversation from that message's parent.
+transcript.root.addEventListener('click', (event) => {
+  const button = event.target.closest('button.edit');
+  if (!button || state.readOnly) return;
+  state.forkFrom = button.dataset.continues || '';
+  input.value = button.dataset.text || '';
+  input.focus();
+  updateControls();
+});
+input.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && state.forkFrom !== null) {
+    state.forkFrom = null;
+    input.value = '';
+    updateControls();
+  }
+});
 
 socket
   .on('switchboard.history', onHistory)

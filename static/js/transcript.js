@@ -143,14 +143,16 @@ class ItemView {
 
 /** One response: header (id, lane, origin, status, usage), its input items, its output items. */
 class TurnView {
-  constructor({ responseId = null, lane = '', origin = 'user', status = 'in_progress' } = {}) {
+  constructor({ responseId = null, lane = '', origin = 'user', status = 'in_progress', continues = null } = {}) {
     this.items = new Map();
+    this.continues = continues || null;  // the response this one continues (its parent), if any
     this.el = el('article', 'turn');
     const header = el('header');
     this.idEl = el('code', 'response-id');
     this.statusEl = el('span', 'status');
     this.usageEl = el('span', 'usage');
     header.append(this.idEl);
+    this.lane = lane;
     if (lane) header.append(el('span', 'badge lane', `lane ${lane}`));
     header.append(el('span', 'badge origin', ORIGIN_LABELS[origin] || origin), this.statusEl, this.usageEl);
     this.el.append(header);
@@ -221,6 +223,7 @@ class TurnView {
 export class Transcript {
   constructor(root) {
     this.root = root;
+    this.editable = false;  // user messages get an Edit button (forks from before them)
     this.active = new Map();  // lane -> TurnView in flight (or sent and awaiting response.created)
     this.turns = new Map();  // response id -> TurnView, for late terminal events
     this.steered = new Set();  // lanes whose last response ended 'steered': a successor follows
@@ -233,9 +236,9 @@ export class Transcript {
     const turns = (responses || []).map((record) => {
       const turn = new TurnView({
         responseId: record.response_id, lane: record.stream_id || '', origin: record.origin || 'user',
-        status: record.status || 'completed',
+        status: record.status || 'completed', continues: record.parent_response_id ?? record.previous_response_id,
       });
-      (record.input_items || []).forEach((item) => turn.addItem(item, 'input'));
+      (record.input_items || []).forEach((item) => this.addInput(turn, item));
       (record.output_items || []).forEach((item, index) => {
         turn.outputItem(item, index).finish(item);
       });
@@ -254,14 +257,29 @@ export class Transcript {
   }
 
   /** A turn the user just sent on the default lane; live events attach to it. */
-  startLocalTurn(items, origin = 'user') {
+  startLocalTurn(items, origin = 'user', continues = null) {
     return this.follow(() => {
-      const turn = new TurnView({ origin, status: 'sending' });
-      items.forEach((item) => turn.addItem(item, 'input'));
+      const turn = new TurnView({ origin, status: 'sending', continues });
+      items.forEach((item) => this.addInput(turn, item));
       this.append(turn);
       this.active.set('', turn);
       return turn;
     });
+  }
+
+  /** An input item; a user message on the default lane can be edited, which forks the chain before it. */
+  addInput(turn, item) {
+    const view = turn.addItem(item, 'input');
+    const isUserMessage = view.kind === 'message' && (typeof item === 'string' || (item.role || 'user') === 'user');
+    if (this.editable && isUserMessage && !turn.lane) {
+      const button = el('button', 'link edit', 'Edit');
+      button.type = 'button';
+      button.title = 'Edit this message: the conversation forks from before it';
+      button.dataset.continues = turn.continues || '';
+      button.dataset.text = typeof item === 'string' ? item : partsText(item.content);
+      view.who.after(button);
+    }
+    return view;
   }
 
   /** Steering text, shown on the default lane's turn in flight. */

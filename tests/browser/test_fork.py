@@ -1,0 +1,58 @@
+"""Editing an earlier user message forks the conversation from before it."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.support import create_user, orm, send, sign_in
+from tests.browser.test_chat import record_sent_frames, start_conversation, turn
+
+pytestmark = pytest.mark.browser
+
+
+def test_editing_an_earlier_message_forks_from_its_parent(page: Page) -> None:
+    create_user("fern", "fern-password-1")
+    frames = record_sent_frames(page)
+    sign_in(page, "fern", "fern-password-1")
+    start_conversation(page, "Forks")
+
+    send(page, "remember: alpha")
+    expect(turn(page, 0)).to_have_class(re.compile(r"\bcompleted\b"))
+    send(page, "remember: beta")
+    expect(turn(page, 1)).to_have_class(re.compile(r"\bcompleted\b"))
+    first_id = turn(page, 0).get_attribute("data-response-id")
+
+    turn(page, 1).get_by_role("button", name="Edit").click()
+    box = page.get_by_label("Message")
+    expect(box).to_have_value("remember: beta")
+    expect(page.locator("#composer-hint")).to_contain_text("forks the conversation")
+    box.fill("remember: gamma")
+    box.press("Enter")
+    expect(turn(page, 2)).to_have_class(re.compile(r"\bcompleted\b"))
+
+    send(page, "what did I ask you to remember?")
+    answer = turn(page, 3)
+    expect(answer).to_have_class(re.compile(r"\bcompleted\b"))
+    expect(answer.locator(".item.output.message")).to_contain_text("You asked me to remember: alpha; gamma.")
+
+    creates = [f for f in frames if f.get("type") == "response.create"]
+    assert creates[2]["previous_response_id"] == first_id  # the edit continued the first response
+
+    from sessions_app.models import ResponseRecord
+
+    def chain():
+        # Responses the upstream created (a continuation the upstream refused and the relay then
+        # replayed is recorded too, as a failed request without a response id).
+        records = ResponseRecord.objects.exclude(response_id=None).order_by("sent_at")
+        return list(records.values_list("response_id", "parent__response_id", "origin"))
+
+    deadline = time.monotonic() + 10  # the writer batches what streamed back, a moment behind the page
+    while len(rows := orm(chain)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert rows[2][1] == first_id and rows[1][1] == first_id  # two children of the first: a fork
+    assert rows[2][2] in ("fork", "recovery_replay")  # the lane's cache held beta: the branch is replayed
+    assert rows[3][1] == rows[2][0]  # the conversation goes on along the edited branch
