@@ -28,6 +28,8 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from django.db import connections, router
+
 from .models import CompactionEvent, Conversation, ErrorEvent, ResponseRecord
 from .protocol.items import input_items
 from .protocol.outcome import Usage
@@ -76,18 +78,33 @@ def start_from_window(payload: dict[str, Any], window: list[dict[str, Any]]) -> 
 
 
 def pending_compaction(*, conversation_id: uuid.UUID) -> CompactionEvent | None:
-    """The newest standalone compaction, if no request was recorded after it."""
-    latest = (
-        CompactionEvent.objects.filter(conversation_id=conversation_id, kind=CompactionEvent.Kind.STANDALONE)
-        .select_related("response")
-        .order_by("-created_at")
-        .first()
-    )
-    if latest is None:
+    """The newest standalone compaction, if no request was recorded after it.
+
+    On every create's critical path (recording.write_request), so the usual answer, "none", costs one
+    lean query (the newest one's time, from the conversation's index) and no ORM query building.
+    """
+    connection = connections[router.db_for_read(CompactionEvent)]
+    sql = _NEWEST_STANDALONE.get(connection.vendor)
+    if sql is None:
+        quote, meta = connection.ops.quote_name, CompactionEvent._meta
+        sql = _NEWEST_STANDALONE[connection.vendor] = (
+            f"SELECT {quote(meta.pk.column)} FROM {quote(meta.db_table)} "
+            f"WHERE {quote(meta.get_field('conversation').column)} = %s AND {quote(meta.get_field('kind').column)} = %s "
+            f"ORDER BY {quote(meta.get_field('created_at').column)} DESC LIMIT 1"
+        )
+    conversation_pk = CompactionEvent._meta.get_field("conversation").get_db_prep_value(conversation_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [conversation_pk, CompactionEvent.Kind.STANDALONE.value])
+        found = cursor.fetchone()
+    if found is None:
         return None
+    latest = CompactionEvent.objects.select_related("response").get(pk=found[0])
     if ResponseRecord.objects.filter(conversation_id=conversation_id, sent_at__gt=latest.created_at).exists():
         return None
     return latest
+
+
+_NEWEST_STANDALONE: dict[str, str] = {}
 
 
 def _base_record(conversation: Conversation) -> ResponseRecord | None:

@@ -3,9 +3,11 @@
 Rules of this module:
 
 * What a person sent is written, and committed, before it goes upstream:
-  `Recorder.write_request` runs its transaction (on the input threads, so it
-  never queues behind batches) and returns only afterwards. The relay awaits
-  it and never sends a request whose write failed.
+  `Recorder.write_request` runs its write (on the recorder's database threads,
+  so it never queues behind batches or Django's own database thread) and
+  returns only afterwards. The relay awaits it and never sends a request whose
+  write failed. The usual create costs one statement on PostgreSQL and one
+  short transaction on SQLite (see `_write_request`).
 * Everything the upstream streams back is recorded off the hot path: the
   relay `add`s small frozen ops (recording_ops.py) to a bounded queue (O(1),
   never awaits). One `Writer` per event loop drains the queue of every socket
@@ -24,6 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import threading
+import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
@@ -31,12 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from .compaction import pending_compaction, start_from_window
-from .models import Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
+from .models import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
 from .protocol.items import input_items
 from .recording_ops import (
     ConnectionClosed,
@@ -48,6 +52,7 @@ from .recording_ops import (
     Sent,
     Started,
     apply_batch,
+    insert_rows,
     item_rows,
 )
 from .recovery import context_after
@@ -74,13 +79,64 @@ BATCH_SIZE = 200
 # The writer waits this long after the first op of a batch, so that a short response's ops
 # (sent, started, finished, status) share one transaction and coalesce; flush() cuts it short.
 LINGER_SECONDS = 0.05
-# User input is written on threads of its own: a socket's create never queues behind the writer's
-# batches or behind other sockets' input on Django's single database thread. Each thread keeps a
-# database connection, so this is also the most connections the input path opens per process.
+# The recorder's database threads: user input and the writer's batches run here, never on Django's
+# single thread-sensitive database thread, so a create never queues behind batches or page reads.
+# The writer has at most one batch in flight, so at least INPUT_THREADS - 1 threads are always free
+# for input. Each thread keeps its own database connection (so this is also the most connections
+# the recorder opens per process), see `_on_db_thread`.
 INPUT_THREADS = 4
 INPUT_EXECUTOR = ThreadPoolExecutor(max_workers=INPUT_THREADS, thread_name_prefix="switchboard-input")
+# The recorder's threads need the GIL only briefly, but must win it back from the event loop after
+# every database call. A waiting thread forces a switch only if the holder kept the GIL for a whole
+# switch interval (default 5 ms); a busy loop releases it briefly at every select() and takes it
+# straight back, so with 5 ms the input thread starves: bench/write_request.py's "busy loop" (2 ms
+# slices) finished 1-2 writes in 20 s; with 0.5 ms, p50 6-11 ms.
+GIL_SWITCH_INTERVAL = 0.0005
+if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+# An idle PostgreSQL connection is health-checked (SELECT 1) before its next use; a busy one is not.
+IDLE_CHECK_SECONDS = 1.0
 WRITE_ATTEMPTS = 3
 ENDED_BADLY = (ResponseRecord.Status.FAILED, ResponseRecord.Status.CANCELLED, ResponseRecord.Status.INTERRUPTED)
+
+
+# -- the recorder's database threads ---------------------------------------------------
+
+_thread_state = threading.local()
+# SQLite has one write lock per file. Writers of this process take turns here, handing over at
+# once, instead of in SQLite's busy handler, which polls with sleeps of 1-100 ms.
+_SQLITE_WRITES = threading.Lock()
+
+
+def _on_db_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """Run `function` on this recorder thread's own, persistent connection.
+
+    `database_sync_to_async` would run `close_old_connections` around every call: on SQLite
+    (CONN_MAX_AGE 0) that reconnects per write, on PostgreSQL it health-checks per write. Here a
+    connection is only re-checked after an error, after an idle second, or past CONN_MAX_AGE
+    (not for SQLite, whose connections are local files and stay open).
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    now = time.monotonic()
+    if connection.connection is not None:
+        if connection.errors_occurred:
+            connection.close_if_unusable_or_obsolete()
+        elif connection.vendor != "sqlite" and (
+                now - getattr(_thread_state, "used", now) > IDLE_CHECK_SECONDS
+                or (connection.close_at is not None and now >= connection.close_at)):
+            connection.close_if_unusable_or_obsolete()
+    try:
+        if connection.vendor == "sqlite":
+            with _SQLITE_WRITES:
+                return function(*args)
+        return function(*args)
+    finally:
+        _thread_state.used = time.monotonic()
+
+
+async def _db(function: Callable[..., Any], *args: Any) -> Any:
+    """Await `function(*args)` on a recorder database thread."""
+    return await asyncio.get_running_loop().run_in_executor(INPUT_EXECUTOR, _on_db_thread, function, *args)
 
 
 # -- direct writes: the user's input ----------------------------------------------------
@@ -115,6 +171,96 @@ class RequestWritten:
 
 
 def _write_request(row: RequestRow) -> RequestWritten:
+    """Record a request: in one statement when that is possible, else in a transaction (below)."""
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+        written = _write_request_at_once(row)
+        if written is not None:
+            return written
+    return _write_request_in_transaction(row)
+
+
+def _write_request_at_once(row: RequestRow) -> RequestWritten | None:
+    """PostgreSQL: the usual create (or steer) as one autocommit statement, one round trip.
+
+    The usual case needs no lookup: the relay knows the parent and whether continuing it forks,
+    there is no title to set, nothing to replay. What remains is "no standalone compaction is
+    pending" (compaction.py), which the statement checks itself: it inserts the record and its input
+    items only then (data-modifying CTEs, atomic as one statement) and returns the new record's id.
+    No row back means a compaction is pending; None then sends the caller down the general path.
+    """
+    previous = row.previous_response_id
+    if row.title or row.replay or (previous and (row.parent_pk is None or row.parent_forks is None)):
+        return None
+    parent_pk = row.parent_pk if previous else None
+    origin = row.origin
+    if origin == ResponseRecord.Origin.USER and parent_pk is not None and row.parent_forks:
+        origin = ResponseRecord.Origin.FORK
+    record = ResponseRecord(
+        conversation_id=row.conversation_id, stream_id=row.stream_id or "", previous_response_id=previous or "",
+        parent_id=parent_pk, status=ResponseRecord.Status.QUEUED, model=row.model[:100], request_payload=row.payload,
+        origin=origin, sent_at=timezone.now(), connection_id=row.connection_pk,
+    )
+    items = item_rows(0, Item.Direction.INPUT, input_items(row.payload))
+    if len(items) > AT_ONCE_MAX_ITEMS:  # a long pasted history: not worth a statement of its own shape
+        return None
+    connection = connections[DEFAULT_DB_ALIAS]
+    sql = _at_once_sql(connection, len(items), row.use_compacted_window)
+    params = _row_params(connection, record, _RECORD_FIELDS)
+    if row.use_compacted_window:
+        conversation = ResponseRecord._meta.get_field("conversation").get_db_prep_value(row.conversation_id,
+                                                                                        connection)
+        params += [conversation, CompactionEvent.Kind.STANDALONE.value, conversation]
+    for item in items:
+        params += _row_params(connection, item, _ITEM_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    return RequestWritten(record_pk=found[0], payload=row.payload, previous_response_id=previous,
+                          parent_pk=parent_pk)
+
+
+_RECORD_FIELDS = [f for f in ResponseRecord._meta.local_concrete_fields if not f.primary_key]
+_ITEM_FIELDS = [f for f in Item._meta.local_concrete_fields if not f.primary_key and f.name != "response"]
+AT_ONCE_MAX_ITEMS = 32
+_AT_ONCE_SQL: dict[tuple[int, bool], str] = {}  # by (input items, compaction check): at most 66 shapes
+
+
+def _row_params(connection, row, fields) -> list[Any]:
+    return [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields]
+
+
+def _at_once_sql(connection, item_count: int, check_compaction: bool) -> str:
+    key = (item_count, check_compaction)
+    sql = _AT_ONCE_SQL.get(key)
+    if sql is not None:
+        return sql
+    quote = connection.ops.quote_name
+
+    def values(fields) -> str:  # typed placeholders: INSERT … SELECT does not infer the columns' types
+        return ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
+
+    record_table, item_table = quote(ResponseRecord._meta.db_table), quote(Item._meta.db_table)
+    compaction_table = quote(CompactionEvent._meta.db_table)
+    pk = quote(ResponseRecord._meta.pk.column)
+    sql = (f"WITH r AS (INSERT INTO {record_table} ({', '.join(quote(f.column) for f in _RECORD_FIELDS)}) "
+           f"SELECT {values(_RECORD_FIELDS)}")
+    if check_compaction:  # pending: some standalone compaction has no request recorded after it
+        sql += (f" WHERE NOT EXISTS (SELECT 1 FROM {compaction_table} c WHERE c.conversation_id = %s::uuid"
+                f" AND c.kind = %s AND NOT EXISTS (SELECT 1 FROM {record_table} p"
+                f" WHERE p.conversation_id = %s::uuid AND p.sent_at > c.created_at))")
+    sql += f" RETURNING {pk})"
+    if item_count:
+        columns = ", ".join(quote(f.column) for f in _ITEM_FIELDS)
+        selects = " UNION ALL ".join([f"SELECT r.{pk}, {values(_ITEM_FIELDS)} FROM r"] * item_count)
+        sql += f", i AS (INSERT INTO {item_table} ({quote('response_id')}, {columns}) {selects})"
+    sql += f" SELECT {pk} FROM r"
+    _AT_ONCE_SQL[key] = sql
+    return sql
+
+
+def _write_request_in_transaction(row: RequestRow) -> RequestWritten:
     """Record a request, rewriting it first when it must start a new chain.
 
     Two rewrites, both PROTOCOL.md §4/§5 "new chain: no previous_response_id, the whole context as
@@ -144,12 +290,13 @@ def _write_request(row: RequestRow) -> RequestWritten:
             origin = ResponseRecord.Origin.RECOVERY_REPLAY
         elif origin == ResponseRecord.Origin.USER and parent_pk is not None and forks:
             origin = ResponseRecord.Origin.FORK
-        record = ResponseRecord.objects.create(
+        record = ResponseRecord(
             conversation_id=row.conversation_id, stream_id=row.stream_id or "", previous_response_id=previous or "",
             parent_id=parent_pk, status=ResponseRecord.Status.QUEUED, model=row.model[:100], request_payload=payload,
             origin=origin, sent_at=timezone.now(), connection_id=row.connection_pk,
         )
-        Item.objects.bulk_create(item_rows(record.pk, Item.Direction.INPUT, input_items(payload)))
+        insert_rows([record], returning=True)
+        insert_rows(item_rows(record.pk, Item.Direction.INPUT, input_items(payload)))
         if row.title:
             Conversation.objects.filter(pk=row.conversation_id, title="").update(title=row.title[:200])
     return RequestWritten(record_pk=record.pk, payload=payload, previous_response_id=previous, parent_pk=parent_pk)
@@ -175,8 +322,9 @@ class Writer:
     """One queue and one task that write ops in batches, shared by the sessions of an event loop.
 
     Sharing it lets ops of many sockets go out in the same transactions, so under load the
-    database does a few large batches instead of many small ones, and the single database
-    thread stays free for the writes that *are* on the critical path (`write_request`).
+    database does a few large batches instead of many small ones. Batches run on the recorder's
+    database threads, one at a time, so the other threads stay free for the writes that *are* on
+    the critical path (`write_request`).
     """
 
     def __init__(self, *, max_pending: int = MAX_PENDING, batch_size: int = BATCH_SIZE,
@@ -214,14 +362,14 @@ class Writer:
         """One transaction; after repeated failures, one op at a time so a bad op only loses itself."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                await database_sync_to_async(apply_batch)(batch)
+                await _db(apply_batch, batch)
                 return
             except Exception:
                 if attempt < WRITE_ATTEMPTS:
                     await asyncio.sleep(0.2 * attempt)
         for op in batch:
             try:
-                await database_sync_to_async(apply_batch)([op])
+                await _db(apply_batch, [op])
             except Exception:
                 self.dropped += 1
                 logger.exception("Recorder could not write a %s record (conversation %s); it is lost",
@@ -306,7 +454,7 @@ class Recorder:
                        error_type="server_error", conversation_id=self.conversation_id,
                        message=f"Recorder queue full ({max_pending} pending); records were dropped.",
                        raw={"dropped_op": type(op).__name__, "max_pending": max_pending})
-        self._spawn(database_sync_to_async(_write_error)(row))
+        self._spawn(_db(_write_error, row))
         if self.on_overflow is not None:
             self._spawn(self.on_overflow())
 
@@ -319,11 +467,10 @@ class Recorder:
 
     async def write_request(self, row: RequestRow) -> RequestWritten:
         """Write and commit the user's request; raises if the database refused (do not send then)."""
-        return await database_sync_to_async(_write_request, thread_sensitive=False, executor=INPUT_EXECUTOR)(row)
+        return await _db(_write_request, row)
 
     async def open_connection(self, *, conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:
-        return await database_sync_to_async(_open_connection, thread_sensitive=False, executor=INPUT_EXECUTOR)(
-            conversation_id, profile_id, url)
+        return await _db(_open_connection, conversation_id, profile_id, url)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -118,10 +118,10 @@ def conversation_for_gateway(*, user, requested: str | None, title: str) -> Conv
         except Http404:
             raise relay_errors.conversation_not_found() from None
         return _view(conversation, user)
-    profile = next(iter(selectors.profiles_usable_by(user=user)), None)
-    default = selectors.default_profile()
-    if default is not None and default.usable_by(user):
-        profile = default
+    # The default profile if this user may use it (one query, the usual case), else the first usable.
+    profile = selectors.default_profile()
+    if profile is None or not profile.usable_by(user):
+        profile = next(iter(selectors.profiles_usable_by(user=user)), None)
     if profile is None:
         raise relay_errors.no_upstream_profile()
     conversation = services.conversation_create(

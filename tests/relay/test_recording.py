@@ -124,3 +124,112 @@ async def test_a_blocked_database_does_not_slow_the_stream(profile, user, conver
     record = await db(lambda: ResponseRecord.objects.get(pk=record_pk))()
     assert record.status == "completed" and record.events_received == len(
         [e for e in started + rest if not e["type"].startswith("switchboard.")])
+
+
+# -- the per-turn write's fast paths (sync: they run on the recorder's threads in the relay) --------
+
+
+def _create(conversation, parent=None, text="hello", **fields):
+    from sessions_app.recording import RequestRow
+
+    previous = parent.response_id if parent else None
+    payload = {"type": "response.create", "model": "gpt-test", "input": text,
+               **({"previous_response_id": previous} if previous else {})}
+    return RequestRow(conversation_id=conversation.pk, stream_id=None, previous_response_id=previous,
+                      parent_pk=parent.pk if parent else None, parent_forks=False if parent else None,
+                      origin="user", model="gpt-test", payload=payload, use_compacted_window=True, **fields)
+
+
+def _finished(record_pk: int, response_id: str) -> ResponseRecord:
+    ResponseRecord.objects.filter(pk=record_pk).update(response_id=response_id, status="completed")
+    return ResponseRecord.objects.get(pk=record_pk)
+
+
+def test_a_continuing_create_is_one_statement_on_postgresql_and_few_on_sqlite(user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sessions_app.recording import _write_request
+    from sessions_app.services import conversation_create
+
+    conversation = conversation_create(owner=user, title="t")
+    first = _finished(_write_request(_create(conversation)).record_pk, "resp_a")
+    with CaptureQueriesContext(connection) as queries:
+        written = _write_request(_create(conversation, first, text="and then"))
+    # PostgreSQL: one autocommit statement. SQLite: BEGIN, compaction check, 2 INSERTs, COMMIT.
+    assert len(queries) == (1 if connection.vendor == "postgresql" else 5)
+    record = ResponseRecord.objects.get(pk=written.record_pk)
+    assert (record.parent_id, record.previous_response_id, record.status, record.origin, record.model) == (
+        first.pk, "resp_a", "queued", "user", "gpt-test")
+    assert record.request_payload["input"] == "and then" and record.sent_at is not None
+    [item] = Item.objects.filter(response=record)
+    assert (item.direction, item.position, item.item_type, item.role, item.text) == (
+        "input", 0, "message", "user", "and then")
+
+
+def test_a_pending_standalone_compaction_is_applied_once_even_when_the_parent_is_known(user):
+    from sessions_app.models import CompactionEvent
+    from sessions_app.recording import _write_request
+    from sessions_app.services import conversation_create
+
+    conversation = conversation_create(owner=user, title="t")
+    base = _finished(_write_request(_create(conversation)).record_pk, "resp_base")
+    window = [{"type": "compaction", "id": "cmp_1", "encrypted_content": "xyz"}]
+    CompactionEvent.objects.create(conversation=conversation, response=base, kind="standalone",
+                                   compacted_output=window)
+    written = _write_request(_create(conversation, base, text="next"))
+    assert written.previous_response_id is None and written.parent_pk == base.pk
+    assert written.payload["input"][0] == window[0] and len(written.payload["input"]) == 2
+    record = ResponseRecord.objects.get(pk=written.record_pk)
+    assert record.previous_response_id == "" and record.parent_id == base.pk
+    # The compaction is consumed: the next create continues normally.
+    child = _finished(written.record_pk, "resp_child")
+    again = _write_request(_create(conversation, child, text="after"))
+    assert again.previous_response_id == "resp_child" and again.payload["input"] == "after"
+
+
+def test_a_known_forking_parent_is_recorded_as_a_fork(user):
+    from dataclasses import replace
+
+    from sessions_app.recording import _write_request
+    from sessions_app.services import conversation_create
+
+    conversation = conversation_create(owner=user, title="t")
+    first = _finished(_write_request(_create(conversation)).record_pk, "resp_f")
+    written = _write_request(replace(_create(conversation, first), parent_forks=True))
+    assert ResponseRecord.objects.get(pk=written.record_pk).origin == "fork"
+
+
+def test_sqlite_runs_in_wal_mode_with_normal_sync():
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    with connection.cursor() as cursor:
+        assert cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert cursor.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+
+
+async def test_the_recorders_threads_keep_their_connection_between_writes(user, conversation_of):
+    import threading
+
+    from django.db import connections
+
+    from sessions_app.recording import _db
+
+    conversation = await conversation_of(user)
+    recorder = Recorder()
+    seen = []
+
+    def which_connection():
+        seen.append((threading.get_ident(), id(connections["default"].connection)))
+
+    first = await recorder.write_request(_create(conversation))
+    for _ in range(20):
+        await _db(which_connection)
+    per_thread = {}
+    for thread, raw in seen:
+        per_thread.setdefault(thread, set()).add(raw)
+    assert all(len(raws) == 1 for raws in per_thread.values())  # no reconnect per call
+    assert first.record_pk
+    await recorder.close()
