@@ -112,7 +112,13 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The relay's writer and the pages share one file: wait for locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+    # WAL: readers never block the writer (nor it them), and a commit appends to the log instead of
+    # rewriting pages; synchronous=NORMAL then syncs at checkpoints rather than on every commit, which
+    # is safe with WAL (a power loss can drop the last commits, never corrupt the file).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": 20, "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    })
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-switchboard.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
@@ -209,3 +215,9 @@ SWITCHBOARD_DEMO_PASSWORD = "switchboard-demo"
 SWITCHBOARD_MAX_FRAME_BYTES = env.int("SWITCHBOARD_MAX_FRAME_BYTES", default=1024 * 1024)
 # On SIGTERM, how long in-flight responses may run before they are marked interrupted.
 SWITCHBOARD_DRAIN_SECONDS = env.float("SWITCHBOARD_DRAIN_SECONDS", default=20.0)
+# How long a conversation's upstream socket stays open after its last browser left (and nothing is in
+# flight), so a reload finds the connection-local cache still warm; then it closes with reason `idle`.
+SWITCHBOARD_UPSTREAM_IDLE_SECONDS = env.float("SWITCHBOARD_UPSTREAM_IDLE_SECONDS", default=60.0)
+# A process holding upstream sockets marks them alive this often (0: off); a socket whose holder has
+# not beaten for 3 intervals is dead, and its in-flight responses are ended `interrupted` (liveness.py).
+SWITCHBOARD_HEARTBEAT_SECONDS = env.float("SWITCHBOARD_HEARTBEAT_SECONDS", default=2.0)

@@ -20,4 +20,4 @@ cat <<MSG
   Stop with Ctrl-C.
 
 MSG
-.venv/bin/daphne -b "$HOST" -p "$PORT" project.asgi:application
+$PY -m sessions_app.serve -b "$HOST" -p "$PORT" project.asgi:application

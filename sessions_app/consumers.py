@@ -1,6 +1,7 @@
-"""The two client faces. They only wire sockets to relay.RelaySession; all logic lives there.
+"""The two client faces. They only wire sockets to the relay; all logic lives there.
 
-* `BrowserConsumer` (`ws/conversations/<uuid>/`): Django session auth. An
+* `BrowserConsumer` (`ws/conversations/<uuid>/`): attaches to the conversation's hub
+  (hub.py), which outlives the socket. Django session auth. An
   anonymous socket is accepted and closed with 4401, a conversation the user
   may not see with 4404, so the browser's reconnecting client stops trying.
 * `GatewayConsumer` (`/v1/responses`): API-token auth (gateway_auth.py). A
@@ -12,19 +13,20 @@ from __future__ import annotations
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from . import hub
 from .relay import RelaySession
 from .relay_context import AttachRefused
 
 
 class BrowserConsumer(AsyncWebsocketConsumer):
-    relay: RelaySession | None = None
+    relay: hub.HubClient | None = None
 
     async def connect(self) -> None:
         await self.accept()
         try:
-            self.relay = await RelaySession.attach(
+            self.relay = await hub.attach(
                 user=self.scope["user"], conversation_id=self.scope["url_route"]["kwargs"]["conversation_id"],
-                send=self._send_text,
+                send=self._send_text, close=self._close_with,
             )
         except AttachRefused as refused:
             await self.close(code=refused.close_code)
@@ -41,6 +43,9 @@ class BrowserConsumer(AsyncWebsocketConsumer):
 
     async def _send_text(self, text: str) -> None:
         await self.send(text_data=text)
+
+    async def _close_with(self, code: int) -> None:
+        await self.close(code=code)
 
 
 class GatewayConsumer(AsyncWebsocketConsumer):

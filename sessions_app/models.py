@@ -135,6 +135,10 @@ class UpstreamConnection(models.Model):
         "why it closed", max_length=20, choices=CloseReason.choices, default=CloseReason.OPEN, blank=True
     )
     responses_carried = models.PositiveIntegerField(default=0)
+    # Liveness lease (liveness.py): the process holding the socket beats while it is open, so another
+    # process can tell that the holder died and end its in-flight responses `interrupted`.
+    holder = models.CharField(max_length=120, blank=True, help_text="host:pid:boot of the holding process")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-opened_at"]

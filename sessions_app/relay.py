@@ -37,12 +37,12 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from . import relay_errors
+from . import fanout, relay_errors
 from .models import ResponseRecord, UpstreamConnection
 from .protocol.errors import ProtocolError, SteerError
 from .protocol.events import CreateEvent, SteerEvent, parse_client_event
 from .protocol.items import input_items, item_type
-from .recording import ConnectionFailed, Recorder, RequestRow, RequestWritten, Sent
+from .recording import Recorder, RequestRow, RequestWritten, Sent
 from .relay_context import (
     CONVERSATION_METADATA_KEY,
     ConversationView,
@@ -52,10 +52,11 @@ from .relay_context import (
     title_from,
 )
 from .relay_lanes import Ticket
-from .relay_stream import Downstream, UpstreamLink, decode_event
-from .upstream import UpstreamError, UpstreamRejected, open_upstream
+from .relay_link import UpstreamLinkMixin, open_connection_pks
+from .relay_recovery import RecoveringMixin, Resend
+from .relay_stream import Downstream
 
-__all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession"]
+__all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession", "open_connection_pks"]
 
 logger = logging.getLogger("sessions_app.relay")
 
@@ -77,11 +78,7 @@ BROWSER = Face("browser", announces=True, fills_defaults=True)
 GATEWAY = Face("gateway", announces=False, fills_defaults=False)
 
 
-# One driving session per conversation and process holds an upstream socket (module rules).
-_DRIVERS: dict[uuid.UUID, RelaySession] = {}
-
-
-class RelaySession:
+class RelaySession(UpstreamLinkMixin, RecoveringMixin):
     """One client socket's relay; `send` delivers a text frame to that client."""
 
     def __init__(self, *, face: Face, user, send: SendText, conversation: ConversationView | None = None,
@@ -98,6 +95,10 @@ class RelaySession:
         self.recorder.conversation_id = self.downstream.conversation_id
         self.recorder.on_overflow = self.recorder.on_overflow or self.downstream.recording_overflowed
         self._closing = False
+        self._link_lock = asyncio.Lock()
+        self._recovery_tasks = set()
+        self._publisher: fanout.Publisher | None = None
+        self.downstream.recover = self._recover
 
     # -- construction ----------------------------------------------------------------
 
@@ -171,8 +172,6 @@ class RelaySession:
             exc.stream_id = event.stream_id
             raise exc
         replay = self._needs_replay(event.previous_response_id, payload, conversation)
-        if replay:
-            await self.recorder.flush()  # the context is rebuilt from records: the latest must be written
         parent_pk, parent_forks = self._known_parent(event.previous_response_id, event.stream_id)
         row = RequestRow(
             conversation_id=conversation.id, stream_id=event.stream_id,
@@ -180,13 +179,24 @@ class RelaySession:
             origin=_origin(payload), model=model, payload=payload, use_compacted_window=True, replay=replay,
             title="" if conversation.title else title_from(payload), connection_pk=self._open_connection_pk(),
         )
-        written = await self._write(row, event.stream_id)
-        if not conversation.title and row.title:
+        await self._submit(row, raw=event.raw, frame=frame)
+
+    async def _submit(self, row: RequestRow, *, raw: dict[str, Any] | None, frame: str | bytes | None,
+                      resends: int = 0, reason: str | None = None) -> None:
+        """Write a create's record, then send it (as the client framed it when nothing was rewritten)."""
+        if row.replay:
+            await self.recorder.flush()  # the context is rebuilt from records: the latest must be written
+        written = await self._write(row, row.stream_id)
+        conversation = self.conversation
+        if conversation is not None and not conversation.title and row.title:
             self.conversation = replace(conversation, title=row.title)
-        text = _text(frame) if written.payload is event.raw else json.dumps(written.payload)
-        ticket = Ticket(record_pk=written.record_pk, kind="create", stream_id=event.stream_id,
+        text = _text(frame) if frame is not None and written.payload is raw else json.dumps(written.payload)
+        ticket = Ticket(record_pk=written.record_pk, kind="create", stream_id=row.stream_id,
                         previous_response_id=written.previous_response_id, parent_pk=written.parent_pk,
-                        sent_at=timezone.now())
+                        sent_at=timezone.now(), request=Resend(row=row, resends=resends))
+        replayed = row.replay and bool(row.previous_response_id) and written.previous_response_id is None
+        if replayed or reason:
+            await self._announce_recovery(row, replayed=replayed, reason=reason)
         await self._send_upstream(ticket, text, row.connection_pk)
 
     def _needs_replay(self, previous: str | None, payload: dict[str, Any], conversation: ConversationView) -> bool:
@@ -233,6 +243,10 @@ class RelaySession:
         )
         self.recorder.conversation_id = self.downstream.conversation_id = self.conversation.id
         self.downstream.latest = self.conversation.latest_response_id
+        channel_layer = fanout.layer()
+        if channel_layer is not None:  # viewers of this conversation see the gateway's events live
+            self._publisher = fanout.Publisher(self.conversation.id, channel_layer)
+            self.downstream.publish = self._publisher.publish
 
     def _complete_create(self, raw: dict[str, Any], conversation: ConversationView) -> dict[str, Any]:
         """Fill what the client left to the conversation; strip our metadata key. Same dict if unchanged."""
@@ -295,95 +309,22 @@ class RelaySession:
                                          relay_errors.upstream_disconnected(None, Reason.UPSTREAM_ERROR),
                                          connection_pk=None)
 
-    # -- the upstream link -------------------------------------------------------------
-
-    async def _ensure_link(self) -> UpstreamLink:
-        current = self.downstream.link
-        if current is not None and current.is_open:
-            return current
-        conversation = self.conversation
-        assert conversation is not None
-        if conversation.profile is None:
-            raise relay_errors.no_upstream_profile()
-        other = _DRIVERS.get(conversation.id)
-        held = other.downstream.link if other is not None and other is not self else None
-        if held is not None:
-            if held.book.busy:
-                raise relay_errors.conversation_busy()
-            await other._close_link(Reason.IDLE, "superseded by another client socket")
-        target = conversation.profile.target
-        try:
-            socket = await open_upstream(target)
-        except UpstreamError as exc:
-            await self._record_failed_open(exc)
-            if isinstance(exc, UpstreamRejected):
-                raise relay_errors.upstream_rejected(exc.status, str(exc)) from None
-            if exc.code == "upstream_protocol_error":
-                raise relay_errors.upstream_protocol_error(str(exc)) from None
-            raise relay_errors.upstream_unavailable(str(exc)) from None
-        try:
-            connection_pk = await self.recorder.open_connection(
-                conversation_id=conversation.id, profile_id=conversation.profile.pk, url=target.url
-            )
-        except Exception:
-            logger.exception("Could not record an upstream connection for conversation %s", conversation.id)
-            await socket.close()
-            raise relay_errors.recording_failed() from None
-        link = UpstreamLink(socket=socket, connection_pk=connection_pk)
-        link.reader = asyncio.get_running_loop().create_task(self._read(link), name="switchboard-upstream-reader")
-        self.downstream.link = link
-        _DRIVERS[conversation.id] = self
-        await self.downstream.update_status()
-        return link
-
-    async def _record_failed_open(self, exc: UpstreamError) -> None:
-        assert self.conversation is not None and self.conversation.profile is not None
-        logger.warning("Upstream for conversation %s did not open: %s", self.conversation.id, exc)
-        self.recorder.add(ConnectionFailed(
-            conversation_id=self.conversation.id, profile_id=self.conversation.profile.pk,
-            url=self.conversation.profile.target.url, close_code=getattr(exc, "status", None), close_text=str(exc),
-            at=timezone.now(),
-        ))
-
-    async def _close_link(self, reason: str, text: str = "") -> None:
-        link = self.downstream.link
-        if link is None:
-            return
-        link.reason = reason
-        await link.socket.close(1000, text[:120])
-        if link.reader is not None:
-            await asyncio.wait([link.reader], timeout=5)
-
-    async def _read(self, link: UpstreamLink) -> None:
-        try:
-            async for frame in link.socket.frames():
-                event = decode_event(frame)
-                if event is None:
-                    await self.downstream.on_violation(link, frame)
-                    break
-                await self.downstream.on_event(link, frame, event)
-        except Exception:
-            logger.exception("Relay failed on an upstream frame (conversation %s)", self._conversation_id)
-            link.reason = link.reason or Reason.UPSTREAM_ERROR
-            await link.socket.close(1011, "relay error")
-        finally:
-            await self._on_upstream_closed(link)
-
-    async def _on_upstream_closed(self, link: UpstreamLink) -> None:
-        await self.downstream.on_closed(link)
-        # A replacement link may already be open (a send raced the close): then we still drive.
-        if self.downstream.link is None and self.conversation and _DRIVERS.get(self.conversation.id) is self:
-            del _DRIVERS[self.conversation.id]
-
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """The client left: close the upstream socket (open requests end interrupted), drain the recorder."""
+    async def close(self, reason: str = Reason.CLIENT_LEFT) -> None:
+        """Close the upstream socket (requests still open end interrupted), drain the recorder.
+
+        A gateway socket calls it when its client leaves; a browser conversation's hub when its
+        idle grace is over (hub.py), with reason `idle`.
+        """
         if self._closing:
             return
         self._closing = True
         self.downstream.client_gone = True
-        await self._close_link(Reason.CLIENT_LEFT)
+        await self._stop_recovery()
+        await self._close_link(reason)
+        if self._publisher is not None:
+            await self._publisher.close()
         await self.recorder.close()
 
     @property

@@ -57,6 +57,8 @@ class Ticket:
     first_text_at: datetime | None = None
     events: int = 0
     output_done: dict[int, dict[str, Any]] = field(default_factory=dict)
+    frames: list[str] = field(default_factory=list)  # its upstream frames, when a hub keeps the live tail
+    request: Any = None  # the relay's memo of what was sent, so it can resend it (relay_recovery.py)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,16 @@ class LaneBook:
         self._steers.clear()
         return tickets
 
+    def error_target(self, event: dict[str, Any]) -> Ticket | None:
+        """The request an `error` event would end, without routing it (None: connection-level)."""
+        waiting = self._waiting.get(event.get("stream_id"))
+        return waiting[0] if waiting else None
+
     # -- events coming back ----------------------------------------------------------
+
+    def running(self, lane: str | None) -> Ticket | None:
+        """The request streaming on `lane` now (what a delta of that lane belongs to)."""
+        return self._running.get(lane)
 
     def route(self, event: dict[str, Any]) -> Routed:
         kind = event.get("type")
@@ -135,7 +146,7 @@ class LaneBook:
             return Routed(self._running.get(lane))
         if kind in ("response.steer.accepted", "response.steer.pending", "response.steer.failed"):
             return self._route_steer(kind, event.get("steer") or {})
-        return Routed(self._running.get(lane))
+        return Routed(self.running(lane))
 
     def _route_response(self, kind: str, lane: str | None, response: dict[str, Any]) -> Routed:
         response_id = response.get("id")

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from . import relay_errors
 from .models import ErrorEvent, ResponseRecord, UpstreamConnection
+from .partial import partial_output
 from .protocol.errors import ProtocolError
 from .protocol.outcome import Outcome
 from .recording import ConnectionClosed, ConversationState, ErrorRow, Finished, Recorder, Started
@@ -47,6 +48,11 @@ Reason = UpstreamConnection.CloseReason
 Status = ResponseRecord.Status
 CONTINUABLE = frozenset({"completed", "incomplete"})
 LIMIT_CODE = "websocket_connection_limit_reached"
+NOT_FOUND_CODE = "previous_response_not_found"
+# Upstream errors that mean "the connection-local cache is gone": the relay may resend the request.
+RECOVERABLE_CODES = frozenset({LIMIT_CODE, NOT_FOUND_CODE})
+# recover(link, ticket, code) -> True when the relay takes the request over and resends it.
+Recover = Callable[["UpstreamLink", "Ticket | None", str], bool]
 
 
 @dataclass(eq=False)
@@ -79,6 +85,15 @@ def decode_event(frame: str | bytes) -> dict[str, Any] | None:
     return event
 
 
+def _count(ticket: Ticket, kind: str) -> None:
+    """Per-event bookkeeping kept in memory: event count and the first-event / first-text timings."""
+    ticket.events += 1
+    if ticket.first_event_at is None:
+        ticket.first_event_at = timezone.now()
+    if kind == "response.output_text.delta" and ticket.first_text_at is None:
+        ticket.first_text_at = timezone.now()
+
+
 class Downstream:
     """What comes back to one client socket, and what the recorder keeps of it."""
 
@@ -97,21 +112,27 @@ class Downstream:
         self._recorded: tuple[str, str] = (status, latest_response_id)
         self._announced: tuple[str, str, str] | None = None
         self.client_gone = False
+        self.recover: Recover | None = None  # set by the relay session (relay_recovery.py)
+        # A hub (hub.py) keeps each in-flight response's frames for clients that attach mid-response.
+        self.keep_tail = False
+        self.on_ended: Callable[[Ticket], None] | None = None
+        self.publish: Callable[[str], None] | None = None  # a gateway session's fan-out (fanout.py)
 
     # -- upstream events ---------------------------------------------------------------
 
     async def on_event(self, link: UpstreamLink, frame: str, event: dict[str, Any]) -> None:
-        await self.to_client(frame)
+        kind = event["type"]
+        if kind == "error" and self.recover is not None and await self._recovering(link, event):
+            return
+        # Routed before it is forwarded (a few dict look-ups) so a hub's tail never misses a frame it sent.
         routed = link.book.route(event)
-        ticket, kind = routed.ticket, event["type"]
+        ticket = routed.ticket
+        if self.keep_tail and ticket is not None:
+            ticket.frames.append(frame)
+        await self.to_client(frame)
         if ticket is not None:
-            ticket.events += 1
-            if ticket.first_event_at is None:
-                ticket.first_event_at = timezone.now()
-            if kind == "response.output_text.delta":
-                if ticket.first_text_at is None:
-                    ticket.first_text_at = timezone.now()
-            elif kind == "response.output_item.done" and isinstance(event.get("output_index"), int):
+            _count(ticket, kind)
+            if kind == "response.output_item.done" and isinstance(event.get("output_index"), int):
                 ticket.output_done[event["output_index"]] = event.get("item") or {}
             if routed.bound:
                 self._started(link, ticket, kind, routed.ended)
@@ -130,6 +151,54 @@ class Downstream:
                 await self.end_ticket(ticket, Status.FAILED, None, connection_pk=link.connection_pk)
         elif kind in TERMINAL_EVENTS and ticket is not None:
             await self._end_response(ticket, event, link)
+
+    async def on_delta(self, link: UpstreamLink, frame: str, kind: str) -> None:
+        """A default-lane delta, recognised without decoding (protocol/frames.py): forward and count it."""
+        ticket = link.book.running(None)
+        if ticket is not None and self.keep_tail:
+            ticket.frames.append(frame)
+        await self.to_client(frame)
+        if ticket is not None:
+            _count(ticket, kind)
+
+    async def _recovering(self, link: UpstreamLink, event: dict[str, Any]) -> bool:
+        """An error that means the upstream lost its cache: if the relay resends the request, the
+        client never sees the error (it is recorded, and the request it ended is superseded)."""
+        error = event.get("error")
+        code = error.get("code") if isinstance(error, dict) else None
+        if code not in RECOVERABLE_CODES:
+            return False
+        assert self.recover is not None
+        ticket = link.book.error_target(event)
+        if not self.recover(link, ticket, code):
+            return False
+        link.limit_reached = link.limit_reached or code == LIMIT_CODE
+        routed = link.book.route(event)
+        self.recorder.add(ErrorRow.from_event(
+            event, source=ErrorEvent.Source.UPSTREAM, conversation_id=self.conversation_id,
+            record_pk=ticket.record_pk if ticket else None, connection_pk=link.connection_pk,
+        ))
+        if routed.ended and routed.ticket is not None:
+            self.supersede(routed.ticket)
+        if code == LIMIT_CODE and not link.book.busy and link.is_open:
+            link.reason = Reason.CONNECTION_LIMIT
+            await link.socket.close(1000, "connection limit reached")
+        return True
+
+    def supersede(self, ticket: Ticket) -> None:
+        """A request the relay resends: its record ends failed, without telling the client."""
+        self.recorder.add(Finished(
+            conversation_id=self.conversation_id, record_pk=ticket.record_pk, status=Status.FAILED,
+            response_id=ticket.response_id, stream_id=ticket.stream_id,
+            previous_response_id=ticket.previous_response_id, payload={"superseded_by": "recovery"},
+            sent_at=ticket.sent_at, completed_at=timezone.now(), events_received=ticket.events,
+        ))
+        self._child_ended_badly(ticket)
+        self._ended(ticket)
+
+    def _ended(self, ticket: Ticket) -> None:
+        if self.on_ended is not None:
+            self.on_ended(ticket)
 
     def _started(self, link: UpstreamLink, ticket: Ticket, kind: str, ended: bool) -> None:
         if not ticket.response_id or ticket.record_pk is None:
@@ -166,8 +235,13 @@ class Downstream:
             self.link = None
         code, text = link.socket.close_code, link.socket.close_reason
         reason = link.reason or (Reason.CONNECTION_LIMIT if link.limit_reached else Reason.UPSTREAM_ERROR)
-        left = reason == Reason.CLIENT_LEFT
+        # Nobody to blame: the client left (gateway) or this process is shutting down (hub.drain).
+        left = reason in (Reason.CLIENT_LEFT, Reason.SERVER_SHUTDOWN)
         for ticket in link.book.clear():
+            if (reason == Reason.CONNECTION_LIMIT and ticket.response_id is None and self.recover is not None
+                    and self.recover(link, ticket, LIMIT_CODE)):
+                self.supersede(ticket)  # never started: resent on a new socket
+                continue
             exc = None if left else relay_errors.upstream_disconnected(code, reason)
             await self.end_ticket(ticket, Status.INTERRUPTED if left else Status.FAILED, exc,
                                   connection_pk=link.connection_pk, update=False)
@@ -200,6 +274,7 @@ class Downstream:
                 record_pk=ticket.record_pk, connection_pk=link.connection_pk, stream_id=ticket.stream_id,
                 raw={"type": event.get("type"), "response_id": outcome.response_id, "error": error},
             ))
+        self._ended(ticket)
         self._failed = outcome.status not in CONTINUABLE
         if self._failed:
             self._child_ended_badly(ticket)
@@ -209,8 +284,13 @@ class Downstream:
 
     async def end_ticket(self, ticket: Ticket, status: str, exc: relay_errors.RelayError | None, *,
                          connection_pk: int | None, update: bool = True) -> None:
-        """End a request that got no terminal event; with `exc`, record it and tell the client."""
-        output = tuple(ticket.output_done[i] for i in sorted(ticket.output_done))
+        """End a request that got no terminal event; with `exc`, record it and tell the client.
+
+        Its output is what completed; with the frames a hub kept, also the text streamed so far."""
+        if ticket.frames:
+            output = partial_output(ticket.frames, ticket.output_done)
+        else:
+            output = tuple(ticket.output_done[i] for i in sorted(ticket.output_done))
         self.recorder.add(Finished(
             conversation_id=self.conversation_id, record_pk=ticket.record_pk, status=status,
             response_id=ticket.response_id, stream_id=ticket.stream_id,
@@ -226,6 +306,7 @@ class Downstream:
         if status == Status.FAILED:
             self._failed = True
         self._child_ended_badly(ticket)
+        self._ended(ticket)
         if update:
             await self.update_status()
 
@@ -254,6 +335,8 @@ class Downstream:
             await self.to_client(json.dumps(relay_errors.recording_overflow().to_event()))
 
     async def to_client(self, text: str) -> None:
+        if self.publish is not None:
+            self.publish(text)
         if self.client_gone:
             return
         try:
@@ -261,16 +344,21 @@ class Downstream:
         except Exception:
             self.client_gone = True
 
-    async def update_status(self, *, force: bool = False) -> None:
+    def status_event(self) -> dict[str, Any]:
+        """The browser's `switchboard.status` as it stands."""
         link = self.link
         busy = link is not None and link.book.busy
-        status = "streaming" if busy else ("failed" if self._failed else "idle")
-        upstream = "connected" if link is not None and link.is_open else "disconnected"
+        return {"type": "switchboard.status", "status": "streaming" if busy else ("failed" if self._failed else "idle"),
+                "upstream": "connected" if link is not None and link.is_open else "disconnected",
+                "latest_response_id": self.latest or None}
+
+    async def update_status(self, *, force: bool = False) -> None:
+        event = self.status_event()
+        status, upstream = event["status"], event["upstream"]
         if self.conversation_id is not None and (status, self.latest) != self._recorded:
             self._recorded = (status, self.latest)
             self.recorder.add(ConversationState(self.conversation_id, status, self.latest))
         announced = (status, upstream, self.latest)
         if self.face.announces and (force or announced != self._announced):
             self._announced = announced
-            await self.to_client(json.dumps({"type": "switchboard.status", "status": status, "upstream": upstream,
-                                             "latest_response_id": self.latest or None}))
+            await self.to_client(json.dumps(event))

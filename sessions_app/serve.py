@@ -13,7 +13,20 @@ import os
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer
+
+# Close codes a server may send (RFC 6455 §7.4.1, IANA) that autobahn's sendClose refuses
+# (it allows only 1000 and 3000-4999). The drain closes browsers with 1012 (service restart).
+SERVER_CLOSE_CODES = frozenset({1001, 1011, 1012, 1013})
+_daphne_server_close = WebSocketProtocol.serverClose
+
+
+def _server_close(self, code=None) -> None:
+    if code in SERVER_CLOSE_CODES:
+        self.sendCloseFrame(code=code, isReply=False)
+    else:
+        _daphne_server_close(self, code)
 
 
 class DrainingServer(Server):
@@ -44,6 +57,7 @@ class SwitchboardCommandLine(CommandLineInterface):
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    WebSocketProtocol.serverClose = _server_close
     SwitchboardCommandLine.entrypoint()
 
 

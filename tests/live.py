@@ -97,12 +97,14 @@ class DaphneProcess:
 
 @contextmanager
 def daphne_process(settings_dict: dict, extra_env: dict[str, str] | None = None) -> Iterator[DaphneProcess]:
-    """Daphne serving project.asgi on a free port, against the given (test) database."""
+    """Daphne (with the graceful drain: ``python -m sessions_app.serve``) serving project.asgi on a free
+    port, against the given (test) database."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url(settings_dict), "DJANGO_SETTINGS_MODULE": "project.settings",
            **(extra_env or {})}
     process = subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"], cwd=ROOT, env=env
+        [sys.executable, "-m", "sessions_app.serve", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+        cwd=ROOT, env=env,
     )
     try:
         wait_for_port(port, process)

@@ -111,6 +111,13 @@ async def close_db_connections():
     await asyncio.to_thread(_close_input_connections)
 
 
+@pytest.fixture(autouse=True)
+def no_idle_grace(settings):
+    """Close a conversation's upstream socket as soon as its last browser left (and nothing is in
+    flight), so tests read final records right after closing; tests/resilience covers the grace."""
+    settings.SWITCHBOARD_UPSTREAM_IDLE_SECONDS = 0
+
+
 @pytest.fixture
 def simulator_config() -> dict[str, Any]:
     """Override in a test module (or parametrize) to configure the simulator."""

@@ -1,0 +1,265 @@
+"""A conversation's hub: per process, it owns the upstream socket and fans events out to every browser.
+
+Rules:
+
+* One `ConversationHub` per conversation and process holds the conversation's
+  browser relay (`RelaySession` driver, whose `send` is the hub's broadcast):
+  the upstream socket, routing and recording outlive any one client socket.
+  A browser leaving mid-response no longer interrupts it: it runs to the end
+  upstream and is recorded whole.
+* Every attached browser socket (owner tabs, staff read-only viewers) is a
+  `HubClient`. Owner frames go to the driver; a viewer's frames are refused
+  to that viewer only.
+* Attaching mid-response: the client is registered first (frames broadcast
+  from then on queue in its `pending`), then gets `switchboard.history` (the
+  records, after a recorder flush), `switchboard.status`, then the live
+  tail: the frames of in-flight responses, and of responses that ended so
+  recently their records are not in the history yet, then its pending
+  frames. A frame is one str object wherever it is kept, so the tail and the
+  pending queue are de-duplicated by identity: no gap, no duplicate
+  (response, sequence_number).
+* When the last client leaves, in-flight responses run to completion; then
+  the upstream socket stays open `SWITCHBOARD_UPSTREAM_IDLE_SECONDS` (the
+  connection-local cache survives a reload) and closes with reason `idle`
+  (`client_left` when the grace is 0). A client attaching meanwhile cancels that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from . import fanout, lifecycle, relay_errors
+from .hub_remote import RemoteMixin
+from .models import UpstreamConnection
+from .recording import ErrorRow
+from .relay import BROWSER, RelaySession
+from .relay_context import ConversationView, conversation_for_socket, history_event
+from .relay_lanes import Ticket
+
+__all__ = ["ConversationHub", "HubClient", "attach", "hubs"]
+
+logger = logging.getLogger("sessions_app.hub")
+
+SendText = Callable[[str], Awaitable[None]]
+CloseSocket = Callable[[int], Awaitable[None]]
+SERVICE_RESTART = 1012  # the close code a draining process sends its browsers: reconnect elsewhere
+Reason = UpstreamConnection.CloseReason
+RECENT_SECONDS = 30.0  # how long an ended response's frames are kept for attaching clients
+IDLE_POLL_SECONDS = 0.05
+CLOSE_FLUSH_SECONDS = 0.2
+ENDED = frozenset({"completed", "incomplete", "failed", "cancelled", "interrupted"})
+
+_HUBS: dict[uuid.UUID, ConversationHub] = {}
+
+
+def hubs() -> list[ConversationHub]:
+    """The hubs of this process (the drainer and the fan-out walk them)."""
+    return list(_HUBS.values())
+
+
+class HubClient:
+    """One browser socket attached to a hub."""
+
+    def __init__(self, hub: ConversationHub, *, user, view: ConversationView, send: SendText,
+                 close: CloseSocket | None = None) -> None:
+        self.hub = hub
+        self.user = user
+        self.view = view
+        self._send = send
+        self._close_socket = close
+        self.pending: list[str] | None = []  # frames broadcast while attaching; None once live
+        self.gone = False
+
+    async def deliver(self, text: str) -> None:
+        if self.gone:
+            return
+        try:
+            await self._send(text)
+        except Exception:
+            self.gone = True
+
+    async def start(self) -> None:
+        """Send history, status and the live tail, then go live (see module rules)."""
+        hub = self.hub
+        await hub.driver.recorder.flush()
+        history = await database_sync_to_async(history_event)(user=self.user, conversation_id=self.view.id)
+        await self.deliver(json.dumps(history))
+        await self.deliver(json.dumps(hub.driver.downstream.status_event()))
+        ended = {r["response_id"] for r in history["responses"] if r["status"] in ENDED and r["response_id"]}
+        tail = hub.tail(ended)
+        sent = {id(frame) for frame in tail}
+        for frame in tail:
+            await self.deliver(frame)
+        while self.pending:
+            frame = self.pending.pop(0)
+            if id(frame) not in sent:
+                await self.deliver(frame)
+        self.pending = None
+
+    async def from_client(self, text: str | None = None, data: bytes | None = None) -> None:
+        if self.view.read_only:
+            exc = relay_errors.read_only()
+            event = exc.to_event()
+            self.hub.driver.recorder.add(ErrorRow.from_event(event, source=exc.source,
+                                                             conversation_id=self.view.id))
+            await self.deliver(json.dumps(event))
+            return
+        if self.hub.driver.downstream.link is None:
+            try:  # a new upstream socket: first settle a dead holder's records (best effort)
+                await self.hub.reap_dead_holders()
+            except Exception:
+                logger.exception("Could not check the holders of conversation %s", self.view.id)
+        await self.hub.driver.from_client(text, data)
+
+    async def close(self) -> None:
+        self.gone = True
+        await self.hub.detach(self)
+
+    async def close_socket(self, code: int) -> None:
+        self.gone = True
+        if self._close_socket is not None:
+            try:
+                await self._close_socket(code)
+            except Exception:  # plain Daphne (autobahn) refuses 1012: sessions_app.serve allows it
+                await self._close_socket(1000)
+
+
+class ConversationHub(RemoteMixin):
+    """The conversation's upstream side in this process; see the module rules (and hub_remote.py)."""
+
+    def __init__(self, *, user, view: ConversationView) -> None:
+        self.conversation_id = view.id
+        self.clients: list[HubClient] = []
+        self.driver = RelaySession(face=BROWSER, user=user, send=self.broadcast, conversation=view)
+        self.driver.downstream.keep_tail = True
+        self.driver.downstream.on_ended = self._ended
+        self._recent: dict[str, tuple[float, list[str]]] = {}
+        self._idle_task: asyncio.Task[None] | None = None
+        self.closing = False
+        channel_layer = fanout.layer()
+        self.publisher = fanout.Publisher(view.id, channel_layer) if channel_layer is not None else None
+        self.subscriber: fanout.Subscriber | None = None
+        self.remote_frames: list[str] = []
+
+    # -- fan-out (hot path) -------------------------------------------------------------
+
+    async def broadcast(self, text: str) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(text)
+        for client in tuple(self.clients):
+            if client.pending is not None:
+                client.pending.append(text)
+            else:
+                await client.deliver(text)
+
+    def _ended(self, ticket: Ticket) -> None:
+        if ticket.response_id and ticket.frames:
+            now = time.monotonic()
+            self._recent[ticket.response_id] = (now, ticket.frames)
+            for key in [k for k, (at, _) in self._recent.items() if now - at > RECENT_SECONDS]:
+                del self._recent[key]
+
+    def tail(self, recorded: set[str]) -> list[str]:
+        """Frames of responses not (yet) in the records as ended: recently ended ones, then in-flight ones."""
+        frames = self.remote_tail(recorded)
+        frames += [f for rid, (_, kept) in self._recent.items() if rid not in recorded for f in kept]
+        link = self.driver.downstream.link
+        if link is not None:
+            for ticket in link.book.open_tickets():
+                frames.extend(ticket.frames)
+        return frames
+
+    @property
+    def busy(self) -> bool:
+        link = self.driver.downstream.link
+        return bool(self.driver._recovery_tasks) or (link is not None and link.book.busy)
+
+    # -- clients ---------------------------------------------------------------------
+
+    def add(self, client: HubClient) -> None:
+        self.clients.append(client)
+        if not client.view.read_only:
+            # The owner's view carries the upstream profile, and is the freshest (settings may have changed).
+            self.driver.conversation = client.view
+            self.driver.user = client.user
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            self._idle_task = None
+
+    async def detach(self, client: HubClient) -> None:
+        if client in self.clients:
+            self.clients.remove(client)
+        if self.clients or self.closing:
+            return
+        grace = float(settings.SWITCHBOARD_UPSTREAM_IDLE_SECONDS)
+        if grace <= 0 and not self.busy:
+            await self._close(Reason.CLIENT_LEFT)
+            return
+        self._idle_task = asyncio.get_running_loop().create_task(self._idle(grace), name="switchboard-hub-idle")
+
+    async def _idle(self, grace: float) -> None:
+        """Let in-flight responses finish, keep the socket warm for `grace`, then close it."""
+        while self.busy:  # noqa: ASYNC110 (polling keeps the hot path free of event bookkeeping)
+            await asyncio.sleep(IDLE_POLL_SECONDS)
+        if grace > 0:
+            await asyncio.sleep(grace)
+        if self.clients or self.busy:
+            return
+        self._idle_task = None
+        await self._close(Reason.IDLE if grace > 0 else Reason.CLIENT_LEFT)
+
+    async def _close(self, reason: str) -> None:
+        self.closing = True
+        if _HUBS.get(self.conversation_id) is self:
+            del _HUBS[self.conversation_id]
+        await self.driver.close(reason)
+        if self.subscriber is not None:
+            await self.subscriber.stop()
+        if self.publisher is not None:
+            await self.publisher.close()
+
+    async def shut_down(self) -> None:
+        """This process stops: what is still in flight ends interrupted (streamed text kept), browsers get 1012."""
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+        await self._close(Reason.SERVER_SHUTDOWN)
+        for client in tuple(self.clients):
+            await client.close_socket(SERVICE_RESTART)
+
+
+@lifecycle.on_drain
+async def drain(seconds: float) -> None:
+    """SIGTERM (sessions_app.serve): let in-flight responses finish within `seconds`, then shut every hub down."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while any(hub.busy for hub in hubs()) and loop.time() < deadline:  # noqa: ASYNC110 (bounded wait)
+        await asyncio.sleep(IDLE_POLL_SECONDS)
+    draining = hubs()
+    results = await asyncio.gather(*(hub.shut_down() for hub in draining), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            logger.error("A hub failed to shut down: %r", result)
+    if draining:
+        await asyncio.sleep(CLOSE_FLUSH_SECONDS)  # Daphne stops right after: let the 1012 close frames leave
+
+
+async def attach(*, user, conversation_id: uuid.UUID | str, send: SendText,
+                 close: CloseSocket | None = None) -> HubClient:
+    """Attach a browser socket to its conversation's hub; raises relay_context.AttachRefused."""
+    view = await database_sync_to_async(conversation_for_socket)(user=user, conversation_id=conversation_id)
+    hub = _HUBS.get(view.id)
+    if hub is None or hub.closing:
+        hub = _HUBS[view.id] = ConversationHub(user=user, view=view)
+    client = HubClient(hub, user=user, view=view, send=send, close=close)
+    hub.add(client)
+    await hub.subscribe()
+    return client
+

@@ -1,0 +1,118 @@
+"""The cross-process half of a conversation hub: frames of other processes, and their dead holders.
+
+Rules (see fanout.py and liveness.py):
+
+* A hub with clients subscribes to its conversation's group; frames another
+  process published are passed to the local clients (queued in `pending`
+  for one still attaching) and the latest remote response's frames are kept,
+  both as a tail for clients attaching mid-response and as what had streamed
+  if that process dies.
+* A gap in a publisher's batches (the layer dropped one) is caught up from
+  the records: every client gets a fresh `switchboard.history`.
+* Before this process drives the conversation on a new upstream socket, the
+  open connection rows of dead holders are closed and their in-flight records
+  ended `interrupted` with the remote frames' partial output (recording ops,
+  then a flush, so a replay reads complete records).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from . import fanout, liveness
+from .models import ResponseRecord, UpstreamConnection
+from .partial import partial_output
+from .recording import ConnectionClosed, Finished
+from .relay import open_connection_pks
+from .relay_context import history_event
+
+if TYPE_CHECKING:
+    from .hub import ConversationHub
+
+__all__ = ["RemoteMixin"]
+
+logger = logging.getLogger("sessions_app.hub")
+
+CREATED = '"response.created"'
+
+
+def _response_id(frame: str) -> str | None:
+    try:
+        return (json.loads(frame).get("response") or {}).get("id")
+    except ValueError:
+        return None
+
+
+class RemoteMixin:
+    """Mixed into ConversationHub."""
+
+    remote_frames: list[str]
+    subscriber: fanout.Subscriber | None
+
+    async def subscribe(self: ConversationHub) -> None:
+        channel_layer = fanout.layer()
+        if self.subscriber is not None or channel_layer is None:
+            return
+        self.subscriber = fanout.Subscriber(
+            self.conversation_id, channel_layer, deliver=self._remote, on_gap=self._catch_up,
+            skip_origin=self.publisher.origin if self.publisher is not None else None)
+        try:
+            await self.subscriber.start()
+        except Exception as exc:  # the live view is best effort; the records are the truth
+            logger.warning("Could not join the fan-out group of %s: %r", self.conversation_id, exc)
+            self.subscriber = None
+
+    async def _remote(self: ConversationHub, frames: list[str]) -> None:
+        for frame in frames:
+            if CREATED in frame[:80]:
+                self.remote_frames = []
+            self.remote_frames.append(frame)
+        for client in tuple(self.clients):
+            if client.pending is not None:
+                client.pending.extend(frames)
+            else:
+                for frame in frames:
+                    await client.deliver(frame)
+
+    async def _catch_up(self: ConversationHub) -> None:
+        for client in tuple(self.clients):
+            if client.pending is None:
+                history = await database_sync_to_async(history_event)(user=client.user,
+                                                                      conversation_id=self.conversation_id)
+                await client.deliver(json.dumps(history))
+
+    def remote_tail(self, recorded: set[str]) -> list[str]:
+        """The latest remote response's frames, unless the records already hold it ended."""
+        frames = self.remote_frames
+        if not frames or _response_id(frames[0]) in recorded:
+            return []
+        return list(frames)
+
+    async def reap_dead_holders(self: ConversationHub) -> None:
+        if not liveness.enabled():
+            return
+        dead = await database_sync_to_async(liveness.dead_holders)(conversation_id=self.conversation_id,
+                                                                   live=open_connection_pks())
+        if not dead:
+            return
+        now = timezone.now()
+        remote_id = _response_id(self.remote_frames[0]) if self.remote_frames else None
+        recorder = self.driver.recorder
+        for holder in dead:
+            logger.warning("Upstream connection %s of conversation %s lost its holder process",
+                           holder.connection_pk, self.conversation_id)
+            for record_pk, response_id in holder.records:
+                output: tuple[dict[str, Any], ...] = ()
+                if response_id and response_id == remote_id:
+                    output = partial_output(self.remote_frames, {})
+                recorder.add(Finished(conversation_id=self.conversation_id, record_pk=record_pk,
+                                      status=ResponseRecord.Status.INTERRUPTED, response_id=response_id,
+                                      output=output, completed_at=now))
+            recorder.add(ConnectionClosed(holder.connection_pk, None, "the holding process stopped",
+                                          UpstreamConnection.CloseReason.UPSTREAM_ERROR, now, holder.carried))
+        await recorder.flush()

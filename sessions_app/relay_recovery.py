@@ -1,0 +1,113 @@
+"""Transparent recovery: resend a request whose upstream lost its connection-local cache.
+
+Rules (PROTOCOL.md §4 "Reconnect and recovery", docs/protocol.md §3):
+
+* Two upstream errors mean "the cache is gone": `previous_response_not_found`
+  (J1) and `websocket_connection_limit_reached` (J2, then the upstream
+  closes). When the conversation has `recovery_enabled`, the client never
+  sees them: the error is recorded, the request's record ends `failed`
+  (payload `{"superseded_by": "recovery"}`) and the request is sent again.
+* J1 answers a continuation: it is resent as a replay (no
+  `previous_response_id`, the context rebuilt from records), so `store=true`
+  gets a plain continuation first and a replay only on J1. J1 for an id we
+  have no record of is the upstream's error, relayed unchanged.
+* J2 (and a limit close that ends requests that never started) waits for the
+  old socket to close, then resends on a new one; a continuation with
+  `store` other than true becomes a replay there (relay.RelaySession._needs_replay).
+* A request is resent at most `MAX_RESENDS` times; after that the upstream's
+  error reaches the client as it is.
+* The browser face gets `switchboard.recovered` before the resent response's
+  events; the gateway face gets pure protocol (the SDK sees an ordinary response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .protocol.errors import ProtocolError
+from .recording import RequestRow
+from .relay_lanes import Ticket
+from .relay_stream import LIMIT_CODE, NOT_FOUND_CODE, UpstreamLink
+
+if TYPE_CHECKING:
+    from .relay import RelaySession
+
+__all__ = ["Resend", "MAX_RESENDS", "RecoveringMixin", "recovered_event"]
+
+logger = logging.getLogger("sessions_app.relay")
+
+MAX_RESENDS = 2
+LINK_CLOSE_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Resend:
+    """What a create's ticket remembers so it can be sent again."""
+
+    row: RequestRow
+    resends: int = 0
+
+
+def recovered_event(*, reason: str, row: RequestRow, replayed: bool) -> dict[str, Any]:
+    """The browser's `switchboard.recovered` notice (docs/protocol.md §3)."""
+    return {"type": "switchboard.recovered", "reason": reason, "stream_id": row.stream_id,
+            "previous_response_id": row.previous_response_id, "replayed": replayed}
+
+
+class RecoveringMixin:
+    """The recovery half of `RelaySession` (kept apart so relay.py stays about relaying)."""
+
+    _recovery_tasks: set[asyncio.Task[None]]
+
+    def _recover(self: RelaySession, link: UpstreamLink, ticket: Ticket | None, code: str) -> bool:
+        """Called by Downstream on a J1/J2: True when the request will be resent (see module rules)."""
+        conversation = self.conversation
+        if conversation is None or not conversation.recovery_enabled or self._closing:
+            return False
+        if ticket is None:
+            # A connection-level J2: swallow it; the requests still open are resent when the socket closes.
+            return code == LIMIT_CODE
+        state = ticket.request
+        if ticket.kind != "create" or ticket.response_id or not isinstance(state, Resend):
+            return False
+        if state.resends >= MAX_RESENDS:
+            return False
+        if code == NOT_FOUND_CODE and (ticket.parent_pk is None or not state.row.previous_response_id):
+            return False
+        task = asyncio.get_running_loop().create_task(self._resend(link, ticket, state, code),
+                                                      name="switchboard-recovery")
+        self._recovery_tasks.add(task)
+        task.add_done_callback(self._recovery_tasks.discard)
+        return True
+
+    async def _resend(self: RelaySession, link: UpstreamLink, ticket: Ticket, state: Resend, code: str) -> None:
+        try:
+            if code == LIMIT_CODE and link.reader is not None and link.reader is not asyncio.current_task():
+                await asyncio.wait([link.reader], timeout=LINK_CLOSE_WAIT_SECONDS)
+            if self._closing or self.conversation is None:
+                return
+            row = state.row
+            replay = code == NOT_FOUND_CODE or self._needs_replay(row.previous_response_id, row.payload,
+                                                                  self.conversation)
+            row = replace(row, replay=replay, parent_pk=ticket.parent_pk, parent_forks=None, title="",
+                          connection_pk=self._open_connection_pk())
+            await self._submit(row, raw=None, frame=None, resends=state.resends + 1, reason=code)
+        except ProtocolError as exc:
+            await self.downstream.refuse(exc, exc.to_event(stream_id=ticket.stream_id))
+        except Exception:
+            logger.exception("Recovery failed (conversation %s)", self._conversation_id)
+
+    async def _announce_recovery(self: RelaySession, row: RequestRow, *, replayed: bool, reason: str | None) -> None:
+        if self.face.announces and (replayed or reason):
+            event = recovered_event(reason=reason or "new_upstream_socket", row=row, replayed=replayed)
+            await self.downstream.to_client(json.dumps(event))
+
+    async def _stop_recovery(self) -> None:
+        for task in list(self._recovery_tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.gather(*self._recovery_tasks, return_exceptions=True)
