@@ -18,7 +18,24 @@ from .relay import RelaySession
 from .relay_context import AttachRefused
 
 
-class BrowserConsumer(AsyncWebsocketConsumer):
+class RelayConsumer(AsyncWebsocketConsumer):
+    """Hands client frames to its relay and the relay's frames back; subclasses choose the relay."""
+
+    relay: hub.HubClient | RelaySession | None = None
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.relay is not None:
+            await self.relay.from_client(text_data, bytes_data)
+
+    async def disconnect(self, code: int) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+
+class BrowserConsumer(RelayConsumer):
     relay: hub.HubClient | None = None
 
     async def connect(self) -> None:
@@ -33,22 +50,11 @@ class BrowserConsumer(AsyncWebsocketConsumer):
             return
         await self.relay.start()
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.relay is not None:
-            await self.relay.from_client(text_data, bytes_data)
-
-    async def disconnect(self, code: int) -> None:
-        if self.relay is not None:
-            await self.relay.close()
-
-    async def _send_text(self, text: str) -> None:
-        await self.send(text_data=text)
-
     async def _close_with(self, code: int) -> None:
         await self.close(code=code)
 
 
-class GatewayConsumer(AsyncWebsocketConsumer):
+class GatewayConsumer(RelayConsumer):
     relay: RelaySession | None = None
 
     async def connect(self) -> None:
@@ -59,13 +65,3 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.relay = RelaySession.gateway(user=user, send=self._send_text)
         await self.accept()
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.relay is not None:
-            await self.relay.from_client(text_data, bytes_data)
-
-    async def disconnect(self, code: int) -> None:
-        if self.relay is not None:
-            await self.relay.close()
-
-    async def _send_text(self, text: str) -> None:
-        await self.send(text_data=text)
