@@ -296,7 +296,9 @@ def _write_request_in_transaction(row: RequestRow) -> RequestWritten:
             origin=origin, sent_at=timezone.now(), connection_id=row.connection_pk,
         )
         insert_rows([record], returning=True)
-        insert_rows(item_rows(record.pk, Item.Direction.INPUT, input_items(payload)))
+        # Items are what the client added; the context a rewrite put in front of them is already in
+        # the records (request_payload keeps the request exactly as sent), and recovery walks to it.
+        insert_rows(item_rows(record.pk, Item.Direction.INPUT, input_items(row.payload)))
         if row.title:
             Conversation.objects.filter(pk=row.conversation_id, title="").update(title=row.title[:200])
     return RequestWritten(record_pk=record.pk, payload=payload, previous_response_id=previous, parent_pk=parent_pk)

@@ -7,15 +7,16 @@ rebuilt here as a fresh ``response.create`` without ``previous_response_id``.
 
 Rules of the rebuild (PROTOCOL.md §4 "Reconnect and recovery", §5):
 
-* The context after a response R is the context R was sent with, plus R's
-  input items, plus R's output items.
-* A response sent *without* ``previous_response_id`` was self-contained: its
-  input already held the whole context (a first turn, a replay, a compacted
-  window), so the walk stops there.
+* The context after a response R is the context after its ``parent``, plus
+  R's input items, plus R's output items. A response with no parent is a
+  chain root (a first turn, or a client that sent its whole history itself).
+* A record's input items are only what the client added: when the relay
+  rewrote a request onto a rebuilt context (a replay, a compacted window),
+  ``request_payload`` keeps what was sent and ``parent`` where it came from.
 * A compaction item in R's output replaces everything before it: the context
   becomes that item plus R's outputs after it.
-* A standalone compaction recorded after R replaces R's context with its
-  compacted window.
+* A standalone compaction recorded for R replaces the context after R with
+  its compacted window.
 * Replayed items carry no server ids (with ``store=false`` the upstream never
   persisted them and rejects unknown ids) and reasoning items without
   ``encrypted_content`` are dropped (they cannot be replayed statelessly).
@@ -43,10 +44,10 @@ def replay_item(raw: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _chain(record: ResponseRecord) -> list[ResponseRecord]:
-    """R and the records it continues, oldest first, up to the first self-contained one."""
+    """R and the records it continues, oldest first, from its chain's root."""
     path = [record]
     seen = {record.pk}
-    while path[-1].previous_response_id and path[-1].parent_id and path[-1].parent_id not in seen:
+    while path[-1].parent_id and path[-1].parent_id not in seen:
         parent = ResponseRecord.objects.get(pk=path[-1].parent_id)
         seen.add(parent.pk)
         path.append(parent)
@@ -60,8 +61,17 @@ def _items(record: ResponseRecord, direction: str) -> list[dict[str, Any]]:
 
 def context_after(record: ResponseRecord) -> list[dict[str, Any]]:
     """Every item the model had seen once ``record`` finished, ready to send as ``input``."""
+    chain = _chain(record)
+    windows: dict[int, list[dict[str, Any]]] = {}
+    standalone = CompactionEvent.objects.filter(
+        conversation_id=record.conversation_id, kind=CompactionEvent.Kind.STANDALONE,
+        response__in=[node.pk for node in chain],
+    ).order_by("created_at")
+    for compaction in standalone:
+        if compaction.compacted_output:
+            windows[compaction.response_id] = list(compaction.compacted_output)  # the latest one wins
     context: list[dict[str, Any]] = []
-    for node in _chain(record):
+    for node in chain:
         context.extend(_items(node, Item.Direction.INPUT))
         outputs = _items(node, Item.Direction.OUTPUT)
         compaction_at = max((i for i, item in enumerate(outputs) if item.get("type") == "compaction"), default=None)
@@ -69,13 +79,6 @@ def context_after(record: ResponseRecord) -> list[dict[str, Any]]:
             context.extend(outputs)
         else:
             context = outputs[compaction_at:]
-    standalone = (
-        CompactionEvent.objects.filter(
-            conversation_id=record.conversation_id, kind=CompactionEvent.Kind.STANDALONE, response=record
-        )
-        .order_by("-created_at")
-        .first()
-    )
-    if standalone is not None and standalone.compacted_output:
-        context = list(standalone.compacted_output)
+        if node.pk in windows:
+            context = windows[node.pk]
     return [item for item in (replay_item(raw) for raw in context) if item is not None]

@@ -60,12 +60,24 @@ def test_a_fork_replays_only_its_own_branch(conversation):
     assert texts == ["one", "A1", "other", "AF"]
 
 
-def test_a_self_contained_replay_stops_the_walk(conversation):
+def test_a_replay_node_keeps_only_new_input_and_the_walk_goes_through_it(conversation):
     r1 = record(conversation, "resp_1", [user("one")], [assistant("A1")])
-    replay = record(conversation, "resp_r", [user("one"), assistant("A1"), user("two")], [assistant("A2")],
+    replay = record(conversation, "resp_r", [user("two")], [assistant("A2")],
                     parent=r1, sent_previous=False, origin="recovery_replay")
-    texts = [item["content"][0]["text"] for item in context_after(replay)]
-    assert texts == ["one", "A1", "two", "A2"]
+    r3 = record(conversation, "resp_3", [user("three")], [assistant("A3")], parent=replay)
+    texts = [item["content"][0]["text"] for item in context_after(r3)]
+    assert texts == ["one", "A1", "two", "A2", "three", "A3"]
+
+
+def test_a_chain_started_from_a_standalone_window_replays_from_that_window(conversation):
+    r1 = record(conversation, "resp_1", [user("one")], [assistant("A1")])
+    window = [{"type": "compaction", "id": "cmp_9", "encrypted_content": "gAAAAB-x"}]
+    CompactionEvent.objects.create(conversation=conversation, response=r1, kind="standalone",
+                                   compacted_output=window, items_replaced=2)
+    started = record(conversation, "resp_2", [user("two")], [assistant("A2")], parent=r1, sent_previous=False)
+    context = context_after(started)
+    assert context[0] == window[0]
+    assert [item["content"][0]["text"] for item in context[1:]] == ["two", "A2"]
 
 
 def test_server_side_compaction_replaces_what_came_before(conversation):

@@ -70,6 +70,12 @@ async def test_a_drop_then_the_next_turn_is_replayed_with_the_full_context(
     assert [r.origin for r in records] == ["user", "user", "user", "recovery_replay"]
     assert replay.parent_id == records[1].pk and replay.previous_response_id == ""
     assert replay.status == "completed" and replay.response_id == final(events)["response"]["id"]
+    # What was sent carries the rebuilt context; the record's items are only what the user added,
+    # so the transcript shows the turn once and a later replay walks through it.
+    sent = replay.request_payload["input"]
+    assert "previous_response_id" not in replay.request_payload and len(sent) > 1
+    inputs = await db(lambda: [i.text for i in replay.items.filter(direction="input")])()
+    assert inputs == ["what did I ask you to remember?"]
 
 
 async def test_a_fork_from_the_first_of_five_is_replayed_on_the_same_socket_and_after_a_reconnect(
