@@ -33,15 +33,12 @@ import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.utils import timezone
+from django.db import DEFAULT_DB_ALIAS, connections
 
-from .compaction import pending_compaction, start_from_window
-from .models import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
-from .protocol.items import input_items
+from .models import ErrorEvent
+from .recording_input import RequestRow, RequestWritten, _open_connection, _write_request
 from .recording_ops import (
     ConnectionClosed,
     ConnectionFailed,
@@ -52,10 +49,7 @@ from .recording_ops import (
     Sent,
     Started,
     apply_batch,
-    insert_rows,
-    item_rows,
 )
-from .recovery import context_after
 
 # The ops are part of this module's interface: the relay builds them and hands them to `Recorder.add`.
 __all__ = [
@@ -97,7 +91,6 @@ if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
 # An idle PostgreSQL connection is health-checked (SELECT 1) before its next use; a busy one is not.
 IDLE_CHECK_SECONDS = 1.0
 WRITE_ATTEMPTS = 3
-ENDED_BADLY = (ResponseRecord.Status.FAILED, ResponseRecord.Status.CANCELLED, ResponseRecord.Status.INTERRUPTED)
 
 
 # -- the recorder's database threads ---------------------------------------------------
@@ -137,177 +130,6 @@ def _on_db_thread(function: Callable[..., Any], *args: Any) -> Any:
 async def _db(function: Callable[..., Any], *args: Any) -> Any:
     """Await `function(*args)` on a recorder database thread."""
     return await asyncio.get_running_loop().run_in_executor(INPUT_EXECUTOR, _on_db_thread, function, *args)
-
-
-# -- direct writes: the user's input ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RequestRow:
-    """A request the relay is about to send upstream (create or steer), as the client meant it."""
-
-    conversation_id: uuid.UUID
-    stream_id: str | None
-    previous_response_id: str | None
-    parent_pk: int | None  # known to the relay when the parent streamed on this socket
-    origin: str
-    model: str
-    payload: dict[str, Any]
-    title: str = ""  # becomes the conversation's title if it has none
-    use_compacted_window: bool = False  # a create may start from a pending standalone compaction
-    replay: bool = False  # the upstream socket cannot know previous_response_id: send the context instead
-    connection_pk: int | None = None  # the open upstream socket it will go out on, when there is one
-    # What the relay already knows of the parent (it streamed on this session), saving queries:
-    # None = ask the database; True/False = whether continuing it branches the chain.
-    parent_forks: bool | None = None
-
-
-@dataclass(frozen=True)
-class RequestWritten:
-    record_pk: int
-    payload: dict[str, Any]  # what to send: the row's payload, or rewritten onto a window (compaction, replay)
-    previous_response_id: str | None
-    parent_pk: int | None
-
-
-def _write_request(row: RequestRow) -> RequestWritten:
-    """Record a request: in one statement when that is possible, else in a transaction (below)."""
-    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
-        written = _write_request_at_once(row)
-        if written is not None:
-            return written
-    return _write_request_in_transaction(row)
-
-
-def _write_request_at_once(row: RequestRow) -> RequestWritten | None:
-    """PostgreSQL: the usual create (or steer) as one autocommit statement, one round trip.
-
-    The usual case needs no lookup: the relay knows the parent and whether continuing it forks,
-    there is no title to set, nothing to replay. What remains is "no standalone compaction is
-    pending" (compaction.py), which the statement checks itself: it inserts the record and its input
-    items only then (data-modifying CTEs, atomic as one statement) and returns the new record's id.
-    No row back means a compaction is pending; None then sends the caller down the general path.
-    """
-    previous = row.previous_response_id
-    if row.title or row.replay or (previous and (row.parent_pk is None or row.parent_forks is None)):
-        return None
-    parent_pk = row.parent_pk if previous else None
-    origin = row.origin
-    if origin == ResponseRecord.Origin.USER and parent_pk is not None and row.parent_forks:
-        origin = ResponseRecord.Origin.FORK
-    record = ResponseRecord(
-        conversation_id=row.conversation_id, stream_id=row.stream_id or "", previous_response_id=previous or "",
-        parent_id=parent_pk, status=ResponseRecord.Status.QUEUED, model=row.model[:100], request_payload=row.payload,
-        origin=origin, sent_at=timezone.now(), connection_id=row.connection_pk,
-    )
-    items = item_rows(0, Item.Direction.INPUT, input_items(row.payload))
-    if len(items) > AT_ONCE_MAX_ITEMS:  # a long pasted history: not worth a statement of its own shape
-        return None
-    connection = connections[DEFAULT_DB_ALIAS]
-    sql = _at_once_sql(connection, len(items), row.use_compacted_window)
-    params = _row_params(connection, record, _RECORD_FIELDS)
-    if row.use_compacted_window:
-        conversation = ResponseRecord._meta.get_field("conversation").get_db_prep_value(row.conversation_id,
-                                                                                        connection)
-        params += [conversation, CompactionEvent.Kind.STANDALONE.value, conversation]
-    for item in items:
-        params += _row_params(connection, item, _ITEM_FIELDS)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        found = cursor.fetchone()
-    if found is None:
-        return None
-    return RequestWritten(record_pk=found[0], payload=row.payload, previous_response_id=previous,
-                          parent_pk=parent_pk)
-
-
-_RECORD_FIELDS = [f for f in ResponseRecord._meta.local_concrete_fields if not f.primary_key]
-_ITEM_FIELDS = [f for f in Item._meta.local_concrete_fields if not f.primary_key and f.name != "response"]
-AT_ONCE_MAX_ITEMS = 32
-_AT_ONCE_SQL: dict[tuple[int, bool], str] = {}  # by (input items, compaction check): at most 66 shapes
-
-
-def _row_params(connection, row, fields) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields]
-
-
-def _at_once_sql(connection, item_count: int, check_compaction: bool) -> str:
-    key = (item_count, check_compaction)
-    sql = _AT_ONCE_SQL.get(key)
-    if sql is not None:
-        return sql
-    quote = connection.ops.quote_name
-
-    def values(fields) -> str:  # typed placeholders: INSERT … SELECT does not infer the columns' types
-        return ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
-
-    record_table, item_table = quote(ResponseRecord._meta.db_table), quote(Item._meta.db_table)
-    compaction_table = quote(CompactionEvent._meta.db_table)
-    pk = quote(ResponseRecord._meta.pk.column)
-    sql = (f"WITH r AS (INSERT INTO {record_table} ({', '.join(quote(f.column) for f in _RECORD_FIELDS)}) "
-           f"SELECT {values(_RECORD_FIELDS)}")
-    if check_compaction:  # pending: some standalone compaction has no request recorded after it
-        sql += (f" WHERE NOT EXISTS (SELECT 1 FROM {compaction_table} c WHERE c.conversation_id = %s::uuid"
-                f" AND c.kind = %s AND NOT EXISTS (SELECT 1 FROM {record_table} p"
-                f" WHERE p.conversation_id = %s::uuid AND p.sent_at > c.created_at))")
-    sql += f" RETURNING {pk})"
-    if item_count:
-        columns = ", ".join(quote(f.column) for f in _ITEM_FIELDS)
-        selects = " UNION ALL ".join([f"SELECT r.{pk}, {values(_ITEM_FIELDS)} FROM r"] * item_count)
-        sql += f", i AS (INSERT INTO {item_table} ({quote('response_id')}, {columns}) {selects})"
-    sql += f" SELECT {pk} FROM r"
-    _AT_ONCE_SQL[key] = sql
-    return sql
-
-
-def _write_request_in_transaction(row: RequestRow) -> RequestWritten:
-    """Record a request, rewriting it first when it must start a new chain.
-
-    Two rewrites, both PROTOCOL.md §4/§5 "new chain: no previous_response_id, the whole context as
-    input"; the record keeps `parent` (what the client continued) with an empty `previous_response_id`:
-    a pending standalone compaction (compaction.py), and a replay when the upstream socket never saw
-    the previous response (recovery.py builds the context from our records).
-    """
-    payload, previous, origin = row.payload, row.previous_response_id, row.origin
-    parent = None
-    with transaction.atomic():
-        parent_pk = row.parent_pk if previous else None
-        forks = row.parent_forks
-        if previous and (parent_pk is None or forks is None or row.replay):
-            lookup = {"pk": parent_pk} if parent_pk else {"response_id": previous}
-            parent = ResponseRecord.objects.filter(conversation_id=row.conversation_id, **lookup).first()
-            parent_pk = parent.pk if parent else None
-            if parent is not None and forks is None:
-                forks = parent.stream_id != (row.stream_id or "") or (
-                    parent.children.exclude(status__in=ENDED_BADLY).exists())
-        compaction = pending_compaction(conversation_id=row.conversation_id) if row.use_compacted_window else None
-        base = compaction.response if compaction is not None else None
-        if compaction is not None and previous in (None, base.response_id if base else None):
-            payload, previous = start_from_window(payload, compaction.compacted_output), None
-            parent_pk = compaction.response_id
-        elif row.replay and parent_pk is not None:
-            payload, previous = start_from_window(payload, context_after(parent)), None
-            origin = ResponseRecord.Origin.RECOVERY_REPLAY
-        elif origin == ResponseRecord.Origin.USER and parent_pk is not None and forks:
-            origin = ResponseRecord.Origin.FORK
-        record = ResponseRecord(
-            conversation_id=row.conversation_id, stream_id=row.stream_id or "", previous_response_id=previous or "",
-            parent_id=parent_pk, status=ResponseRecord.Status.QUEUED, model=row.model[:100], request_payload=payload,
-            origin=origin, sent_at=timezone.now(), connection_id=row.connection_pk,
-        )
-        insert_rows([record], returning=True)
-        # Items are what the client added; the context a rewrite put in front of them is already in
-        # the records (request_payload keeps the request exactly as sent), and recovery walks to it.
-        insert_rows(item_rows(record.pk, Item.Direction.INPUT, input_items(row.payload)))
-        if row.title:
-            Conversation.objects.filter(pk=row.conversation_id, title="").update(title=row.title[:200])
-    return RequestWritten(record_pk=record.pk, payload=payload, previous_response_id=previous, parent_pk=parent_pk)
-
-
-def _open_connection(conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:
-    return UpstreamConnection.objects.create(
-        conversation_id=conversation_id, upstream_profile_id=profile_id, url=url[:500]
-    ).pk
 
 
 # -- queued ops: what the upstream streams back -------------------------------------------
