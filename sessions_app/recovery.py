@@ -43,42 +43,55 @@ def replay_item(raw: dict[str, Any]) -> dict[str, Any] | None:
     return {k: v for k, v in raw.items() if k not in _SERVER_ONLY_FIELDS}
 
 
-def _chain(record: ResponseRecord) -> list[ResponseRecord]:
-    """R and the records it continues, oldest first, from its chain's root."""
-    path = [record]
+def _chain(record: ResponseRecord) -> list[int]:
+    """Primary keys of R and the records it continues, oldest first, from its chain's root.
+
+    One query for the conversation's parent links, walked in memory: a replay after a long agent
+    loop must not cost a query per turn.
+    """
+    parents = dict(
+        ResponseRecord.objects.filter(conversation_id=record.conversation_id).values_list("pk", "parent_id")
+    )
+    path = [record.pk]
     seen = {record.pk}
-    while path[-1].parent_id and path[-1].parent_id not in seen:
-        parent = ResponseRecord.objects.get(pk=path[-1].parent_id)
-        seen.add(parent.pk)
+    parent = record.parent_id
+    while parent and parent not in seen and parent in parents:
+        seen.add(parent)
         path.append(parent)
+        parent = parents[parent]
     path.reverse()
     return path
 
 
-def _items(record: ResponseRecord, direction: str) -> list[dict[str, Any]]:
-    return [i.raw for i in record.items.filter(direction=direction).order_by("position")]
+def _items(chain: list[int]) -> dict[tuple[int, str], list[dict[str, Any]]]:
+    """The raw input and output items of every record of the chain, in order (one query)."""
+    items: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    rows = Item.objects.filter(response_id__in=chain).order_by("position")
+    for response_pk, direction, raw in rows.values_list("response_id", "direction", "raw"):
+        items.setdefault((response_pk, direction), []).append(raw)
+    return items
 
 
 def context_after(record: ResponseRecord) -> list[dict[str, Any]]:
     """Every item the model had seen once ``record`` finished, ready to send as ``input``."""
     chain = _chain(record)
+    items = _items(chain)
     windows: dict[int, list[dict[str, Any]]] = {}
     standalone = CompactionEvent.objects.filter(
-        conversation_id=record.conversation_id, kind=CompactionEvent.Kind.STANDALONE,
-        response__in=[node.pk for node in chain],
+        conversation_id=record.conversation_id, kind=CompactionEvent.Kind.STANDALONE, response__in=chain,
     ).order_by("created_at")
     for compaction in standalone:
         if compaction.compacted_output:
             windows[compaction.response_id] = list(compaction.compacted_output)  # the latest one wins
     context: list[dict[str, Any]] = []
     for node in chain:
-        context.extend(_items(node, Item.Direction.INPUT))
-        outputs = _items(node, Item.Direction.OUTPUT)
+        context.extend(items.get((node, Item.Direction.INPUT), []))
+        outputs = items.get((node, Item.Direction.OUTPUT), [])
         compaction_at = max((i for i, item in enumerate(outputs) if item.get("type") == "compaction"), default=None)
         if compaction_at is None:
             context.extend(outputs)
         else:
             context = outputs[compaction_at:]
-        if node.pk in windows:
-            context = windows[node.pk]
+        if node in windows:
+            context = windows[node]
     return [item for item in (replay_item(raw) for raw in context) if item is not None]
