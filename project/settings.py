@@ -221,3 +221,7 @@ SWITCHBOARD_UPSTREAM_IDLE_SECONDS = env.float("SWITCHBOARD_UPSTREAM_IDLE_SECONDS
 # A process holding upstream sockets marks them alive this often (0: off); a socket whose holder has
 # not beaten for 3 intervals is dead, and its in-flight responses are ended `interrupted` (liveness.py).
 SWITCHBOARD_HEARTBEAT_SECONDS = env.float("SWITCHBOARD_HEARTBEAT_SECONDS", default=2.0)
+# PostgreSQL: the relay's per-turn input statement is a server-side prepared statement on its own
+# connections (recording_pg.py), which halves its cost. Turn off behind a transaction-mode pooler
+# that cannot carry prepared statements (PgBouncer before 1.21).
+SWITCHBOARD_PG_PREPARE = env.bool("SWITCHBOARD_PG_PREPARE", default=True)

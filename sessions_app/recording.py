@@ -3,11 +3,12 @@
 Rules of this module:
 
 * What a person sent is written, and committed, before it goes upstream:
-  `Recorder.write_request` runs its write (on the recorder's database threads,
-  so it never queues behind batches or Django's own database thread) and
-  returns only afterwards. The relay awaits it and never sends a request whose
-  write failed. The usual create costs one statement on PostgreSQL and one
-  short transaction on SQLite (see `_write_request`).
+  `Recorder.write_request` runs its write and returns only afterwards. The
+  relay awaits it and never sends a request whose write failed. The usual
+  create costs one statement on PostgreSQL, sent from the event loop on an
+  async connection (recording_pg.py), and one short transaction on SQLite, on
+  the recorder's database threads (never queued behind Django's own database
+  thread); the rest takes the threads' general path (`_write_request`).
 * Everything the upstream streams back is recorded off the hot path: the
   relay `add`s small frozen ops (recording_ops.py) to a bounded queue (O(1),
   never awaits). One `Writer` per event loop drains the queue of every socket
@@ -37,8 +38,9 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from . import recording_pg
 from .models import ErrorEvent
-from .recording_input import RequestRow, RequestWritten, _open_connection, _write_request
+from .recording_input import RequestRow, RequestWritten, _open_connection, _write_request, at_once_statement
 from .recording_ops import (
     ConnectionClosed,
     ConnectionFailed,
@@ -291,6 +293,12 @@ class Recorder:
 
     async def write_request(self, row: RequestRow) -> RequestWritten:
         """Write and commit the user's request; raises if the database refused (do not send then)."""
+        if recording_pg.enabled():
+            statement = at_once_statement(row)
+            if statement is not None:
+                written = await recording_pg.execute_at_once(statement)
+                if written is not None:
+                    return written
         return await _db(_write_request, row)
 
     async def open_connection(self, *, conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:

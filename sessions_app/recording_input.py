@@ -78,6 +78,35 @@ def _write_request_at_once(row: RequestRow) -> RequestWritten | None:
     items only then (data-modifying CTEs, atomic as one statement) and returns the new record's id.
     No row back means a compaction is pending; None then sends the caller down the general path.
     """
+    statement = at_once_statement(row)
+    if statement is None:
+        return None
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(statement.sql, statement.params)
+        return statement.written(cursor.fetchone())
+
+
+@dataclass(frozen=True)
+class AtOnce:
+    """The one statement that records a usual create on PostgreSQL; run it anywhere (see recording_pg.py)."""
+
+    row: RequestRow
+    sql: str
+    params: list[Any]
+    parent_pk: int | None
+
+    def written(self, found: tuple[Any, ...] | None) -> RequestWritten | None:
+        """The result, from the statement's one row; None (no row): take the general path."""
+        if found is None:
+            return None
+        return RequestWritten(record_pk=found[0], payload=self.row.payload,
+                              previous_response_id=self.row.previous_response_id, parent_pk=self.parent_pk)
+
+
+def at_once_statement(row: RequestRow) -> AtOnce | None:
+    """The statement of `_write_request_at_once`, or None when the row needs the general path.
+
+    Builds SQL and parameters only (no database access), so the event loop may call it."""
     previous = row.previous_response_id
     if row.title or row.replay or (previous and (row.parent_pk is None or row.parent_forks is None)):
         return None
@@ -102,13 +131,7 @@ def _write_request_at_once(row: RequestRow) -> RequestWritten | None:
         params += [conversation, CompactionEvent.Kind.STANDALONE.value, conversation]
     for item in items:
         params += _row_params(connection, item, _ITEM_FIELDS)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        found = cursor.fetchone()
-    if found is None:
-        return None
-    return RequestWritten(record_pk=found[0], payload=row.payload, previous_response_id=previous,
-                          parent_pk=parent_pk)
+    return AtOnce(row=row, sql=sql, params=params, parent_pk=parent_pk)
 
 
 _RECORD_FIELDS = [f for f in ResponseRecord._meta.local_concrete_fields if not f.primary_key]

@@ -8,6 +8,15 @@ import pytest
 from django.contrib.auth import get_user_model
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_input_connections(django_db_setup):
+    """The relay's async PostgreSQL connections (recording_pg.py) end before the test database is dropped."""
+    yield
+    from sessions_app import recording_pg
+
+    recording_pg.close_all()
+
+
 @pytest.fixture
 def user(db):
     return get_user_model().objects.create_user(username="alice", password="alice-password-1")

@@ -22,6 +22,7 @@ from django.db import connections
 from django.test import Client
 from openai.types.responses import ResponsesServerEvent
 
+from sessions_app import recording_pg
 from sessions_app.simulator import Simulator, SimulatorConfig
 
 SECRET_KEY = "sk-switchboard-relay-test-secret-7c1f9e"
@@ -109,6 +110,7 @@ async def close_db_connections():
     yield
     await db(connections.close_all)()
     await asyncio.to_thread(_close_input_connections)
+    recording_pg.close_all()
 
 
 @pytest.fixture(autouse=True)

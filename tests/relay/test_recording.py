@@ -233,3 +233,78 @@ async def test_the_recorders_threads_keep_their_connection_between_writes(user, 
     assert all(len(raws) == 1 for raws in per_thread.values())  # no reconnect per call
     assert first.record_pk
     await recorder.close()
+
+
+# -- PostgreSQL: the usual create written from the event loop (recording_pg.py) ----------------
+
+
+def _postgresql_only():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+
+
+async def test_on_postgresql_the_usual_create_is_committed_from_the_event_loop(user, conversation_of):
+    import threading
+
+    from sessions_app import recording_pg
+    from sessions_app.recording import RequestRow
+
+    _postgresql_only()
+    conversation = await conversation_of(user)
+    recorder = Recorder()
+    first = await recorder.write_request(_create(conversation))
+    await db(_finished)(first.record_pk, "resp_loop")
+    parent = await db(lambda: ResponseRecord.objects.get(pk=first.record_pk))()
+    threads = set()
+    original = recording_pg._execute
+
+    async def spy(connection, statement):
+        threads.add(threading.get_ident())
+        return await original(connection, statement)
+
+    recording_pg._execute = spy
+    try:
+        written = await recorder.write_request(_create(conversation, parent, text="from the loop"))
+        # A title makes it a transaction with a lookup: the recorder's threads, not the loop.
+        titled = await recorder.write_request(RequestRow(**{**_create(conversation).__dict__, "title": "x"}))
+    finally:
+        recording_pg._execute = original
+    assert threads == {threading.get_ident()}  # the statement ran on this loop's thread, once
+    record = await db(lambda: ResponseRecord.objects.get(pk=written.record_pk))()  # another connection sees it
+    assert (record.parent_id, record.previous_response_id, record.request_payload["input"]) == (
+        parent.pk, "resp_loop", "from the loop")
+    assert await db(lambda: Item.objects.get(response_id=written.record_pk, direction="input").text)() == (
+        "from the loop")
+    assert titled.record_pk > written.record_pk
+    await recorder.close()
+
+
+async def test_on_postgresql_a_cut_idle_input_connection_is_replaced_once(user, conversation_of, monkeypatch):
+    from django.db import connection
+
+    from sessions_app import recording_pg
+
+    _postgresql_only()
+    conversation = await conversation_of(user)
+    recorder = Recorder()
+    first = await recorder.write_request(_create(conversation))
+    await db(_finished)(first.record_pk, "resp_cut")
+    parent = await db(lambda: ResponseRecord.objects.get(pk=first.record_pk))()
+    await recorder.write_request(_create(conversation, parent, text="warm"))  # the pool has a connection now
+    [pool] = [p for p in recording_pg._ALL if p.idle]
+    pids = [c.info.backend_pid for c, _ in pool.idle]
+
+    def cut():  # what a database restart does to an idle connection
+        with connection.cursor() as cursor:
+            for pid in pids:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    await db(cut)()
+    monkeypatch.setattr(recording_pg, "IDLE_CHECK_SECONDS", 0.0)
+    written = await recorder.write_request(_create(conversation, parent, text="after the cut"))
+    assert await db(lambda: ResponseRecord.objects.get(pk=written.record_pk).request_payload["input"])() == (
+        "after the cut")
+    assert all(c.info.backend_pid not in pids for c, _ in pool.idle)
+    await recorder.close()

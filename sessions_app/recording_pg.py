@@ -1,0 +1,155 @@
+"""PostgreSQL: the user's input written from the event loop itself, on async connections of its own.
+
+Why: the input write is on every turn's critical path. Through a recorder thread it costs two
+thread hops, and when the loop is busy the thread waits for the GIL after each database call
+(bench/write_request.py, "busy loop"); on a psycopg `AsyncConnection` it costs the round trip
+and the commit, and the loop relays other sockets meanwhile. This is not synchronous database
+work on the hot path: the loop only awaits a socket.
+
+Rules:
+
+* Only the one-statement create (`recording_input.at_once_statement`) goes this way. Anything
+  that needs a lookup or a rewrite stays on the recorder's threads (recording.py).
+* Connections belong to one event loop (a psycopg async connection is bound to the loop it was
+  used on): at most `POOL_SIZE` per loop, autocommit, opened with Django's own connection
+  parameters for the default database (so tests reach the test database). The statement is
+  prepared on first use (planning was half its cost) unless `SWITCHBOARD_PG_PREPARE` is off or
+  the database's OPTIONS set `prepare_threshold` themselves.
+* The statement is atomic, so a failure means nothing was written; the caller then refuses to
+  send. One exception: a connection that sat idle may have died (a restarted server); if it fails
+  with a connection error before answering, the statement is retried once on a new connection.
+* Connections of a loop that has closed are closed when the next loop opens a pool, when the
+  loop is collected, and at exit: test runs (a loop per test) never pile connections up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import time
+import weakref
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from psycopg import sql as pgsql
+
+from .recording_input import AtOnce, RequestWritten
+
+__all__ = ["enabled", "execute_at_once", "close_all"]
+
+logger = logging.getLogger("sessions_app.recording")
+
+POOL_SIZE = 4
+IDLE_CHECK_SECONDS = 1.0  # an idle connection may have been cut: retried once if it fails
+
+
+def enabled() -> bool:
+    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+
+
+class _Pool:
+    """One event loop's input connections."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop_ref = weakref.ref(loop)
+        self.slots = asyncio.Semaphore(POOL_SIZE)
+        self.idle: list[tuple[psycopg.AsyncConnection, float]] = []  # (connection, idle since)
+        self.every: set[psycopg.AsyncConnection] = set()
+
+    async def _connect(self) -> psycopg.AsyncConnection:
+        database = connections[DEFAULT_DB_ALIAS]
+        params = dict(database.get_connection_params())
+        params.pop("cursor_factory", None)  # Django's is a sync cursor class
+        options = database.settings_dict["OPTIONS"]
+        if "prepare_threshold" not in options and settings.SWITCHBOARD_PG_PREPARE:
+            params["prepare_threshold"] = 0
+        role = options.get("assume_role")
+        connection = await psycopg.AsyncConnection.connect(autocommit=True, **params)
+        if role:
+            await connection.execute(pgsql.SQL("SET ROLE {}").format(pgsql.Identifier(role)))
+        self.every.add(connection)
+        return connection
+
+    def _discard(self, connection: psycopg.AsyncConnection) -> None:
+        self.every.discard(connection)
+        _finish(connection)
+
+    async def run(self, statement: AtOnce) -> tuple[Any, ...] | None:
+        async with self.slots:
+            connection, idle_since = self.idle.pop() if self.idle else (None, None)
+            if connection is not None and connection.closed:
+                self._discard(connection)
+                connection = None
+            retry = connection is not None and time.monotonic() - idle_since > IDLE_CHECK_SECONDS
+            if connection is None:
+                connection = await self._connect()
+            try:
+                found = await _execute(connection, statement)
+            except psycopg.OperationalError:
+                self._discard(connection)
+                if not retry:
+                    raise
+                connection = await self._connect()
+                try:
+                    found = await _execute(connection, statement)
+                except BaseException:
+                    self._discard(connection)
+                    raise
+            except BaseException:  # a cancelled or failed statement leaves the connection in doubt
+                self._discard(connection)
+                raise
+            self.idle.append((connection, time.monotonic()))
+            return found
+
+    def close(self) -> None:
+        for connection in list(self.every):
+            _finish(connection)
+        self.every.clear()
+        self.idle.clear()
+
+
+async def _execute(connection: psycopg.AsyncConnection, statement: AtOnce) -> tuple[Any, ...] | None:
+    cursor = await connection.execute(statement.sql, statement.params)
+    return await cursor.fetchone()
+
+
+def _finish(connection: psycopg.AsyncConnection) -> None:
+    """Close without awaiting (the connection's loop may be gone): the socket closes at once."""
+    try:
+        connection.pgconn.finish()
+    except Exception:
+        pass
+
+
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
+_ALL: list[_Pool] = []  # also the pools of collected loops, until closed
+
+
+def _pool() -> _Pool:
+    loop = asyncio.get_running_loop()
+    pool = _POOLS.get(loop)
+    if pool is None:
+        for stale in [p for p in _ALL if (p.loop_ref() is None or p.loop_ref().is_closed())]:
+            stale.close()
+            _ALL.remove(stale)
+        pool = _POOLS[loop] = _Pool(loop)
+        _ALL.append(pool)
+        weakref.finalize(loop, pool.close)
+    return pool
+
+
+async def execute_at_once(statement: AtOnce) -> RequestWritten | None:
+    """Run the one-statement create on this loop's connections; None: take the general path."""
+    return statement.written(await _pool().run(statement))
+
+
+@atexit.register
+def close_all() -> None:
+    """Close every pool's connections (at exit; tests call it before the test database is dropped)."""
+    for pool in _ALL:
+        pool.close()
+    _ALL.clear()
+    _POOLS.clear()
