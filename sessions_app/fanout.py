@@ -16,6 +16,13 @@ Rules:
   A hub's `Subscriber` joins the group, skips its own hub's batches (a hub on
   the same process as a gateway session still gets that session's), and
   reports a gap in a publisher's batch numbers.
+* Nobody watching, nothing sent: a publisher asks the layer every
+  `WATCH_CHECK_SECONDS` whether the group has members other than its own
+  hub's subscriber (in-memory and Redis layers; with another layer it always
+  publishes), and a subscriber starting in this process asks its local
+  publishers at once. Unwatched, `publish` returns at once. When a watcher
+  appears, the publisher first sends its backlog (the frames of its
+  responses still in flight), so the watcher gets them whole.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 import weakref
 from collections import deque
@@ -41,6 +49,7 @@ PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 FLUSH_SECONDS = 0.02
 MAX_BATCH = 64
 MESSAGE_TYPE = "conversation.frames"
+WATCH_CHECK_SECONDS = 1.0
 
 
 def group_name(conversation_id: uuid.UUID) -> str:
@@ -68,10 +77,31 @@ def layer() -> Any | None:
     return instance
 
 
-class Publisher:
-    """Batches one conversation's frames to its group (see the module rules)."""
+async def watched_by_others(channel_layer: Any, group: str, own: str | None) -> bool | None:
+    """Whether `group` has a member other than `own`; None when the layer cannot tell."""
+    groups = getattr(channel_layer, "groups", None)
+    if isinstance(groups, dict):  # channels.layers.InMemoryChannelLayer
+        return any(channel != own for channel in groups.get(group, ()))
+    if all(hasattr(channel_layer, name) for name in ("_group_key", "connection", "consistent_hash")):
+        # channels_redis' RedisChannelLayer: members are a sorted set scored by when they joined.
+        connection = channel_layer.connection(channel_layer.consistent_hash(group))
+        members = await connection.zrangebyscore(channel_layer._group_key(group),
+                                                 int(time.time()) - channel_layer.group_expiry, "+inf")
+        mine = own.encode() if own else None
+        return any(member != mine for member in members)
+    return None
 
-    def __init__(self, conversation_id: uuid.UUID, channel_layer: Any) -> None:
+
+_LOCAL: dict[str, weakref.WeakSet[Publisher]] = {}  # this process's publishers, by group
+
+
+class Publisher:
+    """Batches one conversation's frames to its group (see the module rules).
+
+    `backlog` returns the frames of the publisher's responses still in flight."""
+
+    def __init__(self, conversation_id: uuid.UUID, channel_layer: Any, *,
+                 backlog: Callable[[], list[str]] | None = None) -> None:
         self.group = group_name(conversation_id)
         self._layer = channel_layer
         self._outbox: list[str] = []
@@ -80,8 +110,18 @@ class Publisher:
         self._sender: asyncio.Task[None] | None = None
         self._number = 0
         self.origin = f"{PROCESS_ID}/{uuid.uuid4().hex[:8]}"
+        self.own_channel: str | None = None  # the publishing hub's own subscriber: not a watcher
+        self.watched = True  # until the first check says otherwise
+        self._backlog = backlog
+        self._checker: asyncio.Task[None] | None = None
+        self._recheck = asyncio.Event()
+        _LOCAL.setdefault(self.group, weakref.WeakSet()).add(self)
 
     def publish(self, frame: str) -> None:
+        if self._checker is None:
+            self._checker = asyncio.get_running_loop().create_task(self._check(), name="switchboard-fanout-watch")
+        if not self.watched:
+            return
         self._outbox.append(frame)
         if len(self._outbox) >= MAX_BATCH:
             self.flush()
@@ -108,7 +148,44 @@ class Publisher:
             except Exception as exc:  # live view only: a lost batch is caught up from the records
                 logger.warning("Could not publish to %s: %r", self.group, exc)
 
+    def recheck(self) -> None:
+        """Ask the layer now (a subscriber of this process just joined)."""
+        self._recheck.set()
+
+    async def _check(self) -> None:
+        while True:
+            try:
+                watched = await watched_by_others(self._layer, self.group, self.own_channel)
+            except Exception as exc:  # cannot tell: keep publishing
+                logger.warning("Could not read the members of %s: %r", self.group, exc)
+                watched = True
+            if watched is None:
+                return  # this layer cannot tell: always publish
+            if watched and not self.watched:
+                self.watched = True
+                for frame in self._backlog() if self._backlog is not None else ():
+                    self.publish(frame)
+            elif not watched:  # nobody to send the pending frames to
+                self._outbox.clear()
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+            self.watched = watched
+            self._recheck.clear()
+            try:
+                await asyncio.wait_for(self._recheck.wait(), WATCH_CHECK_SECONDS)
+            except TimeoutError:
+                pass
+
     async def close(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            await asyncio.gather(self._checker, return_exceptions=True)
+        local = _LOCAL.get(self.group)
+        if local is not None:
+            local.discard(self)
+            if not local:
+                _LOCAL.pop(self.group, None)
         self.flush()
         if self._sender is not None:
             await asyncio.gather(self._sender, return_exceptions=True)
@@ -129,10 +206,16 @@ class Subscriber:
         self._task: asyncio.Task[None] | None = None
         self._last: dict[str, int] = {}
 
+    @property
+    def channel(self) -> str | None:
+        return self._channel
+
     async def start(self) -> None:
         self._channel = await self._layer.new_channel()
         await self._layer.group_add(self.group, self._channel)
         self._task = asyncio.get_running_loop().create_task(self._receive(), name="switchboard-fanout-in")
+        for publisher in list(_LOCAL.get(self.group, ())):
+            publisher.recheck()
 
     async def _receive(self) -> None:
         assert self._channel is not None

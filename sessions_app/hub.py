@@ -145,7 +145,8 @@ class ConversationHub(RemoteMixin):
         self._idle_task: asyncio.Task[None] | None = None
         self.closing = False
         channel_layer = fanout.layer()
-        self.publisher = fanout.Publisher(view.id, channel_layer) if channel_layer is not None else None
+        self.publisher = (fanout.Publisher(view.id, channel_layer, backlog=self.driver.downstream.in_flight_frames)
+                          if channel_layer is not None else None)
         self.subscriber: fanout.Subscriber | None = None
         self.remote_frames: list[str] = []
 
@@ -171,10 +172,7 @@ class ConversationHub(RemoteMixin):
         """Frames of responses not (yet) in the records as ended: recently ended ones, then in-flight ones."""
         frames = self.remote_tail(recorded)
         frames += [f for rid, (_, kept) in self._recent.items() if rid not in recorded for f in kept]
-        link = self.driver.downstream.link
-        if link is not None:
-            for ticket in link.book.open_tickets():
-                frames.extend(ticket.frames)
+        frames += self.driver.downstream.in_flight_frames()
         return frames
 
     @property

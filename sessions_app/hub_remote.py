@@ -66,6 +66,10 @@ class RemoteMixin:
         except Exception as exc:  # the live view is best effort; the records are the truth
             logger.warning("Could not join the fan-out group of %s: %r", self.conversation_id, exc)
             self.subscriber = None
+            return
+        if self.publisher is not None:  # our own subscriber does not make our frames watched
+            self.publisher.own_channel = self.subscriber.channel
+            self.publisher.recheck()
 
     async def _remote(self: ConversationHub, frames: list[str]) -> None:
         for frame in frames:

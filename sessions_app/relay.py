@@ -245,8 +245,10 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         self.downstream.latest = self.conversation.latest_response_id
         channel_layer = fanout.layer()
         if channel_layer is not None:  # viewers of this conversation see the gateway's events live
-            self._publisher = fanout.Publisher(self.conversation.id, channel_layer)
+            self._publisher = fanout.Publisher(self.conversation.id, channel_layer,
+                                               backlog=self.downstream.in_flight_frames)
             self.downstream.publish = self._publisher.publish
+            self.downstream.keep_tail = True  # the backlog of a watcher that arrives mid-response
 
     def _complete_create(self, raw: dict[str, Any], conversation: ConversationView) -> dict[str, Any]:
         """Fill what the client left to the conversation; strip our metadata key. Same dict if unchanged."""

@@ -344,6 +344,11 @@ class Downstream:
         except Exception:
             self.client_gone = True
 
+    def in_flight_frames(self) -> list[str]:
+        """The frames kept (`keep_tail`) of the responses still open on the current socket."""
+        link = self.link
+        return [frame for ticket in link.book.open_tickets() for frame in ticket.frames] if link else []
+
     def status_event(self) -> dict[str, Any]:
         """The browser's `switchboard.status` as it stands."""
         link = self.link

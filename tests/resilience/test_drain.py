@@ -79,5 +79,6 @@ async def test_sigterm_with_a_short_drain_stores_the_response_interrupted_with_i
     record = await db(lambda: ResponseRecord.objects.get(conversation_id=conversation_id))()
     assert record.status == "interrupted"
     [item] = await db(lambda: list(record.items.filter(direction="output")))()
-    assert item.raw["status"] == "incomplete" and streamed.startswith(item.raw["content"][0]["text"])
-    assert len(item.raw["content"][0]["text"]) >= 3
+    # Everything the browser saw is kept; frames that arrived while the socket was closing are kept too.
+    assert item.raw["status"] == "incomplete" and item.raw["content"][0]["text"].startswith(streamed)
+    assert len(streamed) >= 3
