@@ -11,7 +11,7 @@ Rules:
 * Only the one-statement create (`recording_input.at_once_statement`) goes this way. Anything
   that needs a lookup or a rewrite stays on the recorder's threads (recording.py).
 * Connections belong to one event loop (a psycopg async connection is bound to the loop it was
-  used on): at most `POOL_SIZE` per loop, autocommit, opened with Django's own connection
+  used on): at most `POOL_SIZE` per loop, opened as needed, autocommit, opened with Django's own connection
   parameters for the default database (so tests reach the test database). The statement is
   prepared on first use (planning was half its cost) unless `SWITCHBOARD_PG_PREPARE` is off or
   the database's OPTIONS set `prepare_threshold` themselves.
@@ -42,7 +42,9 @@ __all__ = ["enabled", "execute_at_once", "close_all"]
 
 logger = logging.getLogger("sessions_app.recording")
 
-POOL_SIZE = 4
+# Under load every await of a write waits a loop turn, so concurrent writes need connections of their
+# own: with 4, 50 busy sockets queued for them (write p50 160 ms); with 16, 41 ms (bench/relay.py).
+POOL_SIZE = 16
 IDLE_CHECK_SECONDS = 1.0  # an idle connection may have been cut: retried once if it fails
 
 
