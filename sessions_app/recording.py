@@ -32,8 +32,9 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -98,9 +99,38 @@ WRITE_ATTEMPTS = 3
 # -- the recorder's database threads ---------------------------------------------------
 
 _thread_state = threading.local()
-# SQLite has one write lock per file. Writers of this process take turns here, handing over at
-# once, instead of in SQLite's busy handler, which polls with sleeps of 1-100 ms.
-_SQLITE_WRITES = threading.Lock()
+
+
+class _WriteTurns:
+    """SQLite has one write lock per file. Writers of this process take turns here, handing over at
+    once, instead of in SQLite's busy handler, which polls with sleeps of 1-100 ms. A waiting input
+    write (a user's request, on the turn's critical path) goes before a waiting batch."""
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition()
+        self._busy = False
+        self._inputs_waiting = 0
+
+    @contextmanager
+    def hold(self, *, batch: bool) -> Iterator[None]:
+        with self._turns:
+            if not batch:
+                self._inputs_waiting += 1
+            try:
+                self._turns.wait_for(lambda: not self._busy and (not batch or not self._inputs_waiting))
+            finally:
+                if not batch:
+                    self._inputs_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._busy = False
+                self._turns.notify_all()
+
+
+_SQLITE_WRITES = _WriteTurns()
 
 
 def _on_db_thread(function: Callable[..., Any], *args: Any) -> Any:
@@ -122,7 +152,7 @@ def _on_db_thread(function: Callable[..., Any], *args: Any) -> Any:
             connection.close_if_unusable_or_obsolete()
     try:
         if connection.vendor == "sqlite":
-            with _SQLITE_WRITES:
+            with _SQLITE_WRITES.hold(batch=function is apply_batch):
                 return function(*args)
         return function(*args)
     finally:
