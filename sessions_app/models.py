@@ -168,8 +168,12 @@ class ResponseRecord(models.Model):
         STEER = "steer", "Steered successor"
         WARMUP = "warmup", "Warm-up (generate: false)"
 
+    # Unique through a *partial* index (Meta.constraints), deliberately: PostgreSQL treats columns of a
+    # full unique index as keys, so naming a response (the recorder's UPDATE) would lock its row against
+    # the next turn's INSERT, whose foreign key to its parent must share that row until the batch commits.
     response_id = models.CharField(
-        "response id", max_length=100, unique=True, null=True, blank=True, help_text="resp_… (empty until created)"
+        "response id", max_length=100, null=True, blank=True, db_index=True,
+        help_text="resp_… (empty until created)",
     )
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="responses")
     stream_id = models.CharField("lane (stream_id)", max_length=256, blank=True)
@@ -204,6 +208,10 @@ class ResponseRecord(models.Model):
         indexes = [
             models.Index(fields=["conversation", "sent_at"]),
             models.Index(fields=["status"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["response_id"], condition=models.Q(response_id__isnull=False),
+                                    name="response_id_unique"),
         ]
 
     def __str__(self) -> str:

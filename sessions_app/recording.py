@@ -52,6 +52,7 @@ from .recording_ops import (
     Sent,
     Started,
     apply_batch,
+    batch_statements,
 )
 
 # The ops are part of this module's interface: the relay builds them and hands them to `Recorder.add`.
@@ -167,6 +168,17 @@ async def _db(function: Callable[..., Any], *args: Any) -> Any:
 # -- queued ops: what the upstream streams back -------------------------------------------
 
 
+async def _apply(ops: list[Op]) -> None:
+    """One batch, in one transaction: from the loop on PostgreSQL when it is plain statements
+    (recording_pg.py), else on a recorder thread."""
+    if recording_pg.enabled():
+        statements = batch_statements(ops)
+        if statements is not None:
+            await recording_pg.execute_batch(statements)
+            return
+    await _db(apply_batch, ops)
+
+
 def _write_error(row: ErrorRow) -> None:
     row.row().save()
 
@@ -178,9 +190,9 @@ class Writer:
     """One queue and one task that write ops in batches, shared by the sessions of an event loop.
 
     Sharing it lets ops of many sockets go out in the same transactions, so under load the
-    database does a few large batches instead of many small ones. Batches run on the recorder's
-    database threads, one at a time, so the other threads stay free for the writes that *are* on
-    the critical path (`write_request`).
+    database does a few large batches instead of many small ones. Batches run one at a time: on
+    PostgreSQL from the loop (`_apply`), else on the recorder's database threads, where the other
+    threads stay free for the writes that *are* on the critical path (`write_request`).
     """
 
     def __init__(self, *, max_pending: int = MAX_PENDING, batch_size: int = BATCH_SIZE,
@@ -218,14 +230,14 @@ class Writer:
         """One transaction; after repeated failures, one op at a time so a bad op only loses itself."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                await _db(apply_batch, batch)
+                await _apply(batch)
                 return
             except Exception:
                 if attempt < WRITE_ATTEMPTS:
                     await asyncio.sleep(0.2 * attempt)
         for op in batch:
             try:
-                await _db(apply_batch, [op])
+                await _apply([op])
             except Exception:
                 self.dropped += 1
                 logger.exception("Recorder could not write a %s record (conversation %s); it is lost",

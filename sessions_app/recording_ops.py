@@ -31,11 +31,32 @@ __all__ = [
     "ConnectionClosed",
     "ConversationState",
     "apply_batch",
+    "batch_statements",
     "coalesce",
     "item_rows",
     "insert_rows",
     "update_row",
+    "insert_statement",
+    "update_statement",
+    "Statement",
 ]
+
+
+Statement = tuple[str, list[Any]]  # SQL with %s placeholders, and its parameters
+
+
+def insert_statement(rows: list[Any], *, returning: bool = False) -> Statement:
+    """One INSERT of model instances of one model (see `insert_rows`)."""
+    model = type(rows[0])
+    connection = connections[router.db_for_write(model)]
+    fields = [f for f in model._meta.local_concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+           f"VALUES {', '.join([one] * len(rows))}")
+    if returning:
+        sql += f" RETURNING {quote(model._meta.pk.column)}"
+    return sql, [f.get_db_prep_save(f.pre_save(row, True), connection) for row in rows for f in fields]
 
 
 def insert_rows(rows: list[Any], *, returning: bool = False) -> list[int]:
@@ -48,17 +69,8 @@ def insert_rows(rows: list[Any], *, returning: bool = False) -> list[int]:
     """
     if not rows:
         return []
-    model = type(rows[0])
-    connection = connections[router.db_for_write(model)]
-    fields = [f for f in model._meta.local_concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-           f"VALUES {', '.join([one] * len(rows))}")
-    if returning:
-        sql += f" RETURNING {quote(model._meta.pk.column)}"
-    params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in rows for f in fields]
-    with connection.cursor() as cursor:
+    sql, params = insert_statement(rows, returning=returning)
+    with connections[router.db_for_write(type(rows[0]))].cursor() as cursor:
         cursor.execute(sql, params)
         if not returning:
             return []
@@ -82,7 +94,7 @@ def item_rows(record_pk: int, direction: str, items: list[dict[str, Any]] | tupl
     return rows
 
 
-def update_row(model: type[Any], pk: Any, values: dict[str, Any]) -> None:
+def update_statement(model: type[Any], pk: Any, values: dict[str, Any]) -> Statement:
     """`model.objects.filter(pk=pk).update(**values)` for plain values, without the query machinery."""
     connection = connections[router.db_for_write(model)]
     quote, meta = connection.ops.quote_name, model._meta
@@ -91,8 +103,12 @@ def update_row(model: type[Any], pk: Any, values: dict[str, Any]) -> None:
            f"WHERE {quote(meta.pk.column)} = %s")
     params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
     params.append(meta.pk.get_db_prep_value(pk, connection))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, params
+
+
+def update_row(model: type[Any], pk: Any, values: dict[str, Any]) -> None:
+    with connections[router.db_for_write(model)].cursor() as cursor:
+        cursor.execute(*update_statement(model, pk, values))
 
 
 @dataclass
@@ -111,8 +127,9 @@ class Sent:
     connection_pk: int
     sent_at: datetime
 
-    def apply(self, batch: _Batch) -> None:
-        update_row(ResponseRecord, self.record_pk, {"connection": self.connection_pk, "sent_at": self.sent_at})
+    def statements(self, batch: _Batch) -> list[Statement]:
+        return [update_statement(ResponseRecord, self.record_pk,
+                                 {"connection": self.connection_pk, "sent_at": self.sent_at})]
 
 
 @dataclass(frozen=True)
@@ -124,9 +141,9 @@ class Started:
     status: str
     first_event_at: datetime
 
-    def apply(self, batch: _Batch) -> None:
-        update_row(ResponseRecord, self.record_pk, {
-            "response_id": self.response_id, "status": self.status, "first_event_at": self.first_event_at})
+    def statements(self, batch: _Batch) -> list[Statement]:
+        return [update_statement(ResponseRecord, self.record_pk, {
+            "response_id": self.response_id, "status": self.status, "first_event_at": self.first_event_at})]
 
 
 @dataclass(frozen=True)
@@ -151,7 +168,7 @@ class Finished:
     completed_at: datetime | None = None
     events_received: int = 0
 
-    def apply(self, batch: _Batch) -> None:
+    def _fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "status": self.status, "events_received": self.events_received, "completed_at": self.completed_at,
             "first_event_at": self.first_event_at, "first_text_at": self.first_text_at,
@@ -166,6 +183,17 @@ class Finished:
             fields.update(input_tokens=self.usage.input_tokens, cached_input_tokens=self.usage.cached_tokens,
                           output_tokens=self.usage.output_tokens, reasoning_tokens=self.usage.reasoning_tokens,
                           total_tokens=self.usage.total_tokens)
+        return fields
+
+    def statements(self, batch: _Batch) -> list[Statement] | None:
+        """The usual case as plain statements; None when it needs `apply` (a new record, a compaction)."""
+        if self.record_pk is None or any(item_type(i) == "compaction" for i in self.output):
+            return None
+        batch.items.extend(item_rows(self.record_pk, Item.Direction.OUTPUT, self.output))
+        return [update_statement(ResponseRecord, self.record_pk, self._fields())]
+
+    def apply(self, batch: _Batch) -> None:
+        fields = self._fields()
         record_pk = self.record_pk
         if record_pk is None:
             parent = ResponseRecord.objects.filter(
@@ -224,8 +252,9 @@ class ErrorRow:
             message=self.message, param=self.param[:200], stream_id=self.stream_id or "", raw=self.raw,
         )
 
-    def apply(self, batch: _Batch) -> None:
+    def statements(self, batch: _Batch) -> list[Statement]:
         batch.errors.append(self.row())
+        return []
 
 
 @dataclass(frozen=True)
@@ -239,12 +268,12 @@ class ConnectionFailed:
     close_text: str
     at: datetime
 
-    def apply(self, batch: _Batch) -> None:
-        UpstreamConnection.objects.create(
+    def statements(self, batch: _Batch) -> list[Statement]:
+        return [insert_statement([UpstreamConnection(
             conversation_id=self.conversation_id, upstream_profile_id=self.profile_id, url=self.url[:500],
             opened_at=self.at, closed_at=self.at, close_code=self.close_code, close_text=self.close_text[:200],
             close_reason=UpstreamConnection.CloseReason.HANDSHAKE_FAILED,
-        )
+        )])]
 
 
 @dataclass(frozen=True)
@@ -256,10 +285,10 @@ class ConnectionClosed:
     at: datetime
     responses_carried: int = 0
 
-    def apply(self, batch: _Batch) -> None:
-        update_row(UpstreamConnection, self.connection_pk, {
+    def statements(self, batch: _Batch) -> list[Statement]:
+        return [update_statement(UpstreamConnection, self.connection_pk, {
             "closed_at": self.at, "close_code": self.close_code, "close_text": self.close_text[:200],
-            "close_reason": self.close_reason, "responses_carried": self.responses_carried})
+            "close_reason": self.close_reason, "responses_carried": self.responses_carried})]
 
 
 @dataclass(frozen=True)
@@ -268,11 +297,11 @@ class ConversationState:
     status: str
     latest_response_id: str | None = None  # None: unchanged
 
-    def apply(self, batch: _Batch) -> None:
+    def statements(self, batch: _Batch) -> list[Statement]:
         fields: dict[str, Any] = {"status": self.status, "updated_at": timezone.now()}
         if self.latest_response_id is not None:
             fields["latest_response_id"] = self.latest_response_id
-        update_row(Conversation, self.conversation_id, fields)
+        return [update_statement(Conversation, self.conversation_id, fields)]
 
 
 Op = Sent | Started | Finished | ErrorRow | ConnectionFailed | ConnectionClosed | ConversationState
@@ -302,11 +331,31 @@ def coalesce(ops: list[Op]) -> list[Op]:
     return kept
 
 
+def batch_statements(ops: list[Op]) -> list[Statement] | None:
+    """A batch as plain statements, to run in one transaction; None if an op needs the ORM (`apply`)."""
+    batch = _Batch()
+    statements: list[Statement] = []
+    for op in coalesce(ops):
+        more = op.statements(batch)
+        if more is None:
+            return None
+        statements += more
+    statements += [insert_statement(rows) for rows in (batch.items, batch.errors) if rows]
+    return statements
+
+
 def apply_batch(ops: list[Op]) -> None:
     """Apply a batch of ops in one transaction, bulk-creating the rows they collected."""
     batch = _Batch()
     with transaction.atomic():
+        connection = connections[router.db_for_write(ResponseRecord)]
         for op in coalesce(ops):
-            op.apply(batch)
+            statements = op.statements(batch)
+            if statements is None:
+                op.apply(batch)
+                continue
+            for sql, params in statements:
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, params)
         insert_rows(batch.items)
         insert_rows(batch.errors)

@@ -8,8 +8,11 @@ work on the hot path: the loop only awaits a socket.
 
 Rules:
 
-* Only the one-statement create (`recording_input.at_once_statement`) goes this way. Anything
-  that needs a lookup or a rewrite stays on the recorder's threads (recording.py).
+* The one-statement create (`recording_input.at_once_statement`) goes this way, and so do the
+  recorder's batches when they are plain statements (`recording_ops.batch_statements`: one
+  transaction, pipelined). Anything that needs a lookup, a rewrite or the ORM stays on the
+  recorder's threads (recording.py). So in the usual case a PostgreSQL relay runs no database
+  thread at all, and no thread takes the GIL from the loop at each of its socket calls.
 * Connections belong to one event loop (a psycopg async connection is bound to the loop it was
   used on): at most `POOL_SIZE` per loop, opened as needed, autocommit, opened with Django's own connection
   parameters for the default database (so tests reach the test database). The statement is
@@ -37,8 +40,9 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import sql as pgsql
 
 from .recording_input import AtOnce, RequestWritten
+from .recording_ops import Statement
 
-__all__ = ["enabled", "execute_at_once", "close_all"]
+__all__ = ["enabled", "execute_at_once", "execute_batch", "close_all"]
 
 logger = logging.getLogger("sessions_app.recording")
 
@@ -79,12 +83,17 @@ class _Pool:
         self.every.discard(connection)
         _finish(connection)
 
+    def _take(self) -> tuple[psycopg.AsyncConnection | None, float]:
+        while self.idle:
+            connection, idle_since = self.idle.pop()
+            if not connection.closed:
+                return connection, idle_since
+            self._discard(connection)
+        return None, 0.0
+
     async def run(self, statement: AtOnce) -> tuple[Any, ...] | None:
         async with self.slots:
-            connection, idle_since = self.idle.pop() if self.idle else (None, None)
-            if connection is not None and connection.closed:
-                self._discard(connection)
-                connection = None
+            connection, idle_since = self._take()
             retry = connection is not None and time.monotonic() - idle_since > IDLE_CHECK_SECONDS
             if connection is None:
                 connection = await self._connect()
@@ -105,6 +114,21 @@ class _Pool:
                 raise
             self.idle.append((connection, time.monotonic()))
             return found
+
+    async def run_transaction(self, statements: list[Statement]) -> None:
+        """Statements in one transaction, pipelined (one round trip); the caller retries a failure."""
+        async with self.slots:
+            connection, _ = self._take()
+            if connection is None:
+                connection = await self._connect()
+            try:
+                async with connection.transaction(), connection.pipeline():
+                    for sql, params in statements:
+                        await connection.execute(sql, params, prepare=False)  # shapes vary: plan each
+            except BaseException:
+                self._discard(connection)
+                raise
+            self.idle.append((connection, time.monotonic()))
 
     def close(self) -> None:
         for connection in list(self.every):
@@ -146,6 +170,11 @@ def _pool() -> _Pool:
 async def execute_at_once(statement: AtOnce) -> RequestWritten | None:
     """Run the one-statement create on this loop's connections; None: take the general path."""
     return statement.written(await _pool().run(statement))
+
+
+async def execute_batch(statements: list[Statement]) -> None:
+    """Run a recorder batch (recording_ops.batch_statements) in one transaction on this loop's connections."""
+    await _pool().run_transaction(statements)
 
 
 @atexit.register

@@ -73,3 +73,26 @@ def test_api_token_is_stored_hashed_and_shown_once(user):
     token.revoke()
     assert ApiToken.authenticate(raw) is None
     assert ApiToken.authenticate("sb_not-a-token") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_naming_a_response_does_not_lock_out_the_insert_of_its_child_on_postgresql(user):
+    """The recorder names a response (UPDATE response_id) in a batch while the next turn's request,
+    whose foreign key points at it, is inserted: on PostgreSQL the two must not wait for each other."""
+    import psycopg
+    from django.db import connection
+
+    from sessions_app.recording_ops import insert_statement
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL row locks")
+    parent = ResponseRecord.objects.create(conversation=conversation_create(owner=user))
+    params = dict(connection.get_connection_params())
+    params.pop("cursor_factory")
+    sql, values = insert_statement([ResponseRecord(conversation_id=parent.conversation_id, parent_id=parent.pk)])
+    with psycopg.connect(**params) as batch, psycopg.connect(**params, autocommit=True) as relay:
+        batch.execute("UPDATE sessions_app_responserecord SET response_id = %s WHERE id = %s", ["resp_x", parent.pk])
+        relay.execute("SET lock_timeout = '500ms'")
+        relay.execute(sql, values)  # with a full unique index on response_id: LockNotAvailable
+        batch.commit()
+    assert ResponseRecord.objects.get(parent=parent).parent.response_id == "resp_x"

@@ -308,3 +308,48 @@ async def test_on_postgresql_a_cut_idle_input_connection_is_replaced_once(user, 
         "after the cut")
     assert all(c.info.backend_pid not in pids for c, _ in pool.idle)
     await recorder.close()
+
+
+async def test_on_postgresql_plain_batches_are_written_from_the_event_loop(user, conversation_of, monkeypatch):
+    from django.utils import timezone
+
+    from sessions_app import recording
+    from sessions_app.recording import ErrorRow, Finished, Started
+
+    _postgresql_only()
+    conversation = await conversation_of(user)
+    recorder = Recorder()
+    written = await recorder.write_request(_create(conversation))
+    on_threads = []
+    original = recording._db
+
+    async def spy(function, *args):
+        on_threads.append(function.__name__)
+        return await original(function, *args)
+
+    monkeypatch.setattr(recording, "_db", spy)
+    now = timezone.now()
+    message = {"type": "message", "id": "msg_b", "role": "assistant", "status": "completed",
+               "content": [{"type": "output_text", "text": "batched", "annotations": []}]}
+    recorder.add(Started(written.record_pk, "resp_b1", "in_progress", now))
+    recorder.add(Finished(conversation_id=conversation.pk, record_pk=written.record_pk, status="completed",
+                          response_id="resp_b1", output=(message,), first_event_at=now, completed_at=now,
+                          events_received=9))
+    recorder.add(ConversationState(conversation.pk, "idle", "resp_b1"))
+    recorder.add(ErrorRow(source="upstream", code="some_code", message="m", conversation_id=conversation.pk))
+    await recorder.flush()
+    assert on_threads == []  # one transaction from the loop
+    record = await db(lambda: ResponseRecord.objects.get(pk=written.record_pk))()
+    assert (record.status, record.response_id, record.events_received) == ("completed", "resp_b1", 9)
+    assert await db(lambda: Item.objects.get(response=record, direction="output").text)() == "batched"
+    state = await db(lambda: type(conversation).objects.values_list("status", "latest_response_id")
+                     .get(pk=conversation.pk))()
+    assert state == ("idle", "resp_b1")
+    assert await db(lambda: ErrorEvent.objects.filter(conversation=conversation, code="some_code").count())() == 1
+    # An op that needs the ORM (a response the upstream started on its own) takes a recorder thread.
+    recorder.add(Finished(conversation_id=conversation.pk, record_pk=None, status="completed",
+                          response_id="resp_b2", previous_response_id="resp_b1"))
+    await recorder.flush()
+    assert on_threads == ["apply_batch"]
+    assert await db(lambda: ResponseRecord.objects.get(response_id="resp_b2").parent_id)() == record.pk
+    await recorder.close()
