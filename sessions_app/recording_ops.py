@@ -34,6 +34,7 @@ __all__ = [
     "batch_statements",
     "coalesce",
     "item_rows",
+    "item_values",
     "insert_rows",
     "update_row",
     "insert_statement",
@@ -81,17 +82,20 @@ def insert_rows(rows: list[Any], *, returning: bool = False) -> list[int]:
     return pks
 
 
+_ITEM_TYPES = frozenset(Item.ItemType.values)
+
+
+def item_values(direction: str, position: int, raw: dict[str, Any]) -> dict[str, Any]:
+    """An Item row's values (by attname, without its response) for one protocol item."""
+    kind = item_type(raw)
+    return {"direction": direction, "position": position,
+            "item_type": kind if kind in _ITEM_TYPES else Item.ItemType.OTHER,
+            "role": str(raw.get("role") or "")[:20], "call_id": str(raw.get("call_id") or "")[:100],
+            "text": item_text(raw), "raw": raw}
+
+
 def item_rows(record_pk: int, direction: str, items: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> list[Item]:
-    rows = []
-    for position, raw in enumerate(items):
-        kind = item_type(raw)
-        rows.append(Item(
-            response_id=record_pk, direction=direction, position=position,
-            item_type=kind if kind in Item.ItemType.values else Item.ItemType.OTHER,
-            role=str(raw.get("role") or "")[:20], call_id=str(raw.get("call_id") or "")[:100],
-            text=item_text(raw), raw=raw,
-        ))
-    return rows
+    return [Item(response_id=record_pk, **item_values(direction, position, raw)) for position, raw in enumerate(items)]
 
 
 def update_statement(model: type[Any], pk: Any, values: dict[str, Any]) -> Statement:
