@@ -32,7 +32,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
             await self.relay.close()
 
     async def _send_text(self, text: str) -> None:
-        await self.send(text_data=text)
+        # What AsyncWebsocketConsumer.send(text_data=...) does, without its two coroutine layers:
+        # this runs once per relayed event.
+        await self.base_send({"type": "websocket.send", "text": text})
 
 
 class BrowserConsumer(RelayConsumer):

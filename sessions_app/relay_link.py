@@ -20,6 +20,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from django.utils import timezone
+from websockets.exceptions import ConnectionClosed
 
 from . import liveness, relay_errors
 from .models import UpstreamConnection
@@ -129,6 +130,8 @@ class UpstreamLinkMixin:
                     await self.downstream.on_violation(link, frame)
                     break
                 await self.downstream.on_event(link, frame, event)
+        except ConnectionClosed:
+            pass  # closed abnormally (websockets ends the iteration quietly only on a normal close)
         except Exception:
             logger.exception("Relay failed on an upstream frame (conversation %s)", self._conversation_id)
             link.reason = link.reason or Reason.UPSTREAM_ERROR

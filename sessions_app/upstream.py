@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 __all__ = [
     "UpstreamTarget",
@@ -125,13 +125,11 @@ class UpstreamSocket:
         """Send one frame. Raises `websockets.ConnectionClosed` if the socket is gone (nothing was sent)."""
         await self._connection.send(text)
 
-    async def frames(self) -> AsyncIterator[str | bytes]:
-        """Frames until the socket closes, whichever way it closes (never raises ConnectionClosed)."""
-        try:
-            async for frame in self._connection:
-                yield frame
-        except ConnectionClosed:
-            return
+    def frames(self) -> AsyncIterator[str | bytes]:
+        """Frames until the socket closes: the iteration ends on a normal close, an abnormal one raises
+        `websockets.ConnectionClosedError`. The connection's own iterator, not a generator re-yielding
+        it: one layer less per frame on the relay's hot path."""
+        return aiter(self._connection)
 
     @property
     def close_code(self) -> int | None:
