@@ -75,6 +75,26 @@ async def test_ops_are_written_in_batches(user, conversation_of):
     await recorder.close()
 
 
+async def test_an_op_the_database_refuses_is_dropped_alone_and_logged(user, conversation_of, caplog):
+    import uuid
+
+    from sessions_app.recording import ErrorRow
+
+    conversation = await conversation_of(user)
+    recorder = Recorder(writer=Writer(batch_size=50))
+    recorder.add(ConversationState(conversation.pk, "streaming", latest_response_id="resp_before"))
+    # A conversation that does not exist: the foreign key refuses the row, and with it the batch.
+    recorder.add(ErrorRow(source="upstream", code="orphan", message="m", conversation_id=uuid.uuid4()))
+    recorder.add(ConversationState(conversation.pk, "idle"))
+    await recorder.flush()
+    await db(conversation.refresh_from_db)()
+    assert (conversation.status, conversation.latest_response_id) == ("idle", "resp_before")
+    assert recorder.writer.dropped == 1
+    assert not await db(lambda: ErrorEvent.objects.filter(code="orphan").exists())()
+    assert any("could not write a ErrorRow record" in r.getMessage() for r in caplog.records)
+    await recorder.close()
+
+
 def read_status_elsewhere(record_pk: int) -> str:
     """Read from a thread of its own: the recorder's thread is the one that is blocked."""
     from django.db import connection
