@@ -7,8 +7,9 @@ Rules of this module:
   relay awaits it and never sends a request whose write failed. The usual
   create costs one statement on PostgreSQL, sent from the event loop on an
   async connection (recording_pg.py), and one short transaction on SQLite, on
-  the recorder's database threads (never queued behind Django's own database
-  thread); the rest takes the threads' general path (`_write_request`).
+  a recorder thread's raw connection (recording_sqlite.py; never queued behind
+  Django's own database thread); the rest takes the threads' general path
+  (`_write_request_in_transaction`).
 * Everything the upstream streams back is recorded off the hot path: the
   relay `add`s small frozen ops (recording_ops.py) to a bounded queue (O(1),
   never awaits). One `Writer` per event loop drains the queue of every socket
@@ -39,9 +40,16 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from . import recording_pg
+from . import recording_pg, recording_sqlite
 from .models import ErrorEvent
-from .recording_input import RequestRow, RequestWritten, _open_connection, _write_request, at_once_statement
+from .recording_input import (
+    RequestRow,
+    RequestWritten,
+    _open_connection,
+    _write_request,  # noqa: F401 (the sync whole: tests call it on their own thread)
+    _write_request_in_transaction,
+    at_once_statement,
+)
 from .recording_ops import (
     ConnectionClosed,
     ConnectionFailed,
@@ -132,6 +140,7 @@ class _WriteTurns:
 
 
 _SQLITE_WRITES = _WriteTurns()
+_BATCH_WRITES = (apply_batch, recording_sqlite.apply_statements)
 
 
 def _on_db_thread(function: Callable[..., Any], *args: Any) -> Any:
@@ -153,7 +162,7 @@ def _on_db_thread(function: Callable[..., Any], *args: Any) -> Any:
             connection.close_if_unusable_or_obsolete()
     try:
         if connection.vendor == "sqlite":
-            with _SQLITE_WRITES.hold(batch=function is apply_batch):
+            with _SQLITE_WRITES.hold(batch=function in _BATCH_WRITES):
                 return function(*args)
         return function(*args)
     finally:
@@ -169,14 +178,15 @@ async def _db(function: Callable[..., Any], *args: Any) -> Any:
 
 
 async def _apply(ops: list[Op]) -> None:
-    """One batch, in one transaction: from the loop on PostgreSQL when it is plain statements
-    (recording_pg.py), else on a recorder thread."""
-    if recording_pg.enabled():
-        statements = batch_statements(ops)
-        if statements is not None:
-            await recording_pg.execute_batch(statements)
-            return
-    await _db(apply_batch, ops)
+    """One batch, in one transaction. Plain statements: from the loop on PostgreSQL (recording_pg.py),
+    on the raw connection of a recorder thread on SQLite (recording_sqlite.py); else the ORM's way."""
+    statements = batch_statements(ops)
+    if statements is None:
+        await _db(apply_batch, ops)
+    elif recording_pg.enabled():
+        await recording_pg.execute_batch(statements)
+    else:
+        await _db(recording_sqlite.apply_statements, statements)
 
 
 def _write_error(row: ErrorRow) -> None:
@@ -335,13 +345,15 @@ class Recorder:
 
     async def write_request(self, row: RequestRow) -> RequestWritten:
         """Write and commit the user's request; raises if the database refused (do not send then)."""
-        if recording_pg.enabled():
-            statement = at_once_statement(row)
-            if statement is not None:
+        statement = at_once_statement(row)  # the usual create, built here: no database access
+        if statement is not None:
+            if recording_pg.enabled():
                 written = await recording_pg.execute_at_once(statement)
-                if written is not None:
-                    return written
-        return await _db(_write_request, row)
+            else:
+                written = await _db(recording_sqlite.write_at_once, statement)
+            if written is not None:
+                return written
+        return await _db(_write_request_in_transaction, row)
 
     async def open_connection(self, *, conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:
         return await _db(_open_connection, conversation_id, profile_id, url)

@@ -89,12 +89,19 @@ def _write_request_at_once(row: RequestRow) -> RequestWritten | None:
 
 @dataclass(frozen=True)
 class AtOnce:
-    """The one statement that records a usual create on PostgreSQL; run it anywhere (see recording_pg.py)."""
+    """The usual create as ready statements, run anywhere (recording_pg.py, recording_sqlite.py).
+
+    PostgreSQL: `sql` inserts the record and its items and returns the record's id. SQLite (no
+    data-modifying CTEs): `sql` inserts the record and returns its id, then `items_sql` inserts the
+    items, each row's parameters preceded by that id, in the same transaction.
+    """
 
     row: RequestRow
     sql: str
     params: list[Any]
     parent_pk: int | None
+    items_sql: str | None = None
+    item_params: tuple[list[Any], ...] = ()
 
     def written(self, found: tuple[Any, ...] | None) -> RequestWritten | None:
         """The result, from the statement's one row; None (no row): take the general path."""
@@ -119,7 +126,8 @@ def at_once_statement(row: RequestRow) -> AtOnce | None:
     if len(items) > AT_ONCE_MAX_ITEMS:  # a long pasted history: not worth a statement of its own shape
         return None
     connection = connections[DEFAULT_DB_ALIAS]
-    sql = _at_once_sql(connection, len(items), row.use_compacted_window)
+    separate_items = connection.vendor != "postgresql"
+    sql = _at_once_sql(connection, 0 if separate_items else len(items), row.use_compacted_window)
     # Parameters straight from values (no model instances: on the loop, per turn, they cost 4x more).
     params = _RECORD_COLUMNS.params(connection, {
         "conversation_id": row.conversation_id, "stream_id": row.stream_id or "",
@@ -131,15 +139,20 @@ def at_once_statement(row: RequestRow) -> AtOnce | None:
         conversation = ResponseRecord._meta.get_field("conversation").get_db_prep_value(row.conversation_id,
                                                                                         connection)
         params += [conversation, CompactionEvent.Kind.STANDALONE.value, conversation]
-    for position, raw in enumerate(items):
-        params += _ITEM_COLUMNS.params(connection, item_values(Item.Direction.INPUT, position, raw))
+    item_params = tuple(_ITEM_COLUMNS.params(connection, item_values(Item.Direction.INPUT, position, raw))
+                        for position, raw in enumerate(items))
+    if separate_items:
+        return AtOnce(row=row, sql=sql, params=params, parent_pk=parent_pk,
+                      items_sql=_items_sql(connection, len(items)) if items else None, item_params=item_params)
+    for one in item_params:
+        params += one
     return AtOnce(row=row, sql=sql, params=params, parent_pk=parent_pk)
 
 
 _RECORD_FIELDS = [f for f in ResponseRecord._meta.local_concrete_fields if not f.primary_key]
 _ITEM_FIELDS = [f for f in Item._meta.local_concrete_fields if not f.primary_key and f.name != "response"]
 AT_ONCE_MAX_ITEMS = 32
-_AT_ONCE_SQL: dict[tuple[int, bool], str] = {}  # by (input items, compaction check): at most 66 shapes
+_AT_ONCE_SQL: dict[tuple[int, bool | str], str] = {}  # by (input items, compaction check | "items"): < 100
 
 
 def _row_params(connection, row, fields) -> list[Any]:
@@ -190,8 +203,12 @@ def _at_once_sql(connection, item_count: int, check_compaction: bool) -> str:
         return sql
     quote = connection.ops.quote_name
 
-    def values(fields) -> str:  # typed placeholders: INSERT … SELECT does not infer the columns' types
+    def values(fields) -> str:  # PostgreSQL: typed placeholders (INSERT … SELECT does not infer them)
+        if connection.vendor != "postgresql":
+            return ", ".join("%s" for _ in fields)
         return ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
+
+    uuid = "::uuid" if connection.vendor == "postgresql" else ""
 
     record_table, item_table = quote(ResponseRecord._meta.db_table), quote(Item._meta.db_table)
     compaction_table = quote(CompactionEvent._meta.db_table)
@@ -199,9 +216,13 @@ def _at_once_sql(connection, item_count: int, check_compaction: bool) -> str:
     sql = (f"WITH r AS (INSERT INTO {record_table} ({', '.join(quote(f.column) for f in _RECORD_FIELDS)}) "
            f"SELECT {values(_RECORD_FIELDS)}")
     if check_compaction:  # pending: some standalone compaction has no request recorded after it
-        sql += (f" WHERE NOT EXISTS (SELECT 1 FROM {compaction_table} c WHERE c.conversation_id = %s::uuid"
+        sql += (f" WHERE NOT EXISTS (SELECT 1 FROM {compaction_table} c WHERE c.conversation_id = %s{uuid}"
                 f" AND c.kind = %s AND NOT EXISTS (SELECT 1 FROM {record_table} p"
-                f" WHERE p.conversation_id = %s::uuid AND p.sent_at > c.created_at))")
+                f" WHERE p.conversation_id = %s{uuid} AND p.sent_at > c.created_at))")
+    if connection.vendor != "postgresql":
+        sql = sql.removeprefix("WITH r AS (") + f" RETURNING {pk}"
+        _AT_ONCE_SQL[key] = sql
+        return sql
     sql += f" RETURNING {pk})"
     if item_count:
         columns = ", ".join(quote(f.column) for f in _ITEM_FIELDS)
@@ -209,6 +230,18 @@ def _at_once_sql(connection, item_count: int, check_compaction: bool) -> str:
         sql += f", i AS (INSERT INTO {item_table} ({quote('response_id')}, {columns}) {selects})"
     sql += f" SELECT {pk} FROM r"
     _AT_ONCE_SQL[key] = sql
+    return sql
+
+
+def _items_sql(connection, item_count: int) -> str:
+    key = (item_count, "items")
+    sql = _AT_ONCE_SQL.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        one = "(" + ", ".join(["%s"] * (len(_ITEM_FIELDS) + 1)) + ")"
+        sql = _AT_ONCE_SQL[key] = (
+            f"INSERT INTO {quote(Item._meta.db_table)} ({quote('response_id')}, "
+            f"{', '.join(quote(f.column) for f in _ITEM_FIELDS)}) VALUES {', '.join([one] * item_count)}")
     return sql
 
 

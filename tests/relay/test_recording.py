@@ -373,3 +373,39 @@ async def test_on_postgresql_plain_batches_are_written_from_the_event_loop(user,
     assert on_threads == ["apply_batch"]
     assert await db(lambda: ResponseRecord.objects.get(response_id="resp_b2").parent_id)() == record.pk
     await recorder.close()
+
+
+def test_on_sqlite_the_usual_create_is_one_short_transaction_on_the_raw_connection(user):
+    from django.db import connection
+
+    from sessions_app import recording_sqlite
+    from sessions_app.recording import _write_request
+    from sessions_app.recording_input import at_once_statement
+    from sessions_app.services import conversation_create
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    conversation = conversation_create(owner=user, title="t")
+    first = _finished(_write_request(_create(conversation)).record_pk, "resp_s")
+    statements: list[str] = []
+    connection.ensure_connection()
+    connection.connection.set_trace_callback(statements.append)
+    try:
+        written = recording_sqlite.write_at_once(at_once_statement(_create(conversation, first, text="raw")))
+    finally:
+        connection.connection.set_trace_callback(None)
+    assert [s.split()[0] for s in statements] == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+    record = ResponseRecord.objects.get(pk=written.record_pk)
+    assert (record.parent_id, record.previous_response_id, record.status, record.request_payload["input"]) == (
+        first.pk, "resp_s", "queued", "raw")
+    [item] = Item.objects.filter(response=record)
+    assert (item.direction, item.position, item.item_type, item.text, item.raw["content"]) == (
+        "input", 0, "message", "raw", [{"type": "input_text", "text": "raw"}])
+    # A pending standalone compaction: nothing written, the caller takes the general path.
+    from sessions_app.models import CompactionEvent
+
+    CompactionEvent.objects.create(conversation=conversation, response=record, kind="standalone",
+                                   compacted_output=[{"type": "compaction", "id": "cmp_s", "encrypted_content": "x"}])
+    before = ResponseRecord.objects.count()
+    assert recording_sqlite.write_at_once(at_once_statement(_create(conversation, record, text="no"))) is None
+    assert ResponseRecord.objects.count() == before

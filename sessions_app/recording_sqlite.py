@@ -1,0 +1,83 @@
+"""SQLite: the usual create and the recorder's plain batches, straight on a thread's sqlite3 connection.
+
+Why: on SQLite every write runs on a recorder thread, and the Python it runs there holds the GIL
+the event loop needs to relay (Django's atomic and cursor wrappers, an ORM query for the pending
+compaction check). The same statements the PostgreSQL path sends (`recording_input.at_once_statement`,
+`recording_ops.batch_statements`) run here as a few calls on the raw connection: BEGIN IMMEDIATE,
+the inserts or updates, COMMIT.
+
+Rules:
+
+* Called on a recorder thread (`recording._on_db_thread`), which holds this process's turn at
+  SQLite's write lock and a healthy connection, outside any atomic block.
+* Any error rolls the transaction back and propagates: the caller takes the general path or retries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from .recording_input import AtOnce, RequestWritten
+from .recording_ops import Statement
+
+__all__ = ["write_at_once", "apply_statements"]
+
+_QMARK: dict[str, str] = {}
+
+
+def _qmark(sql: str) -> str:
+    """Our statements' %s placeholders as sqlite3's ? (they hold no other %)."""
+    converted = _QMARK.get(sql)
+    if converted is None:
+        converted = _QMARK[sql] = sql.replace("%s", "?")
+    return converted
+
+
+def _raw() -> sqlite3.Connection:
+    connection = connections[DEFAULT_DB_ALIAS]
+    connection.ensure_connection()
+    assert not connection.in_atomic_block
+    return connection.connection
+
+
+def _in_transaction(raw: sqlite3.Connection, work) -> Any:
+    """BEGIN IMMEDIATE, `work()`, COMMIT (ROLLBACK when it returns None); nothing stays open on an error,
+    including a COMMIT refused by a deferred foreign key."""
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        result = work()
+        raw.execute("ROLLBACK" if result is None else "COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return result
+
+
+def write_at_once(statement: AtOnce) -> RequestWritten | None:
+    """Record the usual create in one short transaction; None when a compaction is pending."""
+    raw = _raw()
+
+    def work() -> RequestWritten | None:
+        written = statement.written(raw.execute(_qmark(statement.sql), statement.params).fetchone())
+        if written is not None and statement.items_sql is not None:
+            raw.execute(_qmark(statement.items_sql),
+                        [value for params in statement.item_params for value in (written.record_pk, *params)])
+        return written
+
+    return _in_transaction(raw, work)
+
+
+def apply_statements(statements: list[Statement]) -> None:
+    """A recorder batch (`recording_ops.batch_statements`) in one transaction."""
+    raw = _raw()
+
+    def work() -> bool:
+        for sql, params in statements:
+            raw.execute(_qmark(sql), params)
+        return True
+
+    _in_transaction(raw, work)
