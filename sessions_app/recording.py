@@ -42,6 +42,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from . import recording_pg, recording_sqlite
 from .models import ErrorEvent
+from .recording_groups import Groups
 from .recording_input import (
     RequestRow,
     RequestWritten,
@@ -272,6 +273,20 @@ class Writer:
 
 
 _WRITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Writer] = weakref.WeakKeyDictionary()
+_GROUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Groups] = weakref.WeakKeyDictionary()
+
+
+async def _write_many_sqlite(statements: list[Any]) -> list[Any]:
+    return await _db(recording_sqlite.write_many_at_once, statements)
+
+
+def _sqlite_groups() -> Groups:
+    """The running loop's group commit for SQLite's usual creates (recording_groups.py)."""
+    loop = asyncio.get_running_loop()
+    groups = _GROUPS.get(loop)
+    if groups is None:
+        groups = _GROUPS[loop] = Groups(_write_many_sqlite)
+    return groups
 
 
 def shared_writer() -> Writer:
@@ -350,7 +365,7 @@ class Recorder:
             if recording_pg.enabled():
                 written = await recording_pg.execute_at_once(statement)
             else:
-                written = await _db(recording_sqlite.write_at_once, statement)
+                written = await _sqlite_groups().write(statement)
             if written is not None:
                 return written
         return await _db(_write_request_in_transaction, row)

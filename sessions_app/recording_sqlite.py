@@ -23,7 +23,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from .recording_input import AtOnce, RequestWritten
 from .recording_ops import Statement
 
-__all__ = ["write_at_once", "apply_statements"]
+__all__ = ["write_at_once", "write_many_at_once", "apply_statements"]
 
 _QMARK: dict[str, str] = {}
 
@@ -57,18 +57,42 @@ def _in_transaction(raw: sqlite3.Connection, work) -> Any:
     return result
 
 
+def _insert(raw: sqlite3.Connection, statement: AtOnce) -> RequestWritten | None:
+    written = statement.written(raw.execute(_qmark(statement.sql), statement.params).fetchone())
+    if written is not None and statement.items_sql is not None:
+        raw.execute(_qmark(statement.items_sql),
+                    [value for params in statement.item_params for value in (written.record_pk, *params)])
+    return written
+
+
 def write_at_once(statement: AtOnce) -> RequestWritten | None:
     """Record the usual create in one short transaction; None when a compaction is pending."""
     raw = _raw()
+    return _in_transaction(raw, lambda: _insert(raw, statement))
 
-    def work() -> RequestWritten | None:
-        written = statement.written(raw.execute(_qmark(statement.sql), statement.params).fetchone())
-        if written is not None and statement.items_sql is not None:
-            raw.execute(_qmark(statement.items_sql),
-                        [value for params in statement.item_params for value in (written.record_pk, *params)])
+
+def write_many_at_once(statements: list[AtOnce]) -> list[RequestWritten | None | Exception]:
+    """Several usual creates in one transaction (one turn at the write lock, one commit), each in a
+    savepoint of its own: one refused create fails alone. A refused COMMIT raises for them all."""
+    if len(statements) == 1:
+        try:
+            return [write_at_once(statements[0])]
+        except Exception as exc:
+            return [exc]
+    raw = _raw()
+
+    def one(statement: AtOnce) -> RequestWritten | None | Exception:
+        raw.execute("SAVEPOINT create_row")
+        try:
+            written = _insert(raw, statement)
+        except Exception as exc:
+            raw.execute("ROLLBACK TO create_row")
+            return exc
+        finally:
+            raw.execute("RELEASE create_row")
         return written
 
-    return _in_transaction(raw, work)
+    return _in_transaction(raw, lambda: [one(statement) for statement in statements])
 
 
 def apply_statements(statements: list[Statement]) -> None:

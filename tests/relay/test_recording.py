@@ -409,3 +409,39 @@ def test_on_sqlite_the_usual_create_is_one_short_transaction_on_the_raw_connecti
     before = ResponseRecord.objects.count()
     assert recording_sqlite.write_at_once(at_once_statement(_create(conversation, record, text="no"))) is None
     assert ResponseRecord.objects.count() == before
+
+
+async def test_on_sqlite_concurrent_creates_share_a_commit_and_a_refused_one_fails_alone(user, conversation_of,
+                                                                                          monkeypatch):
+    import asyncio
+    import uuid
+    from dataclasses import replace
+
+    from django.db import connection
+
+    from sessions_app import recording_sqlite
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    conversation = await conversation_of(user)
+    groups = []
+    original = recording_sqlite.write_many_at_once
+
+    def spy(statements):
+        groups.append(len(statements))
+        return original(statements)
+
+    monkeypatch.setattr(recording_sqlite, "write_many_at_once", spy)
+    recorder = Recorder()
+    rows = [_create(conversation, text=f"n{i}") for i in range(8)]
+    orphan = replace(_create(conversation, text="orphan"), conversation_id=uuid.uuid4())  # refused at COMMIT
+    results = await asyncio.gather(*(recorder.write_request(row) for row in [*rows[:4], orphan, *rows[4:]]),
+                                   return_exceptions=True)
+    assert isinstance(results[4], Exception)
+    written = [r for r in results if not isinstance(r, Exception)]
+    assert len({w.record_pk for w in written}) == 8
+    texts = await db(lambda: sorted(ResponseRecord.objects.filter(conversation=conversation)
+                                    .values_list("request_payload__input", flat=True)))()
+    assert texts == sorted(f"n{i}" for i in range(8))
+    assert max(groups) > 1  # they shared a transaction (the one with the orphan was split up again)
+    await recorder.close()
