@@ -4,11 +4,18 @@ Plain ``daphne`` cancels every application instance the moment it stops,
 which would cut responses mid-stream. This entry point first stops
 listening, then runs ``lifecycle.drain`` (bounded by SWITCHBOARD_DRAIN_SECONDS)
 and only then lets Daphne cancel what is left.
+
+It also tunes the garbage collector for a relay: what exists once the
+application is loaded is frozen out of collections, and young collections
+run every 10,000 allocations instead of 700. bench/relay.py (one run each,
+PostgreSQL): collector time 340-410 ms per run with the defaults, 130-160 ms
+tuned; its pauses land in the middle of streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 
 from daphne.cli import CommandLineInterface
@@ -19,6 +26,7 @@ from twisted.internet import defer
 # Close codes a server may send (RFC 6455 §7.4.1, IANA) that autobahn's sendClose refuses
 # (it allows only 1000 and 3000-4999). The drain closes browsers with 1012 (service restart).
 SERVER_CLOSE_CODES = frozenset({1001, 1011, 1012, 1013})
+GC_THRESHOLDS = (10_000, 10, 10)
 _daphne_server_close = WebSocketProtocol.serverClose
 
 
@@ -33,6 +41,12 @@ class DrainingServer(Server):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._ports: list = []
+
+    def run(self) -> None:
+        gc.collect()
+        gc.freeze()  # the loaded application: never garbage, never scanned again
+        gc.set_threshold(*GC_THRESHOLDS)
+        super().run()
 
     def listen_success(self, port) -> None:
         self._ports.append(port)
