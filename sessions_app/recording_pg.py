@@ -18,6 +18,12 @@ Rules:
   parameters for the default database (so tests reach the test database). The statement is
   prepared on first use (planning was half its cost) unless `SWITCHBOARD_PG_PREPARE` is off or
   the database's OPTIONS set `prepare_threshold` themselves.
+* Durability: the user's input commits synchronously (its WAL flushed) before the relay sends it.
+  A batch commits asynchronously (`synchronous_commit off`, this transaction only): what the
+  upstream streamed back already waits in the recorder's queue for its batch, so flushing the WAL
+  for it buys no safety against this process dying (PostgreSQL has the commit at once); only a
+  crash of the database server itself within its WAL writer delay could lose such a batch. In
+  exchange the input's commit no longer queues behind batch flushes on the WAL.
 * The statement is atomic, so a failure means nothing was written; the caller then refuses to
   send. One exception: a connection that sat idle may have died (a restarted server); if it fails
   with a connection error before answering, the statement is retried once on a new connection.
@@ -50,6 +56,7 @@ logger = logging.getLogger("sessions_app.recording")
 # own: with 4, 50 busy sockets queued for them (write p50 160 ms); with 16, 41 ms (bench/relay.py).
 POOL_SIZE = 16
 IDLE_CHECK_SECONDS = 1.0  # an idle connection may have been cut: retried once if it fails
+ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off"
 
 
 def enabled() -> bool:
@@ -116,16 +123,17 @@ class _Pool:
             return found
 
     async def run_transaction(self, statements: list[Statement]) -> None:
-        """Statements as one simple query: one round trip, and PostgreSQL runs a multi-statement query
-        as one transaction. Bound client-side (psycopg quotes every value): a pipeline of prepared
-        statements cost 3x the CPU on the loop. The caller retries a failure."""
+        """Statements in one transaction, sent as one simple query (one round trip). Bound client-side
+        (psycopg quotes every value): a pipeline of prepared statements cost 3x the CPU on the loop.
+        Committed without waiting for the WAL flush (module rules). The caller retries a failure."""
         async with self.slots:
             connection, _ = self._take()
             if connection is None:
                 connection = await self._connect()
             try:
                 await psycopg.AsyncClientCursor(connection).execute(
-                    "; ".join(sql for sql, _ in statements), [value for _, params in statements for value in params])
+                    f"BEGIN; {ASYNC_COMMIT}; {'; '.join(sql for sql, _ in statements)}; COMMIT",
+                    [value for _, params in statements for value in params])
             except BaseException:
                 self._discard(connection)
                 raise
