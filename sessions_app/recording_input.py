@@ -1,11 +1,15 @@
 """The user's input, written and committed before it is sent upstream (recording.py's direct writes).
 
 Split from recording.py, which re-exports `RequestRow`, `RequestWritten`,
-`_write_request` and `_open_connection`: the relay calls them through the
-recorder's database threads (`recording._db`). On PostgreSQL a continuing
-create is one autocommit statement (`_write_request_at_once`); anything that
-needs a lookup or a rewrite (a title, a replay, a compacted window) takes
-the transaction in `_write_request_in_transaction`.
+`_write_request` and `_open_connection`. The usual create is built here as
+ready statements (`at_once_statement`, no database access) that recording.py
+runs from the event loop on PostgreSQL (recording_pg.py) or on a recorder
+thread's raw connection on SQLite (recording_sqlite.py); anything that needs
+a lookup or a rewrite (a title, a replay, a compacted window) takes the
+transaction in `_write_request_in_transaction`, on a recorder thread.
+`_write_request` records a request synchronously through Django's cursor
+(the same statement on PostgreSQL, the general path on SQLite), for callers
+on a thread of their own (tests, bench/write_request.py).
 """
 
 from __future__ import annotations
@@ -155,15 +159,12 @@ AT_ONCE_MAX_ITEMS = 32
 _AT_ONCE_SQL: dict[tuple[int, bool | str], str] = {}  # by (input items, compaction check | "items"): < 100
 
 
-def _row_params(connection, row, fields) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields]
-
-
 class _Columns:
     """A model's insert columns, with their defaults prepared once per database vendor.
 
-    `params` gives what `_row_params` gives for an instance made of `values` (keyed by attname);
-    a column left out takes its default, and must not be auto_now / auto_now_add.
+    `params` gives the parameters `recording_ops.insert_statement` would give for an instance made of
+    `values` (keyed by attname), without making one; a column left out takes its default, and must not
+    be auto_now / auto_now_add.
     """
 
     def __init__(self, fields) -> None:
