@@ -38,6 +38,8 @@ import atexit
 import logging
 import time
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -98,46 +100,42 @@ class _Pool:
             self._discard(connection)
         return None, 0.0
 
+    @asynccontextmanager
+    async def _lease(self, *, fresh: bool = False) -> AsyncIterator[tuple[psycopg.AsyncConnection, bool]]:
+        """A connection for one use (an idle one unless `fresh`) and whether it sat idle long enough to
+        have been cut. It goes back to the idle list after, or is discarded if the use failed or was
+        cancelled (the connection is then in doubt)."""
+        connection, idle_since = (None, 0.0) if fresh else self._take()
+        stale = connection is not None and time.monotonic() - idle_since > IDLE_CHECK_SECONDS
+        if connection is None:
+            connection = await self._connect()
+        try:
+            yield connection, stale
+        except BaseException:
+            self._discard(connection)
+            raise
+        self.idle.append((connection, time.monotonic()))
+
     async def run(self, statement: AtOnce) -> tuple[Any, ...] | None:
         async with self.slots:
-            connection, idle_since = self._take()
-            retry = connection is not None and time.monotonic() - idle_since > IDLE_CHECK_SECONDS
-            if connection is None:
-                connection = await self._connect()
+            stale = False
             try:
-                found = await _execute(connection, statement)
+                async with self._lease() as (connection, stale):
+                    return await _execute(connection, statement)
             except psycopg.OperationalError:
-                self._discard(connection)
-                if not retry:
+                if not stale:
                     raise
-                connection = await self._connect()
-                try:
-                    found = await _execute(connection, statement)
-                except BaseException:
-                    self._discard(connection)
-                    raise
-            except BaseException:  # a cancelled or failed statement leaves the connection in doubt
-                self._discard(connection)
-                raise
-            self.idle.append((connection, time.monotonic()))
-            return found
+            async with self._lease(fresh=True) as (connection, _):  # the idle one was cut: once more
+                return await _execute(connection, statement)
 
     async def run_transaction(self, statements: list[Statement]) -> None:
         """Statements in one transaction, sent as one simple query (one round trip). Bound client-side
         (psycopg quotes every value): a pipeline of prepared statements cost 3x the CPU on the loop.
         Committed without waiting for the WAL flush (module rules). The caller retries a failure."""
-        async with self.slots:
-            connection, _ = self._take()
-            if connection is None:
-                connection = await self._connect()
-            try:
-                await psycopg.AsyncClientCursor(connection).execute(
-                    f"BEGIN; {ASYNC_COMMIT}; {'; '.join(sql for sql, _ in statements)}; COMMIT",
-                    [value for _, params in statements for value in params])
-            except BaseException:
-                self._discard(connection)
-                raise
-            self.idle.append((connection, time.monotonic()))
+        async with self.slots, self._lease() as (connection, _):
+            await psycopg.AsyncClientCursor(connection).execute(
+                f"BEGIN; {ASYNC_COMMIT}; {'; '.join(sql for sql, _ in statements)}; COMMIT",
+                [value for _, params in statements for value in params])
 
     def close(self) -> None:
         for connection in list(self.every):
