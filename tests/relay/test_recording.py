@@ -275,8 +275,7 @@ async def test_on_postgresql_the_usual_create_is_committed_from_the_event_loop(u
     conversation = await conversation_of(user)
     recorder = Recorder()
     first = await recorder.write_request(_create(conversation))
-    await db(_finished)(first.record_pk, "resp_loop")
-    parent = await db(lambda: ResponseRecord.objects.get(pk=first.record_pk))()
+    parent = await db(_finished)(first.record_pk, "resp_loop")
     threads = set()
     original = recording_pg._execute
 
@@ -310,8 +309,7 @@ async def test_on_postgresql_a_cut_idle_input_connection_is_replaced_once(user, 
     conversation = await conversation_of(user)
     recorder = Recorder()
     first = await recorder.write_request(_create(conversation))
-    await db(_finished)(first.record_pk, "resp_cut")
-    parent = await db(lambda: ResponseRecord.objects.get(pk=first.record_pk))()
+    parent = await db(_finished)(first.record_pk, "resp_cut")
     await recorder.write_request(_create(conversation, parent, text="warm"))  # the pool has a connection now
     [pool] = [p for p in recording_pg._ALL if p.idle]
     pids = [c.info.backend_pid for c, _ in pool.idle]
