@@ -63,9 +63,10 @@ def child(turns: int) -> dict:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from sessions_app import recording
+    from sessions_app import recording, recording_sqlite
     from sessions_app.models import ResponseRecord
     from sessions_app.recording import ConversationState, Finished, Recorder, RequestRow
+    from sessions_app.recording_input import at_once_statement
     from sessions_app.services import conversation_create
 
     call_command("migrate", interactive=False, verbosity=0)
@@ -146,15 +147,28 @@ def child(turns: int) -> dict:
         return results
 
     results = asyncio.run(run())
-    # Statements per create, counted on this thread (same function the input threads run).
+    # Statements per continuing create, counted on this thread, as the relay sends them: PostgreSQL's one
+    # statement (the same SQL the loop runs, here through Django's cursor); on SQLite the raw connection's
+    # (recording_sqlite.py), which Django's query capture does not see.
     conversation_id = new_conversation()
     first = recording._write_request(row(conversation_id, None, 0))
-    with CaptureQueriesContext(connection) as queries:
-        recording._write_request(row(conversation_id, first.record_pk, 1))
+    following = row(conversation_id, first.record_pk, 1)
+    if connection.vendor == "sqlite":
+        statements: list[str] = []
+        connection.ensure_connection()
+        connection.connection.set_trace_callback(statements.append)
+        try:
+            recording_sqlite.write_at_once(at_once_statement(following))
+        finally:
+            connection.connection.set_trace_callback(None)
+    else:
+        with CaptureQueriesContext(connection) as queries:
+            recording._write_request(following)
+        statements = [q["sql"] for q in queries.captured_queries]
     stored = ResponseRecord.objects.count()
     return {
         "vendor": connection.vendor,
-        "statements": [q["sql"][:90] for q in queries.captured_queries],
+        "statements": [sql[:90] for sql in statements],
         "stored": stored,
         "scenarios": {name: {"n": len(v), "p50": percentile(v, 0.5), "p95": percentile(v, 0.95),
                              "mean": sum(v) / len(v)} for name, v in results.items()},
