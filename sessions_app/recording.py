@@ -280,22 +280,24 @@ async def _write_many_sqlite(statements: list[Any]) -> list[Any]:
     return await _db(recording_sqlite.write_many_at_once, statements)
 
 
+def _per_loop(registry: weakref.WeakKeyDictionary, make: Callable[[], Any]) -> Any:
+    """The running loop's instance from `registry`, made on first use (each test gets its own loop,
+    Daphne has one)."""
+    loop = asyncio.get_running_loop()
+    instance = registry.get(loop)
+    if instance is None:
+        instance = registry[loop] = make()
+    return instance
+
+
 def _sqlite_groups() -> Groups:
     """The running loop's group commit for SQLite's usual creates (recording_groups.py)."""
-    loop = asyncio.get_running_loop()
-    groups = _GROUPS.get(loop)
-    if groups is None:
-        groups = _GROUPS[loop] = Groups(_write_many_sqlite)
-    return groups
+    return _per_loop(_GROUPS, lambda: Groups(_write_many_sqlite))
 
 
 def shared_writer() -> Writer:
-    """The running loop's writer (each test gets its own loop, Daphne has one)."""
-    loop = asyncio.get_running_loop()
-    writer = _WRITERS.get(loop)
-    if writer is None:
-        writer = _WRITERS[loop] = Writer()
-    return writer
+    """The running loop's writer."""
+    return _per_loop(_WRITERS, Writer)
 
 
 class Recorder:
