@@ -2,7 +2,8 @@
 
 The relay awaits this write (the user's input, committed) before it sends a create upstream, so
 its latency is added to every turn's time-to-first-delta. This script measures that latency as
-the relay sees it (from the event loop: thread hop, queries, commit) on SQLite and PostgreSQL.
+the relay sees it (from the event loop: a thread hop on SQLite, the loop's own round trip on PostgreSQL;
+queries, commit) on SQLite and PostgreSQL.
 
     .venv/bin/python bench/write_request.py                 # both databases, ~20 s
     .venv/bin/python bench/write_request.py --ways sqlite   # one of them
