@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import hub
@@ -22,6 +23,17 @@ class RelayConsumer(AsyncWebsocketConsumer):
     """Hands client frames to its relay and the relay's frames back; subclasses choose the relay."""
 
     relay: hub.HubClient | RelaySession | None = None
+
+    async def dispatch(self, message) -> None:
+        # Channels' dispatch first awaits aclose_old_connections(), a hop to the thread-sensitive
+        # database thread, before *every* message: on the relay that is each client frame, on the
+        # path of every turn's first delta. This consumer never touches Django's connections on
+        # the loop: each database_sync_to_async call already closes old connections around itself,
+        # and the recorder's threads keep and check their own (recording.py).
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.relay is not None:
