@@ -121,8 +121,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     })
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-switchboard.sqlite3")}
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# Persistent connections on both: a new SQLite connection costs more than the query it serves (Django
+# registers its SQL functions and runs init_command on each), and every page and every socket's
+# lookups (token, conversation) would pay it, one at a time on the thread-sensitive database thread.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
