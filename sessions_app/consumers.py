@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -43,10 +45,10 @@ class RelayConsumer(AsyncWebsocketConsumer):
         if self.relay is not None:
             await self.relay.close()
 
-    async def _send_text(self, text: str) -> None:
-        # What AsyncWebsocketConsumer.send(text_data=...) does, without its two coroutine layers:
-        # this runs once per relayed event.
-        await self.base_send({"type": "websocket.send", "text": text})
+    def _send_text(self, text: str) -> Awaitable[None]:
+        # What AsyncWebsocketConsumer.send(text_data=...) does, without its coroutine layers (not even
+        # one of its own: the caller awaits the server's send directly). This runs once per relayed event.
+        return self.base_send({"type": "websocket.send", "text": text})
 
 
 class BrowserConsumer(RelayConsumer):

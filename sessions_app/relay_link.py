@@ -119,11 +119,12 @@ class UpstreamLinkMixin:
             await asyncio.wait([link.reader], timeout=5)
 
     async def _read(self: RelaySession, link: UpstreamLink) -> None:
+        on_delta = self.downstream.on_delta
         try:
             async for frame in link.socket.frames():
                 delta = default_lane_delta(frame)
                 if delta is not None:  # most frames: forwarded and counted, never decoded
-                    await self.downstream.on_delta(link, frame, delta)
+                    await on_delta(link, frame, delta)
                     continue
                 event = decode_event(frame)
                 if event is None:

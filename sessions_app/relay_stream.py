@@ -88,6 +88,10 @@ def decode_event(frame: str | bytes) -> dict[str, Any] | None:
 def _count(ticket: Ticket, kind: str) -> None:
     """Per-event bookkeeping kept in memory: event count and the first-event / first-text timings."""
     ticket.events += 1
+    _count_first(ticket, kind)
+
+
+def _count_first(ticket: Ticket, kind: str) -> None:
     if ticket.first_event_at is None:
         ticket.first_event_at = timezone.now()
     if kind == "response.output_text.delta" and ticket.first_text_at is None:
@@ -153,13 +157,24 @@ class Downstream:
             await self._end_response(ticket, event, link)
 
     async def on_delta(self, link: UpstreamLink, frame: str, kind: str) -> None:
-        """A default-lane delta, recognised without decoding (protocol/frames.py): forward and count it."""
+        """A default-lane delta, recognised without decoding (protocol/frames.py): forward and count it.
+
+        Most frames take this way, so it is `to_client` and `_count` written out: each coroutine
+        layer and call here costs about 0.3 µs per event."""
         ticket = link.book.running(None)
         if ticket is not None and self.keep_tail:
             ticket.frames.append(frame)
-        await self.to_client(frame)
+        if self.publish is not None:
+            self.publish(frame)
+        if not self.client_gone:
+            try:
+                await self._send(frame)
+            except Exception:
+                self.client_gone = True
         if ticket is not None:
-            _count(ticket, kind)
+            ticket.events += 1
+            if ticket.first_text_at is None:
+                _count_first(ticket, kind)
 
     async def _recovering(self, link: UpstreamLink, event: dict[str, Any]) -> bool:
         """An error that means the upstream lost its cache: if the relay resends the request, the
