@@ -131,11 +131,13 @@ class _Pool:
     async def run_transaction(self, statements: list[Statement]) -> None:
         """Statements in one transaction, sent as one simple query (one round trip). Bound client-side
         (psycopg quotes every value): a pipeline of prepared statements cost 3x the CPU on the loop.
-        Committed without waiting for the WAL flush (module rules). The caller retries a failure."""
+        Each statement is bound on its own, so psycopg parses each SQL shape once (its cache keeps
+        short queries) instead of the whole batch's text every time. Committed without waiting for
+        the WAL flush (module rules). The caller retries a failure."""
         async with self.slots, self._lease() as (connection, _):
-            await psycopg.AsyncClientCursor(connection).execute(
-                f"BEGIN; {ASYNC_COMMIT}; {'; '.join(sql for sql, _ in statements)}; COMMIT",
-                [value for _, params in statements for value in params])
+            bind = psycopg.AsyncClientCursor(connection).mogrify
+            body = "; ".join(bind(sql, params) for sql, params in statements)
+            await connection.execute(f"BEGIN; {ASYNC_COMMIT}; {body}; COMMIT", prepare=False)
 
     def close(self) -> None:
         for connection in list(self.every):
