@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -318,6 +319,7 @@ class CompactionEvent(models.Model):
 
 
 TOKEN_PREFIX = "sb_"
+LAST_USED_PRECISION = timedelta(minutes=1)  # ApiToken.last_used_at
 
 
 def hash_token(raw: str) -> str:
@@ -354,13 +356,18 @@ class ApiToken(models.Model):
 
     @classmethod
     def authenticate(cls, raw: str):
-        """The active token's user for a raw token, or None; records the use."""
+        """The active token's user for a raw token, or None; records the use, to the minute.
+
+        The tokens page shows the minute, and a fleet of agents opening sockets with one token
+        would otherwise queue a write per socket (on SQLite, one at a time)."""
         if not raw.startswith(TOKEN_PREFIX):
             return None
         token = cls.objects.select_related("user").filter(token_hash=hash_token(raw), revoked_at=None).first()
         if token is None or not token.user.is_active:
             return None
-        cls.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
+            cls.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user
 
     def revoke(self) -> None:

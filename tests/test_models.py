@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import IntegrityError
 
@@ -70,6 +72,23 @@ def test_api_token_is_stored_hashed_and_shown_once(user):
     assert ApiToken.authenticate(raw) == user
     token.refresh_from_db()
     assert token.last_used_at is not None
+    token.revoke()
+    assert ApiToken.authenticate(raw) is None
+    assert ApiToken.authenticate("sb_not-a-token") is None
+
+
+def test_api_token_use_is_recorded_to_the_minute(user):
+    token, raw = ApiToken.issue(user=user, name="fleet")
+    ApiToken.authenticate(raw)
+    token.refresh_from_db()
+    first = token.last_used_at
+    ApiToken.authenticate(raw)  # a second socket within the minute: no write
+    token.refresh_from_db()
+    assert token.last_used_at == first
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timedelta(minutes=2))
+    ApiToken.authenticate(raw)
+    token.refresh_from_db()
+    assert token.last_used_at > first
     token.revoke()
     assert ApiToken.authenticate(raw) is None
     assert ApiToken.authenticate("sb_not-a-token") is None
