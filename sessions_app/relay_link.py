@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from . import liveness, relay_errors
 from .models import UpstreamConnection
-from .protocol.frames import default_lane_delta
+from .protocol.frames import forward_only_kind
 from .recording import ConnectionFailed
 from .relay_stream import UpstreamLink, decode_event
 from .upstream import UpstreamError, UpstreamRejected, open_upstream
@@ -119,12 +119,12 @@ class UpstreamLinkMixin:
             await asyncio.wait([link.reader], timeout=5)
 
     async def _read(self: RelaySession, link: UpstreamLink) -> None:
-        on_delta = self.downstream.on_delta
+        forward_only = self.downstream.on_forward_only
         try:
             async for frame in link.socket.frames():
-                delta = default_lane_delta(frame)
-                if delta is not None:  # most frames: forwarded and counted, never decoded
-                    await on_delta(link, frame, delta)
+                kind = forward_only_kind(frame)
+                if kind is not None:  # most frames: forwarded and counted, never decoded
+                    await forward_only(link, frame, kind)
                     continue
                 event = decode_event(frame)
                 if event is None:

@@ -31,6 +31,7 @@ from . import relay_errors
 from .models import ErrorEvent, ResponseRecord, UpstreamConnection
 from .partial import partial_output
 from .protocol.errors import ProtocolError
+from .protocol.frames import TEXT_DELTA
 from .protocol.outcome import Outcome
 from .recording import ConnectionClosed, ConversationState, ErrorRow, Finished, Recorder, Started
 from .relay_lanes import TERMINAL_EVENTS, LaneBook, Ticket
@@ -94,7 +95,7 @@ def _count(ticket: Ticket, kind: str) -> None:
 def _count_first(ticket: Ticket, kind: str) -> None:
     if ticket.first_event_at is None:
         ticket.first_event_at = timezone.now()
-    if kind == "response.output_text.delta" and ticket.first_text_at is None:
+    if kind == TEXT_DELTA and ticket.first_text_at is None:
         ticket.first_text_at = timezone.now()
 
 
@@ -156,8 +157,9 @@ class Downstream:
         elif kind in TERMINAL_EVENTS and ticket is not None:
             await self._end_response(ticket, event, link)
 
-    async def on_delta(self, link: UpstreamLink, frame: str, kind: str) -> None:
-        """A default-lane delta, recognised without decoding (protocol/frames.py): forward and count it.
+    async def on_forward_only(self, link: UpstreamLink, frame: str, kind: str) -> None:
+        """A default-lane delta or part marker, recognised without decoding (protocol/frames.py):
+        forward and count it.
 
         Most frames take this way, so it is `to_client` and `_count` written out: each coroutine
         layer and call here costs about 0.3 µs per event."""
