@@ -16,13 +16,15 @@ Rules:
   A hub's `Subscriber` joins the group, skips its own hub's batches (a hub on
   the same process as a gateway session still gets that session's), and
   reports a gap in a publisher's batch numbers.
-* Nobody watching, nothing sent: a publisher asks the layer every
-  `WATCH_CHECK_SECONDS` whether the group has members other than its own
-  hub's subscriber (in-memory and Redis layers; with another layer it always
-  publishes), and a subscriber starting in this process asks its local
-  publishers at once. Unwatched, `publish` returns at once. When a watcher
-  appears, the publisher first sends its backlog (the frames of its
-  responses still in flight), so the watcher gets them whole.
+* Nobody watching, nothing sent: every `WATCH_CHECK_SECONDS` one check per
+  event loop asks the layer who is in the groups of all its publishers (one
+  pipelined query per Redis host, however many sockets publish), and a
+  subscriber starting in this process has it asked at once. A publisher is
+  watched while its group has a member other than its own hub's subscriber
+  (in-memory and Redis layers; with another layer it always publishes).
+  Unwatched, `publish` returns at once. When a watcher appears, the
+  publisher first sends its backlog (the frames of its responses still in
+  flight), so the watcher gets them whole.
 """
 
 from __future__ import annotations
@@ -77,19 +79,83 @@ def layer() -> Any | None:
     return instance
 
 
+async def group_members(channel_layer: Any, groups: list[str]) -> dict[str, set[str]] | None:
+    """Each group's current members (channel names); None when the layer cannot tell."""
+    layer_groups = getattr(channel_layer, "groups", None)
+    if isinstance(layer_groups, dict):  # channels.layers.InMemoryChannelLayer
+        return {group: set(layer_groups.get(group, ())) for group in groups}
+    if not all(hasattr(channel_layer, name) for name in ("_group_key", "connection", "consistent_hash")):
+        return None
+    # channels_redis' RedisChannelLayer: members are a sorted set scored by when they joined.
+    since = int(time.time()) - channel_layer.group_expiry
+    by_host: dict[int, list[str]] = {}
+    for group in groups:
+        by_host.setdefault(channel_layer.consistent_hash(group), []).append(group)
+    members: dict[str, set[str]] = {}
+    for index, host_groups in by_host.items():
+        async with channel_layer.connection(index).pipeline(transaction=False) as pipe:
+            for group in host_groups:
+                pipe.zrangebyscore(channel_layer._group_key(group), since, "+inf")
+            found = await pipe.execute()
+        for group, names in zip(host_groups, found, strict=True):
+            members[group] = {name.decode() if isinstance(name, bytes) else name for name in names}
+    return members
+
+
 async def watched_by_others(channel_layer: Any, group: str, own: str | None) -> bool | None:
     """Whether `group` has a member other than `own`; None when the layer cannot tell."""
-    groups = getattr(channel_layer, "groups", None)
-    if isinstance(groups, dict):  # channels.layers.InMemoryChannelLayer
-        return any(channel != own for channel in groups.get(group, ()))
-    if all(hasattr(channel_layer, name) for name in ("_group_key", "connection", "consistent_hash")):
-        # channels_redis' RedisChannelLayer: members are a sorted set scored by when they joined.
-        connection = channel_layer.connection(channel_layer.consistent_hash(group))
-        members = await connection.zrangebyscore(channel_layer._group_key(group),
-                                                 int(time.time()) - channel_layer.group_expiry, "+inf")
-        mine = own.encode() if own else None
-        return any(member != mine for member in members)
-    return None
+    members = await group_members(channel_layer, [group])
+    if members is None:
+        return None
+    return any(member != own for member in members[group])
+
+
+class _Watch:
+    """Who watches the groups of one layer's publishers: one check for all of them (module rules)."""
+
+    def __init__(self, channel_layer: Any) -> None:
+        self.layer = channel_layer
+        self.publishers: weakref.WeakSet[Publisher] = weakref.WeakSet()
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, publisher: Publisher) -> None:
+        """Check `publisher` from now on, the first time at once (with whatever else is due)."""
+        self.publishers.add(publisher)
+        self.wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard-fanout-watch")
+
+    async def _run(self) -> None:
+        while self.publishers:
+            publishers = list(self.publishers)
+            self.wake.clear()
+            try:
+                members = await group_members(self.layer, sorted({p.group for p in publishers}))
+            except Exception as exc:  # cannot tell: keep publishing
+                logger.warning("Could not read the members of %d fan-out groups: %r", len(publishers), exc)
+                members = {}
+            if members is None:  # this layer cannot tell: always publish
+                for publisher in publishers:
+                    publisher.set_watched(True)
+                return
+            for publisher in publishers:
+                found = members.get(publisher.group)
+                publisher.set_watched(found is None or any(m != publisher.own_channel for m in found))
+            try:
+                await asyncio.wait_for(self.wake.wait(), WATCH_CHECK_SECONDS)
+            except TimeoutError:
+                pass
+
+
+_WATCHES: weakref.WeakKeyDictionary[Any, _Watch] = weakref.WeakKeyDictionary()  # by layer (one per loop)
+
+
+def _watch(channel_layer: Any) -> _Watch:
+    watch = _WATCHES.get(channel_layer)
+    if watch is None:
+        watch = _WATCHES[channel_layer] = _Watch(channel_layer)
+    return watch
 
 
 _LOCAL: dict[str, weakref.WeakSet[Publisher]] = {}  # this process's publishers, by group
@@ -113,13 +179,13 @@ class Publisher:
         self.own_channel: str | None = None  # the publishing hub's own subscriber: not a watcher
         self.watched = True  # until the first check says otherwise
         self._backlog = backlog
-        self._checker: asyncio.Task[None] | None = None
-        self._recheck = asyncio.Event()
+        self._watching = False  # known to its layer's _Watch (from the first publish)
         _LOCAL.setdefault(self.group, weakref.WeakSet()).add(self)
 
     def publish(self, frame: str) -> None:
-        if self._checker is None:
-            self._checker = asyncio.get_running_loop().create_task(self._check(), name="switchboard-fanout-watch")
+        if not self._watching:
+            self._watching = True
+            _watch(self._layer).add(self)
         if not self.watched:
             return
         self._outbox.append(frame)
@@ -150,37 +216,25 @@ class Publisher:
 
     def recheck(self) -> None:
         """Ask the layer now (a subscriber of this process just joined)."""
-        self._recheck.set()
+        if self._watching:
+            _watch(self._layer).wake.set()
 
-    async def _check(self) -> None:
-        while True:
-            try:
-                watched = await watched_by_others(self._layer, self.group, self.own_channel)
-            except Exception as exc:  # cannot tell: keep publishing
-                logger.warning("Could not read the members of %s: %r", self.group, exc)
-                watched = True
-            if watched is None:
-                return  # this layer cannot tell: always publish
-            if watched and not self.watched:
-                self.watched = True
-                for frame in self._backlog() if self._backlog is not None else ():
-                    self.publish(frame)
-            elif not watched:  # nobody to send the pending frames to
-                self._outbox.clear()
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-            self.watched = watched
-            self._recheck.clear()
-            try:
-                await asyncio.wait_for(self._recheck.wait(), WATCH_CHECK_SECONDS)
-            except TimeoutError:
-                pass
+    def set_watched(self, watched: bool) -> None:
+        """The watch's answer: becoming watched sends the backlog first; unwatched drops what waits."""
+        if watched and not self.watched:
+            self.watched = True
+            for frame in self._backlog() if self._backlog is not None else ():
+                self.publish(frame)
+        elif not watched:  # nobody to send the pending frames to
+            self._outbox.clear()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        self.watched = watched
 
     async def close(self) -> None:
-        if self._checker is not None:
-            self._checker.cancel()
-            await asyncio.gather(self._checker, return_exceptions=True)
+        if self._watching:
+            _watch(self._layer).publishers.discard(self)
         local = _LOCAL.get(self.group)
         if local is not None:
             local.discard(self)

@@ -63,3 +63,32 @@ async def test_a_hubs_own_subscriber_does_not_count_as_a_watcher():
     assert await fanout.watched_by_others(layer, fanout.group_name(conversation), None) is True
     await own.stop()
     await publisher.close()
+
+
+async def test_one_check_per_loop_covers_every_publisher(monkeypatch):
+    layer = fanout.layer()
+    asked: list[list[str]] = []
+    real = fanout.group_members
+
+    async def counted(channel_layer, groups):
+        asked.append(list(groups))
+        return await real(channel_layer, groups)
+
+    monkeypatch.setattr(fanout, "group_members", counted)
+    conversations = [uuid.uuid4() for _ in range(5)]
+    publishers = [fanout.Publisher(conversation, layer) for conversation in conversations]
+    for publisher in publishers:
+        publisher.publish("x")
+    await _until(lambda: not any(p.watched for p in publishers))
+    assert len(asked) <= 2 and set(asked[-1]) == {fanout.group_name(c) for c in conversations}
+
+    async def ignore(*args) -> None:
+        return None
+
+    watcher = fanout.Subscriber(conversations[2], layer, deliver=ignore, on_gap=ignore)
+    await watcher.start()  # has the check run at once: only that conversation's publisher is watched
+    await _until(lambda: publishers[2].watched)
+    assert [p.watched for p in publishers] == [False, False, True, False, False]
+    await watcher.stop()
+    for publisher in publishers:
+        await publisher.close()
