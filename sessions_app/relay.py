@@ -9,8 +9,9 @@ Both faces (browser `ws/conversations/<id>/`, gateway `/v1/responses`) are a
   event and the socket stays open.
 * A request is written and committed (recording.py) before it is sent; if
   that write fails it is not sent.
-* The upstream socket opens on the first request that needs it, not before;
-  a session holds at most one, and per process one conversation has at most
+* The upstream socket opens on the first request that needs it, not before
+  (while that request is being written: neither waits for the other); a
+  session holds at most one, and per process one conversation has at most
   one (an idle one held by another session is closed; a busy one is refused).
 * Upstream frames are forwarded to the client verbatim, as they arrive, then
   routed to their request by relay_lanes.LaneBook and recorded through the
@@ -54,7 +55,7 @@ from .relay_context import (
 from .relay_lanes import Ticket
 from .relay_link import UpstreamLinkMixin, open_connection_pks
 from .relay_recovery import RecoveringMixin, Resend
-from .relay_stream import Downstream
+from .relay_stream import Downstream, UpstreamLink
 
 __all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession", "open_connection_pks"]
 
@@ -97,6 +98,7 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         self._closing = False
         self._link_lock = asyncio.Lock()
         self._recovery_tasks = set()
+        self._opening: asyncio.Task[UpstreamLink] | None = None  # an upstream socket opening beside a write
         self._publisher: fanout.Publisher | None = None
         self.downstream.recover = self._recover
 
@@ -186,6 +188,7 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         """Write a create's record, then send it (as the client framed it when nothing was rewritten)."""
         if row.replay:
             await self.recorder.flush()  # the context is rebuilt from records: the latest must be written
+        opening = self._open_beside_write()
         written = await self._write(row, row.stream_id)
         conversation = self.conversation
         if conversation is not None and not conversation.title and row.title:
@@ -197,7 +200,17 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         replayed = row.replay and bool(row.previous_response_id) and written.previous_response_id is None
         if replayed or reason:
             await self._announce_recovery(row, replayed=replayed, reason=reason)
-        await self._send_upstream(ticket, text, row.connection_pk)
+        await self._send_upstream(ticket, text, row.connection_pk, opening=opening)
+
+    def _open_beside_write(self) -> asyncio.Task[UpstreamLink] | None:
+        """Start opening the upstream socket when this request will need a new one, so the handshake
+        runs while the request is written (the request is still sent only once it is committed)."""
+        conversation = self.conversation
+        if conversation is None or conversation.profile is None or self._open_connection_pk() is not None:
+            return None
+        self._opening = opening = asyncio.ensure_future(self._ensure_link())
+        opening.add_done_callback(_retrieved)  # a write that fails leaves it unawaited
+        return opening
 
     def _needs_replay(self, previous: str | None, payload: dict[str, Any], conversation: ConversationView) -> bool:
         """A continuation the upstream socket cannot know (a new socket has an empty cache, PROTOCOL.md §4).
@@ -280,14 +293,16 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
             exc.stream_id = lane
             raise exc from None
 
-    async def _send_upstream(self, ticket: Ticket, text: str, recorded_connection: int | None) -> None:
-        """Send on the open link (opening one if needed); one retry if the socket died under us.
+    async def _send_upstream(self, ticket: Ticket, text: str, recorded_connection: int | None, *,
+                             opening: asyncio.Task[UpstreamLink] | None = None) -> None:
+        """Send on the open link (opening one if needed, or the one `opening`); one retry if the socket
+        died under us.
 
         `recorded_connection` is the socket the record already names; another one is recorded here.
         """
-        for _attempt in range(2):
+        for attempt in range(2):
             try:
-                link = await self._ensure_link()
+                link = await (opening if opening is not None and attempt == 0 else self._ensure_link())
             except relay_errors.RelayError as exc:
                 await self.downstream.end_ticket(ticket, Status.FAILED, exc, connection_pk=None)
                 return
@@ -323,6 +338,8 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
             return
         self._closing = True
         self.downstream.client_gone = True
+        if self._opening is not None:  # a socket opening beside a write that failed: close it too
+            await asyncio.wait([self._opening])
         await self._stop_recovery()
         await self._close_link(reason)
         if self._publisher is not None:
@@ -344,6 +361,11 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
     def _open_connection_pk(self) -> int | None:
         link = self.downstream.link
         return link.connection_pk if link is not None and link.is_open else None
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _text(frame: str | bytes) -> str:

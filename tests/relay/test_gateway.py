@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sessions_app.models import ApiToken, Conversation, ErrorEvent, ResponseRecord
+from sessions_app.models import ApiToken, Conversation, ErrorEvent, ResponseRecord, UpstreamConnection
 
-from .conftest import ADAPTER, db, final, text_of
+from .conftest import ADAPTER, db, eventually, final, text_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,3 +93,26 @@ async def test_a_gateway_drop_is_an_error_event_and_the_socket_stays_open(profil
     assert "remember" not in text_of(await socket.turn("again", model="gpt-5.5"))
     for frame in socket.frames:
         ADAPTER.validate_json(frame)
+
+
+async def test_a_request_that_cannot_be_recorded_is_not_sent_and_the_socket_opened_beside_it_closes(
+        profile, user, token, open_gateway, sim):
+    socket = await open_gateway(token)
+    first = final(await socket.turn("remember: kiwi", model="gpt-5.5", store=True))
+    assert final(await socket.turn("story /drop", model="gpt-5.5"))["error"]["code"] == "upstream_disconnected"
+    # The parent record disappears: the next request's write is refused (its foreign key), while the
+    # upstream socket it needs opens beside that write.
+    assert await eventually(  # once the recorder has named it
+        lambda: ResponseRecord.objects.filter(response_id=first["response"]["id"]).delete()[0])
+    requests_before = len(sim.handshakes)
+    await socket.send({"type": "response.create", "model": "gpt-5.5", "store": True, "input": "and now?",
+                       "previous_response_id": first["response"]["id"]})
+    error = await socket.recv()
+    assert error["type"] == "error" and error["error"]["code"] == "recording_failed"
+    await socket.close()  # at once: the socket opened beside the write must not outlive the client
+    assert await eventually(lambda: sim.open_connections == 0)
+    assert len(sim.handshakes) == requests_before + 1
+    last = await db(lambda: UpstreamConnection.objects.filter(conversation__owner=user).latest("opened_at"))()
+    assert last.close_reason == UpstreamConnection.CloseReason.CLIENT_LEFT
+    records = await db(lambda: list(ResponseRecord.objects.filter(conversation__owner=user)))()
+    assert all(r.request_payload.get("input") != "and now?" for r in records)
