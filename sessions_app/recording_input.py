@@ -24,6 +24,7 @@ from django.utils import timezone
 from .compaction import pending_compaction, start_from_window
 from .models import CompactionEvent, Conversation, Item, ResponseRecord, UpstreamConnection
 from .protocol.items import input_items
+from .recording_columns import Columns
 from .recording_ops import (
     insert_rows,
     item_rows,
@@ -159,42 +160,8 @@ AT_ONCE_MAX_ITEMS = 32
 _AT_ONCE_SQL: dict[tuple[int, bool | str], str] = {}  # by (input items, compaction check | "items"): < 100
 
 
-class _Columns:
-    """A model's insert columns, with their defaults prepared once per database vendor.
-
-    `params` gives the parameters `recording_ops.insert_statement` would give for an instance made of
-    `values` (keyed by attname), without making one; a column left out takes its default, and must not
-    be auto_now / auto_now_add.
-    """
-
-    def __init__(self, fields) -> None:
-        self.fields = fields
-        self._defaults: dict[str, list[tuple[bool, Any]]] = {}
-
-    def _prepared_defaults(self, connection) -> list[tuple[bool, Any]]:
-        defaults = self._defaults.get(connection.vendor)
-        if defaults is None:
-            per_row = [f.has_default() and callable(f.default) for f in self.fields]
-            defaults = self._defaults[connection.vendor] = [
-                (fresh, None if fresh else f.get_db_prep_save(f.get_default(), connection))
-                for f, fresh in zip(self.fields, per_row, strict=True)
-            ]
-        return defaults
-
-    def params(self, connection, values: dict[str, Any]) -> list[Any]:
-        out = []
-        for field, (per_row, default) in zip(self.fields, self._prepared_defaults(connection), strict=True):
-            if field.attname in values:
-                out.append(field.get_db_prep_save(values[field.attname], connection))
-            elif per_row:
-                out.append(field.get_db_prep_save(field.get_default(), connection))
-            else:
-                out.append(default)
-        return out
-
-
-_RECORD_COLUMNS = _Columns(_RECORD_FIELDS)
-_ITEM_COLUMNS = _Columns(_ITEM_FIELDS)
+_RECORD_COLUMNS = Columns(_RECORD_FIELDS)
+_ITEM_COLUMNS = Columns(_ITEM_FIELDS)
 
 
 def _at_once_sql(connection, item_count: int, check_compaction: bool) -> str:

@@ -10,6 +10,7 @@ and bulk-created at its end.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from django.utils import timezone
 from .models import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
 from .protocol.items import item_text, item_type
 from .protocol.outcome import Usage
+from .recording_columns import adapter, insert_columns
 
 __all__ = [
     "Op",
@@ -50,14 +52,14 @@ def insert_statement(rows: list[Any], *, returning: bool = False) -> Statement:
     """One INSERT of model instances of one model (see `insert_rows`)."""
     model = type(rows[0])
     connection = connections[router.db_for_write(model)]
-    fields = [f for f in model._meta.local_concrete_fields if not f.primary_key]
+    columns = insert_columns(model, connection)
     quote = connection.ops.quote_name
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f, _ in columns)}) "
            f"VALUES {', '.join([one] * len(rows))}")
     if returning:
         sql += f" RETURNING {quote(model._meta.pk.column)}"
-    return sql, [f.get_db_prep_save(f.pre_save(row, True), connection) for row in rows for f in fields]
+    return sql, [adapt(f.pre_save(row, True)) for row in rows for f, adapt in columns]
 
 
 def insert_rows(rows: list[Any], *, returning: bool = False) -> list[int]:
@@ -98,15 +100,27 @@ def item_rows(record_pk: int, direction: str, items: list[dict[str, Any]] | tupl
     return [Item(response_id=record_pk, **item_values(direction, position, raw)) for position, raw in enumerate(items)]
 
 
+_UPDATES: dict[tuple[Any, ...], tuple[str, list[Callable[[Any], Any]], Callable[[Any], Any]]] = {}
+
+
 def update_statement(model: type[Any], pk: Any, values: dict[str, Any]) -> Statement:
-    """`model.objects.filter(pk=pk).update(**values)` for plain values, without the query machinery."""
+    """`model.objects.filter(pk=pk).update(**values)` for plain values, without the query machinery.
+
+    SQL and per-column adapters are made once per (model, columns, database)."""
     connection = connections[router.db_for_write(model)]
-    quote, meta = connection.ops.quote_name, model._meta
-    fields = [meta.get_field(name) for name in values]
-    sql = (f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields)} "
-           f"WHERE {quote(meta.pk.column)} = %s")
-    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
-    params.append(meta.pk.get_db_prep_value(pk, connection))
+    key = (model, tuple(values), connection.alias, connection.vendor)
+    shape = _UPDATES.get(key)
+    if shape is None:
+        quote, meta = connection.ops.quote_name, model._meta
+        fields = [meta.get_field(name) for name in values]
+        sql = (f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields)} "
+               f"WHERE {quote(meta.pk.column)} = %s")
+        pk_field = meta.pk
+        shape = _UPDATES[key] = (sql, [adapter(f, connection) for f in fields],
+                                 lambda value: pk_field.get_db_prep_value(value, connection))
+    sql, adapters, adapt_pk = shape
+    params = [adapt(value) for adapt, value in zip(adapters, values.values(), strict=True)]
+    params.append(adapt_pk(pk))
     return sql, params
 
 
