@@ -49,11 +49,11 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
+from throwaway_pg import POSTGRES_ADMIN_URL, throwaway_database  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 from tests.live import BIN, daphne_process, free_port, simulator_process, stop, wait_for_port  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MODEL = "gpt-5.5"
 DELTA = "response.output_text.delta"
 TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
@@ -353,25 +353,15 @@ def _count(execute, since: int) -> int:
 
 @contextmanager
 def postgres_database(base_env: dict[str, str], redis_url: str) -> Iterator[StoredDatabase]:
-    name = f"switchboard_bench_{os.getpid()}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    try:
-        with psycopg.connect(url, autocommit=True) as reader:
-            def count_stored(since: int) -> int:
-                return _count(reader.execute, since)
+    with throwaway_database("switchboard_bench") as url, psycopg.connect(url, autocommit=True) as reader:
+        def count_stored(since: int) -> int:
+            return _count(reader.execute, since)
 
-            info = reader.info
-            settings_dict = {"ENGINE": "django.db.backends.postgresql", "NAME": name, "USER": info.user,
-                             "PASSWORD": info.password or "", "HOST": info.host, "PORT": info.port}
-            env = {**base_env, "DATABASE_URL": url.replace("postgresql://", "postgres://", 1),
-                   "REDIS_URL": redis_url}
-            yield StoredDatabase("postgresql" if redis_url else "pg, no redis", env, settings_dict, count_stored)
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        info = reader.info
+        settings_dict = {"ENGINE": "django.db.backends.postgresql", "NAME": info.dbname, "USER": info.user,
+                         "PASSWORD": info.password or "", "HOST": info.host, "PORT": info.port}
+        env = {**base_env, "DATABASE_URL": url.replace("postgresql://", "postgres://", 1), "REDIS_URL": redis_url}
+        yield StoredDatabase("postgresql" if redis_url else "pg, no redis", env, settings_dict, count_stored)
 
 
 @contextmanager

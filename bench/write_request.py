@@ -41,7 +41,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUSY_CAP_SECONDS = 20.0
-POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -206,20 +205,12 @@ def main() -> int:
                 reports[way] = run_child({"SWITCHBOARD_VAR_DIR": tmp,
                                           "DATABASE_URL": f"sqlite:///{tmp}/wrbench.sqlite3"}, args.turns)
             elif way == "postgresql":
-                import psycopg
+                from throwaway_pg import throwaway_database
 
-                name = f"switchboard_wrbench_{os.getpid()}"
-                with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                    admin.execute(f'CREATE DATABASE "{name}"')
-                url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-                try:
+                with throwaway_database("switchboard_wrbench") as url:
                     reports[way] = run_child({"SWITCHBOARD_VAR_DIR": tmp,
                                               "DATABASE_URL": url.replace("postgresql://", "postgres://", 1)},
                                              args.turns)
-                finally:
-                    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             else:
                 parser.error(f"unknown way {way!r}")
     print(f"load average: {os.getloadavg()[0]:.2f}")
