@@ -102,14 +102,6 @@ async def group_members(channel_layer: Any, groups: list[str]) -> dict[str, set[
     return members
 
 
-async def watched_by_others(channel_layer: Any, group: str, own: str | None) -> bool | None:
-    """Whether `group` has a member other than `own`; None when the layer cannot tell."""
-    members = await group_members(channel_layer, [group])
-    if members is None:
-        return None
-    return any(member != own for member in members[group])
-
-
 class _Watch:
     """Who watches the groups of one layer's publishers: one check for all of them (module rules)."""
 

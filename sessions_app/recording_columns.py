@@ -87,30 +87,27 @@ class Columns:
 
     def __init__(self, fields) -> None:
         self.fields = fields
-        self._defaults: dict[str, list[tuple[bool, Any]]] = {}
-        self._adapters: dict[str, list[Callable[[Any], Any]]] = {}
+        # Per database vendor, per field: its adapter, whether its default is made per row, and the
+        # default prepared once when it is not.
+        self._prepared: dict[str, list[tuple[models.Field, Callable[[Any], Any], bool, Any]]] = {}
 
-    def _prepared_defaults(self, connection) -> list[tuple[bool, Any]]:
-        defaults = self._defaults.get(connection.vendor)
-        if defaults is None:
-            per_row = [f.has_default() and callable(f.default) for f in self.fields]
-            defaults = self._defaults[connection.vendor] = [
-                (fresh, None if fresh else f.get_db_prep_save(f.get_default(), connection))
-                for f, fresh in zip(self.fields, per_row, strict=True)
-            ]
-        return defaults
+    def _columns(self, connection) -> list[tuple[models.Field, Callable[[Any], Any], bool, Any]]:
+        columns = self._prepared.get(connection.vendor)
+        if columns is None:
+            columns = self._prepared[connection.vendor] = []
+            for field in self.fields:
+                adapt = adapter(field, connection)
+                per_row = field.has_default() and callable(field.default)
+                columns.append((field, adapt, per_row, None if per_row else adapt(field.get_default())))
+        return columns
 
     def params(self, connection, values: dict[str, Any]) -> list[Any]:
-        adapters = self._adapters.get(connection.vendor)
-        if adapters is None:
-            adapters = self._adapters[connection.vendor] = [adapter(f, connection) for f in self.fields]
         out = []
-        for field, adapt, (per_row, default) in zip(self.fields, adapters, self._prepared_defaults(connection),
-                                                    strict=True):
+        for field, adapt, per_row, default in self._columns(connection):
             if field.attname in values:
                 out.append(adapt(values[field.attname]))
             elif per_row:
-                out.append(field.get_db_prep_save(field.get_default(), connection))
+                out.append(adapt(field.get_default()))
             else:
                 out.append(default)
         return out
