@@ -8,11 +8,14 @@ simulator at full speed, four ways, interleaved and repeated:
 * minimal consumer  a Channels consumer on Daphne that only forwards frames (bench/minimal_consumer.py):
                     the framework's own ceiling;
 * switchboard       the gateway socket `/v1/responses` on Daphne with recording on,
-                    on PostgreSQL (+ Redis channel layer) and on SQLite (in-memory layer).
+                    on PostgreSQL (+ Redis channel layer) and on SQLite (in-memory layer);
+* floors (opt-in)   the minimal consumer plus only an awaited thread hop or input commit before each
+                    send (bench/floor_consumer.py): what the issue's rules alone cost at each load.
 
     .venv/bin/python bench/relay.py                 # full run (1×50 and 50×10 turns of 200 deltas, 3 repeats)
     .venv/bin/python bench/relay.py --quick         # smoke run (1×10 and 10×3, 1 repeat)
     .venv/bin/python bench/relay.py --json out.json --repeats 5
+    .venv/bin/python bench/relay.py --ways minimal,floor-thread,floor-sqlite,floor-postgresql,sqlite,postgresql
 
 Every process (simulator, relays, Daphnes) is a subprocess on a free loopback port;
 the client is this process. Each socket is opened and runs one untimed first turn
@@ -94,6 +97,7 @@ class Way:
     pid: int  # the relay process (for direct: the simulator), whose CPU time each run measures
     headers: dict[str, str] = field(default_factory=dict)
     database: StoredDatabase | None = None
+    floor: bool = False  # bench/floor_consumer.py: compared with the baselines like Switchboard
 
 
 def cpu_seconds(pid: int) -> float:
@@ -287,10 +291,11 @@ def passthrough_process(upstream_base: str) -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
-def minimal_consumer_process(upstream_url: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+def minimal_consumer_process(upstream_url: str, env: dict[str, str],
+                             module: str = "bench.minimal_consumer") -> Iterator[tuple[str, int]]:
     port = free_port()
     process = subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "bench.minimal_consumer:application"],
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), f"{module}:application"],
         cwd=ROOT, env={**os.environ, **env, "BENCH_UPSTREAM_URL": upstream_url},
     )
     try:
@@ -400,6 +405,8 @@ def redis_ping(url: str) -> None:
 # --- the run ------------------------------------------------------------------------------------------------------
 
 WAY_KEYS = ("direct", "bare", "minimal", "postgresql", "sqlite")
+# Opt-in (--ways): the minimal consumer plus only an input write before each send (bench/floor_consumer.py).
+FLOOR_KEYS = ("floor-thread", "floor-sqlite", "floor-postgresql")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -409,7 +416,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--deltas", type=int, default=200, help="output_text deltas per turn (default 200)")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     parser.add_argument("--ways", default=",".join(WAY_KEYS),
-                        help=f"comma-separated subset of {','.join(WAY_KEYS)} (default: all)")
+                        help=f"comma-separated subset of {','.join(WAY_KEYS)} (default: all), or of the "
+                             f"floors {','.join(FLOOR_KEYS)} (bench/floor_consumer.py; only when named)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one run may take before it fails")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                         help="channel layer of the PostgreSQL run ('' = in-memory layer, as the SQLite run)")
@@ -424,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         loads = [Load("chain", 1, 50, args.deltas), Load("concurrent", 50, 10, args.deltas)]
     wanted = [key.strip() for key in args.ways.split(",") if key.strip()]
-    unknown = set(wanted) - set(WAY_KEYS)
+    unknown = set(wanted) - set(WAY_KEYS) - set(FLOOR_KEYS)
     if unknown:
         sys.exit(f"unknown ways: {', '.join(sorted(unknown))}")
 
@@ -463,6 +471,11 @@ def start_ways(stack: ExitStack, tmp: Path, wanted: list[str], notes: list[str],
     minimal_env = django_env(tmp / "minimal", simulator.url)
     if "minimal" in wanted:
         ways.append(Way("minimal consumer", *stack.enter_context(minimal_consumer_process(simulator.url, minimal_env))))
+    for key in FLOOR_KEYS:
+        if key in wanted:
+            floor = start_floor(stack, key.removeprefix("floor-"), simulator.url, minimal_env, tmp, notes)
+            if floor is not None:
+                ways.append(floor)
     for kind in ("postgresql", "sqlite"):
         if kind not in wanted:
             continue
@@ -486,6 +499,27 @@ def start_ways(stack: ExitStack, tmp: Path, wanted: list[str], notes: list[str],
         ways.append(Way(f"switchboard ({database.kind})", f"{daphne.ws_url}/v1/responses", daphne.process.pid,
                         {"Authorization": f"Bearer {token}"}, database))
     return ways
+
+
+def start_floor(stack: ExitStack, kind: str, upstream_url: str, env: dict[str, str], tmp: Path,
+                notes: list[str]) -> Way | None:
+    """The minimal consumer that writes each client frame before it sends it (bench/floor_consumer.py)."""
+    database = ""
+    if kind == "sqlite":
+        database = str(tmp / "floor.sqlite3")
+        with sqlite3.connect(database, isolation_level=None) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("CREATE TABLE bench_floor (id INTEGER PRIMARY KEY, body TEXT)")
+    elif kind == "postgresql":
+        if not service_answers(lambda: psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2).close()):
+            notes.append(f"PostgreSQL at {POSTGRES_ADMIN_URL} did not answer: skipped floor-postgresql")
+            return None
+        database = stack.enter_context(throwaway_database("switchboard_floor"))
+        with psycopg.connect(database, autocommit=True) as connection:
+            connection.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, body text)")
+    floor_env = {**env, "BENCH_FLOOR": kind, "BENCH_FLOOR_DATABASE": database}
+    url, pid = stack.enter_context(minimal_consumer_process(upstream_url, floor_env, "bench.floor_consumer"))
+    return Way("floor: thread hop" if kind == "thread" else f"floor: {kind} commit", url, pid, floor=True)
 
 
 def measure(ways: list[Way], loads: list[Load], repeats: int, timeout: float):
@@ -581,7 +615,7 @@ def build_report(ways, loads, repeats, samples, failures, verification, notes, e
                                            "runs": [{**run.figures, "recording_lag_s": run.recording_lag_s,
                                                      "wall_s": run.wall_s, "events": run.events} for run in runs]}
         for way in ways:
-            if not way.database or way.name not in entry["ways"]:
+            if not (way.database or way.floor) or way.name not in entry["ways"]:
                 continue
             ours = entry["ways"][way.name]["median"]
             comparison = {}
