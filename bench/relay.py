@@ -619,7 +619,9 @@ def build_report(ways, loads, repeats, samples, failures, verification, notes, e
                 continue
             ours = entry["ways"][way.name]["median"]
             comparison = {}
-            for baseline in ("direct", "bare relay", "minimal consumer"):
+            # Switchboard is also compared with the floor of its database: what it costs beyond the rules.
+            own_floor = f"floor: {way.database.kind} commit" if way.database else None
+            for baseline in ("direct", "bare relay", "minimal consumer", own_floor):
                 if baseline in entry["ways"]:
                     theirs = entry["ways"][baseline]["median"]
                     comparison[baseline] = {
@@ -662,7 +664,7 @@ def print_report(report: dict) -> None:
         for name, comparison in load["comparisons"].items():
             print(f"{name} vs:")
             for baseline, figures in comparison.items():
-                line = (f"  {baseline:<18} events/s ×{figures['events_ratio']:.3f}   "
+                line = (f"  {baseline:<20} events/s ×{figures['events_ratio']:.3f}   "
                         f"Δ TTFD p50 {figures['ttfd_p50_delta_ms']:+.2f} ms   "
                         f"Δ turn p50 {figures['turn_p50_delta_ms']:+.2f} ms")
                 if "pass_events" in figures:
