@@ -36,6 +36,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -77,6 +78,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionClosed",
     "ConversationState",
+    "on_db_thread",
 ]
 
 logger = logging.getLogger("sessions_app.recording")
@@ -173,6 +175,15 @@ def _on_db_thread(function: Callable[..., Any], *args: Any) -> Any:
 async def _db(function: Callable[..., Any], *args: Any) -> Any:
     """Await `function(*args)` on a recorder database thread."""
     return await asyncio.get_running_loop().run_in_executor(INPUT_EXECUTOR, _on_db_thread, function, *args)
+
+
+async def on_db_thread(function: Callable[..., Any], /, **kwargs: Any) -> Any:
+    """Await `function(**kwargs)` on a recorder database thread, as a user's input is written: for the
+    ORM work on a socket's first turn (its conversation), which would otherwise queue on Django's one
+    thread-sensitive thread behind every other socket's and every page's (50 sockets opening at once:
+    their first turns waited 0.3-0.5 s there, bench/README.md). On SQLite it takes its turn at the
+    write lock like an input write."""
+    return await _db(partial(function, **kwargs))
 
 
 # -- queued ops: what the upstream streams back -------------------------------------------

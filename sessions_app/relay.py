@@ -43,7 +43,7 @@ from .models import ResponseRecord, UpstreamConnection
 from .protocol.errors import ProtocolError, SteerError
 from .protocol.events import CreateEvent, SteerEvent, parse_client_event
 from .protocol.items import input_items, item_type
-from .recording import Recorder, RequestRow, RequestWritten, Sent
+from .recording import Recorder, RequestRow, RequestWritten, Sent, on_db_thread
 from .relay_context import (
     CONVERSATION_METADATA_KEY,
     ConversationView,
@@ -251,8 +251,9 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
                                     "This socket already relays another conversation; open a new socket.",
                                     status=409, param="metadata", stream_id=event.stream_id)
             return
-        self.conversation = await database_sync_to_async(conversation_for_gateway)(
-            user=self.user, requested=requested, title=title_from(event.raw) or "API conversation"
+        self.conversation = await on_db_thread(
+            conversation_for_gateway, user=self.user, requested=requested,
+            title=title_from(event.raw) or "API conversation",
         )
         self.recorder.conversation_id = self.downstream.conversation_id = self.conversation.id
         self.downstream.latest = self.conversation.latest_response_id

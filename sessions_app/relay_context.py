@@ -1,4 +1,6 @@
-"""What a relay session reads from the database before it streams (sync; call via database_sync_to_async).
+"""What a relay session reads from the database before it streams (sync: called via
+database_sync_to_async, or, for the gateway's conversation on a socket's first turn, on a recorder
+thread with `recording.on_db_thread`).
 
 Rules:
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
+from asgiref.sync import sync_to_async
 
 from sessions_app.models import ApiToken, Conversation, ErrorEvent, ResponseRecord, UpstreamConnection
 
@@ -116,3 +120,22 @@ async def test_a_request_that_cannot_be_recorded_is_not_sent_and_the_socket_open
     assert last.close_reason == UpstreamConnection.CloseReason.CLIENT_LEFT
     records = await db(lambda: list(ResponseRecord.objects.filter(conversation__owner=user)))()
     assert all(r.request_payload.get("input") != "and now?" for r in records)
+
+
+async def test_a_sockets_first_turn_does_not_wait_for_djangos_database_thread(profile, user, token, open_gateway):
+    """The first create makes the socket's conversation on a recorder thread, not on Django's one
+    thread-sensitive thread, where every other socket's and every page's sync work queues (50 sockets
+    opening at once waited 0.3-0.5 s there for their first turns)."""
+    socket = await open_gateway(token)
+    release = threading.Event()
+    held = asyncio.ensure_future(sync_to_async(release.wait, thread_sensitive=True)(10))
+    await asyncio.sleep(0.05)  # the thread is now taken
+    try:
+        events = await asyncio.wait_for(socket.turn("hello", model="gpt-5.5"), 5)
+        assert not held.done()
+    finally:
+        release.set()
+        await held
+    assert final(events)["type"] == "response.completed"
+    [conversation] = await conversations_of(user)
+    assert conversation.title == "hello"
