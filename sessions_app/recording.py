@@ -178,11 +178,9 @@ async def _db(function: Callable[..., Any], *args: Any) -> Any:
 
 
 async def on_db_thread(function: Callable[..., Any], /, **kwargs: Any) -> Any:
-    """Await `function(**kwargs)` on a recorder database thread, as a user's input is written: for the
-    ORM work on a socket's first turn (its conversation), which would otherwise queue on Django's one
-    thread-sensitive thread behind every other socket's and every page's (50 sockets opening at once:
-    their first turns waited 0.3-0.5 s there, bench/README.md). On SQLite it takes its turn at the
-    write lock like an input write."""
+    """Await `function(**kwargs)` on a recorder database thread, like an input write (SQLite: at the write
+    lock): a socket's first-turn ORM work, which on Django's one thread-sensitive thread queued behind
+    every other socket's and page's (50 sockets opening at once waited 0.3-0.5 s, bench/README.md)."""
     return await _db(partial(function, **kwargs))
 
 
