@@ -29,15 +29,16 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.minimal_consumer import ForwardingConsumer
+from bench.minimal_consumer import ForwardingConsumer  # sets Django up first
+from sessions_app.recording import GIL_SWITCH_INTERVAL
+from sessions_app.recording_pg import POOL_SIZE  # PostgreSQL connections per process, as Switchboard's
 
 FLOOR = os.environ.get("BENCH_FLOOR", "")
 DATABASE = os.environ.get("BENCH_FLOOR_DATABASE", "")
-POOL_SIZE = 16  # PostgreSQL connections per process, as Switchboard's recording_pg.POOL_SIZE
 
 # The writing thread must win the GIL back from the busy loop after each call: Switchboard's
-# interval (recording.GIL_SWITCH_INTERVAL), so the floor is not handicapped by the 5 ms default.
-sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+# interval, so the floor is not handicapped by the 5 ms default.
+sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
 _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="floor")
 _sqlite = threading.local()
 _sqlite_lock = threading.Lock()  # one writer at a time, as Switchboard's write turns
