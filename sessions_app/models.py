@@ -280,6 +280,10 @@ class ErrorEvent(models.Model):
     stream_id = models.CharField(max_length=256, blank=True)
     raw = models.JSONField("raw event", default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Client mistakes are aggregated per socket: one row per socket and code keeps the first example,
+    # and `count` / `last_seen_at` say how often it happened, so a flood writes a bounded number of rows.
+    count = models.PositiveIntegerField(default=1, help_text="How many times this error happened on its socket.")
+    last_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -373,3 +377,39 @@ class ApiToken(models.Model):
     def revoke(self) -> None:
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
+
+
+class UserLimits(models.Model):
+    """Per-user overrides of the SWITCHBOARD_LIMIT_* settings (limits.py). Empty: the default; 0: no limit."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="switchboard_limits")
+    max_sockets = models.PositiveIntegerField(
+        "concurrent client sockets", null=True, blank=True, help_text="Browser and gateway sockets open at once.")
+    max_upstream_sockets = models.PositiveIntegerField(
+        "concurrent upstream sockets", null=True, blank=True, help_text="Upstream sockets held at once.")
+    responses_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Total tokens in the last 24 hours.")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "user limits"
+
+    def __str__(self) -> str:
+        return f"Limits of {self.user}"
+
+
+class ClientSocket(models.Model):
+    """A client socket open now, on some process: what the concurrent-socket limit counts.
+
+    The row is made when the socket is admitted and removed when it closes; the process beats its
+    rows like its upstream sockets (liveness.py), so the rows of a process that died stop counting.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    face = models.CharField(max_length=10)
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    holder = models.CharField(max_length=120)
+    opened_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "heartbeat_at"]), models.Index(fields=["holder"])]
