@@ -4,17 +4,18 @@
   (ApiToken.authenticate, which also records the use); anything else leaves
   an `AnonymousUser` and the consumer refuses the socket.
 * Programmatic clients (the official SDK) send no `Origin` header, and that is
-  allowed. A socket that does send one must come from an allowed host, so a web
-  page cannot drive the gateway with a token it should not have.
+  allowed. A socket that does send one must come from the socket's own origin
+  (scheme, host and port) or a trusted one (origins.py), so a web page cannot
+  drive the gateway with a token it should not have.
 """
 
 from __future__ import annotations
 
 from channels.db import database_sync_to_async
-from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
 from django.contrib.auth.models import AnonymousUser
 
 from .models import ApiToken
+from .origins import SocketOriginValidator
 
 __all__ = ["ApiTokenAuthMiddleware", "GatewayOriginValidator", "bearer_token"]
 
@@ -38,16 +39,13 @@ class ApiTokenAuthMiddleware:
         return await self.application({**scope, "user": user or AnonymousUser()}, receive, send)
 
 
-class GatewayOriginValidator(OriginValidator):
-    """AllowedHostsOriginValidator, except that no Origin header at all is fine."""
+class GatewayOriginValidator(SocketOriginValidator):
+    """The browser socket's origin rule (origins.py: scheme, host and port), except that no
+    Origin header at all is fine."""
 
-    def valid_origin(self, parsed_origin) -> bool:
-        if parsed_origin is None:
-            return True
-        return super().valid_origin(parsed_origin)
+    def __init__(self, application) -> None:
+        super().__init__(application, allow_missing=True)
 
 
 def gateway_origin_validator(application) -> GatewayOriginValidator:
-    # Same allowed list as channels' AllowedHostsOriginValidator (ALLOWED_HOSTS, or any host in DEBUG).
-    allowed = AllowedHostsOriginValidator(application).allowed_origins
-    return GatewayOriginValidator(application, allowed)
+    return GatewayOriginValidator(application)
