@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -11,6 +13,7 @@ from django.utils.html import format_html
 
 from .crypto import mask_secret
 from .models import (
+    KEY_BOUND_FIELDS,
     ApiToken,
     CompactionEvent,
     Conversation,
@@ -19,6 +22,7 @@ from .models import (
     ResponseRecord,
     UpstreamConnection,
     UpstreamProfile,
+    UserLimits,
 )
 from .selectors import conversation_chain, usage_by_day
 
@@ -39,19 +43,31 @@ class RecordAdmin(admin.ModelAdmin):
         return False
 
 
+KEY_CLEARED_NOTE = "Changing this removes the stored API key, unless you enter the key again below."
+
+
 class UpstreamProfileForm(forms.ModelForm):
     api_key = forms.CharField(
         label="API key",
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Write-only. Leave empty to keep the stored key.",
+        help_text="Write-only. Leave empty to keep the stored key, except when you change the WebSocket URL, "
+                  "auth style or extra headers: the stored key is then removed (it was given for the old "
+                  "destination), so enter it again here to keep using one.",
     )
     clear_api_key = forms.BooleanField(label="Remove the stored key", required=False)
 
     class Meta:
         model = UpstreamProfile
         fields = "__all__"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in KEY_BOUND_FIELDS:
+            if name in self.fields:
+                field = self.fields[name]
+                field.help_text = f"{field.help_text} {KEY_CLEARED_NOTE}".strip()
 
     def save(self, commit: bool = True) -> UpstreamProfile:
         profile = super().save(commit=False)
@@ -67,6 +83,12 @@ class UpstreamProfileForm(forms.ModelForm):
 
 @admin.register(UpstreamProfile)
 class UpstreamProfileAdmin(admin.ModelAdmin):
+    """Profiles hold the key every user's traffic goes out with: only superusers write them, staff read.
+
+    Every write is in the admin log (LogEntry) with the fields changed, and says when the key was removed
+    because its URL, auth style or extra headers changed (UpstreamProfile.save clears it).
+    """
+
     form = UpstreamProfileForm
     list_display = ["name", "websocket_url", "auth_style", "key_display", "default_model", "enabled", "is_default"]
     list_filter = ["enabled", "auth_style", "is_default", "available_to_all"]
@@ -74,9 +96,82 @@ class UpstreamProfileAdmin(admin.ModelAdmin):
     readonly_fields = ["key_display", "created_at", "updated_at"]
     filter_horizontal = ["allowed_users"]
 
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
     @admin.display(description="API key")
     def key_display(self, obj: UpstreamProfile) -> str:
         return mask_secret(obj.api_key_last4)
+
+    def save_model(self, request, obj: UpstreamProfile, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.key_cleared_on_save:
+            self.message_user(request, key_cleared_message(obj, form), messages.WARNING)
+
+    def construct_change_message(self, request, form, formsets, add: bool = False):
+        """Django's message (the fields changed) plus, when it happened, that the key was removed."""
+        message = super().construct_change_message(request, form, formsets, add)
+        if form.instance.key_cleared_on_save:
+            cleared = f"API key (removed: {', '.join(_labels(form, form.instance.key_cleared_fields))} changed)"
+            for part in message:
+                if "changed" in part and "name" not in part:
+                    part["changed"]["fields"].append(cleared)
+                    break
+            else:
+                message.append({"changed": {"fields": [cleared]}})
+        return message
+
+
+def _labels(form, names) -> list[str]:
+    return [str(form.fields[name].label) if name in form.fields else name for name in names]
+
+
+def key_cleared_message(profile: UpstreamProfile, form) -> str:
+    changed = " and ".join(_labels(form, profile.key_cleared_fields)) or "the destination"
+    return (f"The stored API key of “{profile}” was removed because its {changed} changed: a key goes only to the "
+            f"destination it was entered for. Enter the key again if this profile needs one.")
+
+
+@admin.register(UserLimits)
+class UserLimitsAdmin(admin.ModelAdmin):
+    """Per-user overrides: empty means the SWITCHBOARD_LIMIT_* default, 0 means no limit."""
+
+    list_display = ["user", "max_sockets", "max_upstream_sockets", "responses_per_hour", "tokens_per_day"]
+    search_fields = ["user__username"]
+    raw_id_fields = ["user"]
+
+
+class UserLimitsInline(admin.StackedInline):
+    model = UserLimits
+    can_delete = True
+    max_num = 1
+    extra = 0
+    verbose_name_plural = "Switchboard limits (empty: the default, 0: no limit)"
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class SwitchboardUserAdmin(UserAdmin):
+    """Django's user admin, with the user's Switchboard limits on the change page."""
+
+    def get_inlines(self, request, obj=None):
+        return [*super().get_inlines(request, obj), UserLimitsInline] if obj is not None else []
 
 
 class ResponseInline(admin.TabularInline):

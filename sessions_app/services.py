@@ -42,7 +42,9 @@ def default_profile_sync() -> UpstreamProfile:
     profile.websocket_url = settings.OPENAI_WEBSOCKET_URL
     profile.auth_style = UpstreamProfile.AuthStyle.BEARER
     if key:
-        if not profile.has_api_key or profile.get_api_key() != key:
+        # A new URL or auth style would clear the stored key on save (UpstreamProfile.save): the
+        # environment names both, so its key goes with its URL and is set again.
+        if profile.endpoint_changed() or not profile.has_api_key or profile.get_api_key() != key:
             profile.set_api_key(key)
     else:
         profile.set_api_key("")
