@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import UserCreationForm
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -14,11 +15,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from . import selectors, services
 from .models import ApiToken
 
+DASHBOARD_PAGE_SIZE = 50
+
 
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    conversations = selectors.conversation_list(user=request.user)
-    return render(request, "sessions_app/dashboard.html", {"conversations": conversations})
+    # `pk` breaks ties in the newest-first order, so no row shows on two pages or on none.
+    conversations = selectors.conversation_list(user=request.user).order_by("-updated_at", "-pk")
+    # get_page: a missing or non-numeric page is the first, one past the end is the last.
+    page = Paginator(conversations, DASHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "sessions_app/dashboard.html", {"conversations": page.object_list, "page": page})
 
 
 @require_POST
