@@ -26,6 +26,9 @@ __all__ = [
     "SteerError",
     "connection_limit_reached",
     "invalid_json",
+    "invalid_number",
+    "invalid_unicode",
+    "nesting_too_deep",
     "invalid_stream_id",
     "invalid_value",
     "missing_required_parameter",
@@ -196,10 +199,37 @@ def invalid_json(detail: str) -> ProtocolError:
     )
 
 
+def invalid_number(literal: str) -> ProtocolError:
+    """A number JSON peers cannot share: NaN, ±Infinity, or beyond a double's range (protocol/limits.py)."""
+    return ProtocolError(
+        "invalid_number",
+        f"The message contains the number {literal}, which is not a finite JSON number within the range "
+        "of a double.",
+    )
+
+
+def invalid_unicode(what: str) -> ProtocolError:
+    """A string holding what neither the database nor the upstream can take (protocol/limits.py)."""
+    return ProtocolError(
+        "invalid_unicode",
+        f"The message contains a string with {what}, which cannot be stored or forwarded.",
+    )
+
+
+def nesting_too_deep(limit: int) -> ProtocolError:
+    return ProtocolError(
+        "nesting_too_deep",
+        f"The message nests arrays and objects more than {limit} levels deep.",
+    )
+
+
 def unknown_event_type(event_type: object) -> ProtocolError:
+    shown = repr(event_type)
+    if len(shown) > 80:  # the client's value is echoed: keep the message short whatever it sent
+        shown = shown[:64] + "…"
     return ProtocolError(
         "unknown_event_type",
-        f"Invalid event type {event_type!r}. Supported types: 'response.create', 'response.steer'.",
+        f"Invalid event type {shown}. Supported types: 'response.create', 'response.steer'.",
         param="type",
     )
 

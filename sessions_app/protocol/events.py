@@ -21,13 +21,13 @@ forward it verbatim.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from . import errors
 from .errors import ProtocolError, SteerError
+from .limits import decode_frame
 
 __all__ = [
     "CreateEvent",
@@ -102,12 +102,10 @@ ClientEvent = CreateEvent | SteerEvent
 
 
 def parse_client_event(frame: str | bytes) -> ClientEvent:
-    """Decode one text frame.  Raises `ProtocolError` (or `SteerError` for a steer)."""
-    try:
-        data = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.invalid_json(str(exc)) from None
-    return parse_client_dict(data)
+    """Decode one frame (limits.py: UTF-8, finite numbers, depth, storable strings) and validate it.
+
+    Raises `ProtocolError` (or `SteerError` for a steer)."""
+    return parse_client_dict(decode_frame(frame))
 
 
 def parse_client_dict(data: Any) -> ClientEvent:
@@ -154,13 +152,24 @@ def _check_create(data: dict[str, Any], stream_id: str | None) -> CreateEvent:
         )
     if "input" in data and data["input"] is not None and not isinstance(data["input"], (str, list)):
         raise errors.invalid_value("input", "Invalid type for 'input': expected a string or an array.", "invalid_type")
-    if isinstance(data.get("input"), list) and not all(isinstance(i, dict) for i in data["input"]):
-        raise errors.invalid_value("input", "Invalid 'input': every item must be an object.", "invalid_type")
+    if isinstance(data.get("input"), list):
+        _check_input_items(data["input"])
     _check_metadata(data.get("metadata"))
     cm = data.get("context_management")
     if cm is not None and (not isinstance(cm, list) or not all(isinstance(c, dict) for c in cm)):
         raise errors.invalid_value("context_management", "Invalid 'context_management': expected an array of objects.")
     return CreateEvent(raw=data, stream_id=stream_id, previous_response_id=previous)
+
+
+def _check_input_items(items: list[Any]) -> None:
+    """Items are objects whose `type` and `role`, when not null, are strings (the recorder reads both)."""
+    for item in items:
+        if not isinstance(item, dict):
+            raise errors.invalid_value("input", "Invalid 'input': every item must be an object.", "invalid_type")
+        for key in ("type", "role"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise errors.invalid_value("input", f"Invalid type for 'input[].{key}': expected a string.",
+                                           "invalid_type")
 
 
 def _check_metadata(metadata: Any) -> None:
