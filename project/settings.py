@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -71,6 +72,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "channels",
     "csp",
     "sessions_app",
@@ -88,6 +90,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the locked-out page
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -143,6 +146,16 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- Cache ----------------------------------------------------------------------
+# Short-lived shared counters (sessions_app/throttle.py: failed token authentications). With REDIS_URL
+# every Daphne process counts into the same Redis (keys prefixed, apart from the channel layer's);
+# without it each process counts alone, in memory, which fits the single-process embedded default.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "switchboard"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "switchboard"}}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -154,6 +167,33 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Login throttling (django-axes) -----------------------------------------------
+# Failed sign-ins (sign-in page and admin) are counted per (username, client address) and per address:
+# SWITCHBOARD_LOGIN_FAILURE_LIMIT failures lock the pair, SWITCHBOARD_LOGIN_ADDRESS_FAILURE_LIMIT lock the
+# address, for SWITCHBOARD_LOGIN_COOLOFF_MINUTES; a success clears only its own pair
+# (sessions_app/login_throttle.py). Locked out: templates/registration/lockout.html, status 429.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("SWITCHBOARD_LOGIN_FAILURE_LIMIT", default=5)
+SWITCHBOARD_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("SWITCHBOARD_LOGIN_ADDRESS_FAILURE_LIMIT", default=20)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("SWITCHBOARD_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]  # login_throttle.py relies on this order
+AXES_HANDLER = "sessions_app.login_throttle.PairAndAddressHandler"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# The client address for axes and the token throttle (sessions_app/client_address.py): the peer, or,
+# behind this many reverse proxies that append to X-Forwarded-For, the address the first of them saw.
+# 0 (default): no proxy, X-Forwarded-For is ignored. Behind one nginx: 1.
+SWITCHBOARD_TRUSTED_PROXIES = env.int("SWITCHBOARD_TRUSTED_PROXIES", default=0)
+AXES_CLIENT_IP_CALLABLE = "sessions_app.client_address.request_client_address"
+
+# --- Token throttling -----------------------------------------------------------
+# Failed personal-token authentications (gateway handshake, HTTP API) per client address and per token
+# prefix, in fixed windows; at the limit the client is refused before any lookup (sessions_app/throttle.py).
+SWITCHBOARD_THROTTLE_WINDOW_SECONDS = env.int("SWITCHBOARD_THROTTLE_WINDOW_SECONDS", default=300)
+SWITCHBOARD_THROTTLE_ADDRESS_FAILURES = env.int("SWITCHBOARD_THROTTLE_ADDRESS_FAILURES", default=20)
+SWITCHBOARD_THROTTLE_PREFIX_FAILURES = env.int("SWITCHBOARD_THROTTLE_PREFIX_FAILURES", default=10)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -7,7 +7,10 @@ scripts/setup.sh requirements.txt
 PY=.venv/bin/python
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
-$PY manage.py bootstrap
+# The demo user (published password) is created only when Daphne will listen on loopback.
+BOOTSTRAP="$($PY manage.py bootstrap --bind "$HOST")"
+printf '%s\n' "$BOOTSTRAP"
+DEMO="$(printf '%s\n' "$BOOTSTRAP" | sed -n 's/^Demo user: //p')"
 if [ -z "${OPENAI_API_KEY:-}" ]; then
   $PY manage.py simulate_upstream --host "${SIMULATOR_HOST:-127.0.0.1}" --port "${SIMULATOR_PORT:-8765}" &
   SIM_PID=$!
@@ -16,7 +19,7 @@ fi
 cat <<MSG
 
   Switchboard is running:  http://$HOST:$PORT/
-  Sign in as demo / switchboard-demo   (created on a fresh install)
+  Demo user: ${DEMO:-unknown}
   Stop with Ctrl-C.
 
 MSG

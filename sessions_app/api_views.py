@@ -15,8 +15,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from . import selectors
+from .client_address import request_client_address
 from .compaction import CompactionFailed, conversation_compact
-from .models import ApiToken
+from .throttle import throttled, token_prefix
+from .token_guard import Reason, failure_log, token_authenticate
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
@@ -28,7 +30,19 @@ def _authenticated_user(request: HttpRequest):
     """(user, None) or (None, the error response): token first, then session + CSRF."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        user = ApiToken.authenticate(token.strip())
+        # Same throttle and log as the gateway socket (token_guard.py): refused before any lookup.
+        address, prefix = request_client_address(request), token_prefix(token.strip())
+        refused = throttled(address=address, prefix=prefix)
+        if refused is not None:
+            failure_log(face="api", reason=Reason.THROTTLED, address=address, prefix=prefix,
+                        retry_after=refused.retry_after)
+            response = JsonResponse({"error": {
+                "type": "rate_limit_error", "code": "too_many_failed_attempts",
+                "message": f"Too many failed authentication attempts; try again in {refused.retry_after} s.",
+            }}, status=429)
+            response["Retry-After"] = str(refused.retry_after)
+            return None, response
+        user = token_authenticate(raw=token.strip(), address=address, face="api")
         if user is None:
             return None, _error(401, "invalid_token", "The API token is invalid or revoked.")
         return user, None

@@ -2,7 +2,9 @@
 
 * `Authorization: Bearer sb_…` on the upgrade request sets `scope["user"]`
   (ApiToken.authenticate, which also records the use); anything else leaves
-  an `AnonymousUser` and the consumer refuses the socket.
+  an `AnonymousUser` and the consumer refuses the socket (403), after the
+  failure is counted and logged (token_guard.py). A client with too many
+  failures is refused before any lookup: error event, then close 4429.
 * Programmatic clients (the official SDK) send no `Origin` header, and that is
   allowed. A socket that does send one must come from the socket's own origin
   (scheme, host and port) or a trusted one (origins.py), so a web page cannot
@@ -11,11 +13,15 @@
 
 from __future__ import annotations
 
+import json
+
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 
-from .models import ApiToken
+from .client_address import scope_client_address
 from .origins import SocketOriginValidator
+from .throttle import Throttled, athrottled, token_prefix
+from .token_guard import Reason, failure_log, token_authenticate
 
 __all__ = ["ApiTokenAuthMiddleware", "GatewayOriginValidator", "bearer_token"]
 
@@ -30,13 +36,47 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 
 class ApiTokenAuthMiddleware:
+    """Sets `scope["user"]` from the bearer token; refuses throttled clients before any lookup.
+
+    Failures are counted per client address and token prefix (throttle.py) and logged (token_guard.py).
+    A throttled handshake is accepted, told why in one `error` event and closed with 4429: Daphne 4.2.3
+    has no "websocket.http.response" extension, so a 429 with Retry-After cannot be sent at the
+    handshake, and a bare 403 would look like a bad token to the client. A bad token stays a 403.
+    """
+
     def __init__(self, application) -> None:
         self.application = application
 
     async def __call__(self, scope, receive, send):
         token = bearer_token(scope.get("headers", []))
-        user = await database_sync_to_async(ApiToken.authenticate)(token) if token else None
+        address = scope_client_address(scope)
+        prefix = token_prefix(token)
+        refused = await athrottled(address=address, prefix=prefix)
+        if refused is not None:
+            failure_log(face="gateway", reason=Reason.THROTTLED, address=address, prefix=prefix,
+                        retry_after=refused.retry_after)
+            return await _refuse_throttled(receive, send, refused)
+        user = await database_sync_to_async(token_authenticate)(raw=token, address=address, face="gateway")
         return await self.application({**scope, "user": user or AnonymousUser()}, receive, send)
+
+
+THROTTLED_CLOSE_CODE = 4429
+
+
+def throttled_event(refused: Throttled) -> dict:
+    return {"type": "error", "status": 429, "error": {
+        "type": "rate_limit_error", "code": "too_many_failed_handshakes",
+        "message": f"Too many failed authentication attempts; try again in {refused.retry_after} s.",
+        "param": None,
+    }}
+
+
+async def _refuse_throttled(receive, send, refused: Throttled) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": json.dumps(throttled_event(refused))})
+    await send({"type": "websocket.close", "code": THROTTLED_CLOSE_CODE})
 
 
 class GatewayOriginValidator(SocketOriginValidator):

@@ -71,6 +71,9 @@ class SwitchboardCommandLine(CommandLineInterface):
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    from .startup import refuse_unsafe_start
+
+    refuse_unsafe_start()  # e.g. the demo password with DEBUG off: exit before listening
     WebSocketProtocol.serverClose = _server_close
     SwitchboardCommandLine.entrypoint()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import enum
+import ipaddress
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -55,13 +58,44 @@ def default_profile_sync() -> UpstreamProfile:
     return profile
 
 
-def demo_user_ensure() -> bool:
-    """Create the documented demo user, only in DEBUG and only on an empty user table."""
-    User = get_user_model()
-    if not settings.DEBUG or User.objects.exists():
+class DemoUser(enum.Enum):
+    """What `demo_user_ensure` found or did."""
+
+    CREATED = "created"
+    EXISTS = "exists"  # with the demo password
+    NOT_DEBUG = "not created: DEBUG is off"
+    NOT_EMPTY = "not created: there are users already"
+    NOT_LOOPBACK = "not created: the server will listen beyond this machine"
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or localhost: only this machine can reach a server bound there."""
+    if not host:
         return False
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def demo_user_ensure(*, bind: str | None) -> DemoUser:
+    """Create the documented demo user (a superuser with a published password): only in DEBUG, on an empty
+    user table, and when the server will listen on loopback (`bind`), where nobody else can use it."""
+    User = get_user_model()
+    demo = User.objects.filter(username=settings.SWITCHBOARD_DEMO_USERNAME).first()
+    if demo is not None and demo.check_password(settings.SWITCHBOARD_DEMO_PASSWORD):
+        return DemoUser.EXISTS
+    if not settings.DEBUG:
+        return DemoUser.NOT_DEBUG
+    if User.objects.exists():
+        return DemoUser.NOT_EMPTY
+    if not is_loopback(bind):
+        return DemoUser.NOT_LOOPBACK
     User.objects.create_user(
         username=settings.SWITCHBOARD_DEMO_USERNAME, password=settings.SWITCHBOARD_DEMO_PASSWORD, is_staff=True,
         is_superuser=True,
     )
-    return True
+    return DemoUser.CREATED

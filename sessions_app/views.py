@@ -85,7 +85,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")  # axes' backend only guards
         return redirect("dashboard")
     return render(request, "registration/signup.html", {"form": form})
 

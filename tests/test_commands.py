@@ -26,11 +26,11 @@ def test_create_api_token_for_unknown_user_fails_clearly():
 
 def test_bootstrap_creates_the_demo_user_only_on_an_empty_debug_install(settings):
     settings.DEBUG = True
-    call_command("bootstrap", "--no-migrate", stdout=StringIO())
+    call_command("bootstrap", "--no-migrate", "--bind", "127.0.0.1", stdout=StringIO())
     demo = get_user_model().objects.get(username=settings.SWITCHBOARD_DEMO_USERNAME)
     assert demo.check_password(settings.SWITCHBOARD_DEMO_PASSWORD)
     assert UpstreamProfile.objects.get(is_default=True).websocket_url == settings.OPENAI_WEBSOCKET_URL
-    call_command("bootstrap", "--no-migrate", stdout=StringIO())
+    call_command("bootstrap", "--no-migrate", "--bind", "127.0.0.1", stdout=StringIO())
     assert get_user_model().objects.count() == 1
 
 

@@ -1,0 +1,97 @@
+"""Counts failed token authentications on Django's cache, and says when to refuse before looking a token up.
+
+Rules:
+
+* A failure (missing, unknown or revoked token, inactive user) counts against the client's address
+  and, for a Switchboard token, against its public prefix (its first 10 characters, `sb_xxxxxxx`, as
+  the tokens page shows it): guessing the rest of one known token is slowed down as much as guessing
+  from one address.
+* Counts live in fixed windows of SWITCHBOARD_THROTTLE_WINDOW_SECONDS. At
+  SWITCHBOARD_THROTTLE_ADDRESS_FAILURES (per address) or SWITCHBOARD_THROTTLE_PREFIX_FAILURES (per
+  prefix), requests are refused until the window ends, before any database lookup. Refused requests
+  do not count, so a lockout ends when its window does.
+* An unknown address (no peer, nothing trusted in X-Forwarded-For) is not counted per address: one
+  client could otherwise lock out every client that shares the unknown.
+* The cache is shared by all Daphne processes when REDIS_URL is set (settings "Cache"); with
+  LocMemCache each process counts alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+__all__ = ["Throttled", "token_prefix", "throttled", "athrottled", "failure_record"]
+
+PREFIX_LENGTH = 10
+_PREFIX = re.compile(r"sb_[A-Za-z0-9_\-]{7}")
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """Why a request is refused, and when to come back (seconds, at least 1)."""
+
+    by: str  # "address" or "token_prefix"
+    retry_after: int
+
+
+def token_prefix(raw: str | None) -> str | None:
+    """A Switchboard token's public prefix, or None (no token, or not one of ours: nothing to show)."""
+    prefix = (raw or "")[:PREFIX_LENGTH]
+    return prefix if _PREFIX.fullmatch(prefix) else None
+
+
+def _keys(address: str | None, prefix: str | None, window: int) -> dict[str, tuple[str, int]]:
+    """Cache key -> (what it counts, its limit), for this window."""
+    keys = {}
+    if address:
+        digest = hashlib.sha256(address.encode()).hexdigest()[:32]
+        keys[f"throttle:address:{digest}:{window}"] = ("address", settings.SWITCHBOARD_THROTTLE_ADDRESS_FAILURES)
+    if prefix:
+        keys[f"throttle:prefix:{prefix}:{window}"] = ("token_prefix", settings.SWITCHBOARD_THROTTLE_PREFIX_FAILURES)
+    return keys
+
+
+def _window(now: float) -> tuple[int, int]:
+    """(this window's number, seconds until it ends)."""
+    length = settings.SWITCHBOARD_THROTTLE_WINDOW_SECONDS
+    number = int(now // length)
+    return number, max(1, math.ceil((number + 1) * length - now))
+
+
+def _verdict(keys: dict[str, tuple[str, int]], counts: dict[str, int], retry_after: int) -> Throttled | None:
+    for key, (by, limit) in keys.items():
+        if limit > 0 and counts.get(key, 0) >= limit:
+            return Throttled(by=by, retry_after=retry_after)
+    return None
+
+
+def throttled(*, address: str | None, prefix: str | None) -> Throttled | None:
+    number, retry_after = _window(time.time())
+    keys = _keys(address, prefix, number)
+    return _verdict(keys, cache.get_many(keys) if keys else {}, retry_after)
+
+
+async def athrottled(*, address: str | None, prefix: str | None) -> Throttled | None:
+    """`throttled` for the event loop: the cache is asked without a hop to the database thread."""
+    number, retry_after = _window(time.time())
+    keys = _keys(address, prefix, number)
+    return _verdict(keys, await cache.aget_many(keys) if keys else {}, retry_after)
+
+
+def failure_record(*, address: str | None, prefix: str | None) -> None:
+    """Count one failure against the address and the prefix."""
+    number, _ = _window(time.time())
+    timeout = settings.SWITCHBOARD_THROTTLE_WINDOW_SECONDS + 60  # outlives its window, then goes
+    for key in _keys(address, prefix, number):
+        cache.add(key, 0, timeout)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr: start again
+            cache.add(key, 1, timeout)
