@@ -39,7 +39,6 @@ from django.conf import settings
 from . import fanout, lifecycle, relay_errors
 from .hub_remote import RemoteMixin
 from .models import UpstreamConnection
-from .recording import ErrorRow
 from .relay import BROWSER, RelaySession
 from .relay_context import ConversationView, conversation_for_socket, history_event
 from .relay_lanes import Ticket
@@ -108,8 +107,7 @@ class HubClient:
         if self.view.read_only:
             exc = relay_errors.read_only()
             event = exc.to_event()
-            self.hub.driver.recorder.add(ErrorRow.from_event(event, source=exc.source,
-                                                             conversation_id=self.view.id))
+            self.hub.driver.downstream.record_refusal(exc, event)  # aggregated like any client mistake
             await self.deliver(json.dumps(event))
             return
         if self.hub.driver.downstream.link is None:

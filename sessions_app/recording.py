@@ -327,6 +327,8 @@ class Recorder:
         self._overflowing = False
         self.dropped = 0
         self.conversation_id: uuid.UUID | None = None  # for the overflow row and logs
+        #: Queues what the session only counts in memory (relay_stream: client-error counts) first.
+        self.before_flush: Callable[[], None] | None = None
 
     @property
     def writer(self) -> Writer:
@@ -387,7 +389,9 @@ class Recorder:
     # -- lifecycle -------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is written."""
+        """Wait until everything queued (or counted) so far is written."""
+        if self.before_flush is not None:
+            self.before_flush()
         if self._writer is not None:
             await self._writer.flush()
         if self._side_tasks:

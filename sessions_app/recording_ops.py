@@ -29,6 +29,8 @@ __all__ = [
     "Started",
     "Finished",
     "ErrorRow",
+    "ErrorTally",
+    "ErrorCount",
     "ConnectionFailed",
     "ConnectionClosed",
     "ConversationState",
@@ -238,9 +240,27 @@ class Finished:
         )
 
 
+@dataclass(eq=False)
+class ErrorTally:
+    """A client error aggregated on one socket (relay_stream.Downstream keeps one per code).
+
+    The socket's first occurrence is written as an `ErrorRow` carrying the tally; the writer notes the
+    row's pk here, and later `ErrorCount` ops set that row's `count` and `last_seen_at` from the tally
+    as it stands when they are applied (absolute values: a lost or repeated op cannot skew the sum).
+    """
+
+    last_seen_at: datetime
+    count: int = 1
+    queued: int = 1  # the count last handed to the recorder
+    pk: int | None = None
+
+
 @dataclass(frozen=True)
 class ErrorRow:
-    """An error seen on a conversation: the upstream's `error` events, the relay's own, bad client input."""
+    """An error seen on a conversation: the upstream's `error` events, the relay's own, bad client input.
+
+    With a `tally` (a client error) it is inserted alone, through the ORM, so its pk is known to the
+    `ErrorCount` ops that follow it."""
 
     source: str
     code: str
@@ -253,6 +273,7 @@ class ErrorRow:
     param: str = ""
     stream_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    tally: ErrorTally | None = None
 
     @classmethod
     def from_event(cls, event: dict[str, Any], *, source: str, **links: Any) -> ErrorRow:
@@ -264,15 +285,44 @@ class ErrorRow:
                    stream_id=event.get("stream_id"), raw=event, **links)
 
     def row(self) -> ErrorEvent:
+        counted = {"count": self.tally.count, "last_seen_at": self.tally.last_seen_at} if self.tally else {}
         return ErrorEvent(
             conversation_id=self.conversation_id, response_id=self.record_pk, connection_id=self.connection_pk,
             source=self.source, status=self.status, error_type=self.error_type[:100], code=self.code[:100],
-            message=self.message, param=self.param[:200], stream_id=self.stream_id or "", raw=self.raw,
+            message=self.message, param=self.param[:200], stream_id=self.stream_id or "", raw=self.raw, **counted,
         )
 
-    def statements(self, batch: _Batch) -> list[Statement]:
+    def statements(self, batch: _Batch) -> list[Statement] | None:
+        if self.tally is not None:
+            return None  # `apply`: its pk is needed
         batch.errors.append(self.row())
         return []
+
+    def apply(self, batch: _Batch) -> None:
+        assert self.tally is not None
+        self.tally.pk = None  # a batch retried after a rollback inserts it again
+        row = self.row()
+        insert_rows([row], returning=True)
+        self.tally.pk = row.pk
+
+
+@dataclass(frozen=True)
+class ErrorCount:
+    """A socket's aggregated client error happened again: its row takes the tally's count and time."""
+
+    tally: ErrorTally
+
+    def _values(self) -> dict[str, Any]:
+        return {"count": self.tally.count, "last_seen_at": self.tally.last_seen_at}
+
+    def statements(self, batch: _Batch) -> list[Statement] | None:
+        if self.tally.pk is None:
+            return None  # its row is inserted earlier in this batch (or was lost): see `apply`
+        return [update_statement(ErrorEvent, self.tally.pk, self._values())]
+
+    def apply(self, batch: _Batch) -> None:
+        if self.tally.pk is not None:
+            update_row(ErrorEvent, self.tally.pk, self._values())
 
 
 @dataclass(frozen=True)
@@ -322,7 +372,7 @@ class ConversationState:
         return [update_statement(Conversation, self.conversation_id, fields)]
 
 
-Op = Sent | Started | Finished | ErrorRow | ConnectionFailed | ConnectionClosed | ConversationState
+Op = Sent | Started | Finished | ErrorRow | ErrorCount | ConnectionFailed | ConnectionClosed | ConversationState
 
 
 def coalesce(ops: list[Op]) -> list[Op]:

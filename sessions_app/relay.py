@@ -150,7 +150,7 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         limit = settings.SWITCHBOARD_MAX_FRAME_BYTES
         # A str of n chars is n..4n UTF-8 bytes: encode only when the answer depends on it.
         exact = isinstance(frame, bytes) or len(frame) > limit or len(frame) * 4 <= limit
-        size = len(frame) if exact else len(frame.encode())
+        size = len(frame) if exact else len(frame.encode("utf-8", "surrogatepass"))  # surrogates: refused later
         if size > limit:
             raise relay_errors.frame_too_large(size, limit)
         event = parse_client_event(frame)

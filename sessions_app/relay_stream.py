@@ -9,7 +9,11 @@ The hot half of the relay (relay.py holds the client half). Rules:
   closes (failed; interrupted when the client left).
 * Every ended request becomes one `Finished` op; every error (the upstream's
   `error`, `response.failed` and `response.steer.failed`, the relay's own)
-  one `ErrorRow` with its source.
+  one `ErrorRow` with its source. Client mistakes are aggregated: the first
+  of each code on this session is written as an example, later ones only
+  count in memory and reach that row as one `ErrorCount` op at most every
+  `CLIENT_ERROR_FLUSH_SECONDS` and when the recorder flushes (at close), so
+  a flood of bad frames writes a bounded number of rows.
 * The browser face is told `switchboard.status` whenever (status, upstream,
   latest_response_id) changes and `switchboard.upstream_closed` when a
   socket closes; the conversation row follows the same status.
@@ -34,6 +38,7 @@ from .protocol.errors import ProtocolError
 from .protocol.frames import TEXT_DELTA
 from .protocol.outcome import Outcome
 from .recording import ConnectionClosed, ConversationState, ErrorRow, Finished, Recorder, Started
+from .recording_ops import ErrorCount, ErrorTally
 from .relay_lanes import TERMINAL_EVENTS, LaneBook, Ticket
 from .upstream import UpstreamSocket
 
@@ -52,6 +57,7 @@ LIMIT_CODE = "websocket_connection_limit_reached"
 NOT_FOUND_CODE = "previous_response_not_found"
 # Upstream errors that mean "the connection-local cache is gone": the relay may resend the request.
 RECOVERABLE_CODES = frozenset({LIMIT_CODE, NOT_FOUND_CODE})
+CLIENT_ERROR_FLUSH_SECONDS = 1.0
 # recover(link, ticket, code) -> True when the relay takes the request over and resends it.
 Recover = Callable[["UpstreamLink", "Ticket | None", str], bool]
 
@@ -122,6 +128,10 @@ class Downstream:
         self.keep_tail = False
         self.on_ended: Callable[[Ticket], None] | None = None
         self.publish: Callable[[str], None] | None = None  # a gateway session's fan-out (fanout.py)
+        self.on_usage: Callable[[int], None] | None = None  # a finished response's total tokens (limits.py)
+        self._client_errors: dict[str, ErrorTally] = {}  # code -> this session's aggregated row
+        self._count_timer: asyncio.TimerHandle | None = None
+        recorder.before_flush = self.flush_client_errors
 
     # -- upstream events ---------------------------------------------------------------
 
@@ -283,6 +293,8 @@ class Downstream:
             first_event_at=ticket.first_event_at, first_text_at=ticket.first_text_at, completed_at=timezone.now(),
             events_received=ticket.events,
         ))
+        if self.on_usage is not None and outcome.usage is not None:
+            self.on_usage(outcome.usage.total_tokens)
         if outcome.status == "failed":
             error = (event.get("response") or {}).get("error") or {}
             self.recorder.add(ErrorRow(
@@ -343,9 +355,37 @@ class Downstream:
 
     async def refuse(self, exc: ProtocolError, event: dict[str, Any]) -> None:
         """Answer a refused client event (already built as `event`) and record it."""
-        source = exc.source if isinstance(exc, relay_errors.RelayError) else ErrorEvent.Source.CLIENT
-        self.recorder.add(ErrorRow.from_event(event, source=source, conversation_id=self.conversation_id))
+        self.record_refusal(exc, event)
         await self.to_client(json.dumps(event))
+
+    def record_refusal(self, exc: ProtocolError, event: dict[str, Any]) -> None:
+        """Record a refusal: the relay's own failures one row each, the client's aggregated (module rules)."""
+        source = exc.source if isinstance(exc, relay_errors.RelayError) else ErrorEvent.Source.CLIENT
+        if source != ErrorEvent.Source.CLIENT:
+            self.recorder.add(ErrorRow.from_event(event, source=source, conversation_id=self.conversation_id))
+            return
+        code = str(exc.code or "")
+        tally = self._client_errors.get(code)
+        if tally is None:
+            self._client_errors[code] = tally = ErrorTally(last_seen_at=timezone.now())
+            self.recorder.add(ErrorRow.from_event(event, source=source, conversation_id=self.conversation_id,
+                                                  tally=tally))
+            return
+        tally.count += 1
+        tally.last_seen_at = timezone.now()
+        if self._count_timer is None:
+            self._count_timer = asyncio.get_running_loop().call_later(CLIENT_ERROR_FLUSH_SECONDS,
+                                                                      self.flush_client_errors)
+
+    def flush_client_errors(self) -> None:
+        """Queue one `ErrorCount` per client error that happened again since the last call."""
+        if self._count_timer is not None:
+            self._count_timer.cancel()
+            self._count_timer = None
+        for tally in self._client_errors.values():
+            if tally.count != tally.queued:
+                tally.queued = tally.count
+                self.recorder.add(ErrorCount(tally))
 
     async def recording_overflowed(self) -> None:
         if self.face.announces:
