@@ -301,7 +301,8 @@ class ItemAdmin(RecordAdmin):
 
 @admin.register(ErrorEvent)
 class ErrorEventAdmin(RecordAdmin):
-    list_display = ["created_at", "source", "code", "error_type", "status", "conversation", "response", "short_message"]
+    list_display = ["created_at", "source", "code", "count", "last_seen_at", "error_type", "status", "conversation",
+                    "response", "short_message"]
     list_filter = ["source", "code", "error_type", "status", "created_at"]
     search_fields = ["code", "message", "conversation__id", "response__response_id"]
     raw_id_fields = ["conversation", "response", "connection"]

@@ -5,6 +5,10 @@ which would cut responses mid-stream. This entry point first stops
 listening, then runs ``lifecycle.drain`` (bounded by SWITCHBOARD_DRAIN_SECONDS)
 and only then lets Daphne cancel what is left.
 
+Daphne's own message limit is raised well above the relay's (`websocket_message_limit`), so a
+frame over SWITCHBOARD_MAX_FRAME_BYTES is answered `frame_too_large` by the relay instead of
+dropping the socket; beyond Daphne's limit the socket is closed with 1009 and a reason.
+
 It also tunes the garbage collector for a relay: what exists once the
 application is loaded is frozen out of collections, and young collections
 run every 10,000 allocations instead of 700. bench/relay.py (one run each,
@@ -27,6 +31,7 @@ from twisted.internet import defer
 # (it allows only 1000 and 3000-4999). The drain closes browsers with 1012 (service restart).
 SERVER_CLOSE_CODES = frozenset({1001, 1011, 1012, 1013})
 GC_THRESHOLDS = (10_000, 10, 10)
+DAPHNE_MESSAGE_FLOOR = 8 * 1024 * 1024
 _daphne_server_close = WebSocketProtocol.serverClose
 
 
@@ -37,10 +42,26 @@ def _server_close(self, code=None) -> None:
         _daphne_server_close(self, code)
 
 
+def websocket_message_limit(relay_limit: int, requested: int = 0) -> int:
+    """Daphne's own limit on an incoming message (and frame): well above the relay's, so a frame over
+    the relay's limit still reaches the relay, which answers `frame_too_large` and keeps the socket.
+
+    Beyond it autobahn fails the connection with 1009 (message too big) and a reason; `failByDrop`
+    is turned off (`listen_success`) so that is a close frame, not a dropped TCP connection (1006).
+    A larger `--websocket-max-message-size` is kept; a smaller one (Daphne's default is 1 MiB) or 0
+    (no limit at all) is raised to this floor.
+    """
+    return max(requested, 4 * relay_limit, DAPHNE_MESSAGE_FLOOR)
+
+
 class DrainingServer(Server):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._ports: list = []
+        from django.conf import settings
+
+        limit = websocket_message_limit(settings.SWITCHBOARD_MAX_FRAME_BYTES, self.websocket_max_message_size)
+        self.websocket_max_message_size = self.websocket_max_frame_size = limit
 
     def run(self) -> None:
         gc.collect()
@@ -50,6 +71,8 @@ class DrainingServer(Server):
 
     def listen_success(self, port) -> None:
         self._ports.append(port)
+        # Before the reactor accepts anyone: a message over the limit is answered with a close frame.
+        self.ws_factory.setProtocolOptions(failByDrop=False)
         super().listen_success(port)
 
     def kill_all_applications(self):
