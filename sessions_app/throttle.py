@@ -30,6 +30,7 @@ from django.core.cache import cache
 __all__ = ["Throttled", "token_prefix", "throttled", "athrottled", "failure_record"]
 
 PREFIX_LENGTH = 10
+_clock = time.time  # tests replace it to stand at a known point of a window
 _PREFIX = re.compile(r"sb_[A-Za-z0-9_\-]{7}")
 
 
@@ -73,21 +74,21 @@ def _verdict(keys: dict[str, tuple[str, int]], counts: dict[str, int], retry_aft
 
 
 def throttled(*, address: str | None, prefix: str | None) -> Throttled | None:
-    number, retry_after = _window(time.time())
+    number, retry_after = _window(_clock())
     keys = _keys(address, prefix, number)
     return _verdict(keys, cache.get_many(keys) if keys else {}, retry_after)
 
 
 async def athrottled(*, address: str | None, prefix: str | None) -> Throttled | None:
     """`throttled` for the event loop: the cache is asked without a hop to the database thread."""
-    number, retry_after = _window(time.time())
+    number, retry_after = _window(_clock())
     keys = _keys(address, prefix, number)
     return _verdict(keys, await cache.aget_many(keys) if keys else {}, retry_after)
 
 
 def failure_record(*, address: str | None, prefix: str | None) -> None:
     """Count one failure against the address and the prefix."""
-    number, _ = _window(time.time())
+    number, _ = _window(_clock())
     timeout = settings.SWITCHBOARD_THROTTLE_WINDOW_SECONDS + 60  # outlives its window, then goes
     for key in _keys(address, prefix, number):
         cache.add(key, 0, timeout)
