@@ -29,12 +29,15 @@ def prepare() -> dict[str, str]:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from sessions_app.models import ApiToken
+    from sessions_app.models import ApiToken, UserLimits
     from sessions_app.services import default_profile_sync
 
     call_command("migrate", interactive=False, verbosity=0)
     profile = default_profile_sync()
     user, _ = get_user_model().objects.get_or_create(username=BENCH_USERNAME)
+    # The benchmark's one user opens 50 sockets and thousands of responses: no per-user limits (limits.py).
+    UserLimits.objects.update_or_create(user=user, defaults={
+        "max_sockets": 0, "max_upstream_sockets": 0, "responses_per_hour": 0, "tokens_per_day": 0})
     _, raw = ApiToken.issue(user=user, name="relay benchmark")
     return {"token": raw, "upstream": profile.websocket_url}
 

@@ -39,10 +39,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import fanout, relay_errors
+from .limits import Admitted, Quota
 from .models import ResponseRecord, UpstreamConnection
 from .protocol.errors import ProtocolError, SteerError
 from .protocol.events import CreateEvent, SteerEvent, parse_client_event
 from .protocol.items import input_items, item_type
+from .protocol.references import References, references, unverifiable_reference
 from .recording import Recorder, RequestRow, RequestWritten, Sent, on_db_thread
 from .relay_context import (
     CONVERSATION_METADATA_KEY,
@@ -54,6 +56,7 @@ from .relay_context import (
 )
 from .relay_lanes import Ticket
 from .relay_link import UpstreamLinkMixin, open_connection_pks
+from .relay_ownership import Ownership
 from .relay_recovery import RecoveringMixin, Resend
 from .relay_stream import Downstream, UpstreamLink
 
@@ -83,7 +86,7 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
     """One client socket's relay; `send` delivers a text frame to that client."""
 
     def __init__(self, *, face: Face, user, send: SendText, conversation: ConversationView | None = None,
-                 recorder: Recorder | None = None) -> None:
+                 recorder: Recorder | None = None, quota: Quota | None = None) -> None:
         self.face = face
         self.user = user
         self.conversation = conversation
@@ -101,6 +104,10 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         self._opening: asyncio.Task[UpstreamLink] | None = None  # an upstream socket opening beside a write
         self._publisher: fanout.Publisher | None = None
         self.downstream.recover = self._recover
+        self.quota = quota or Quota(user_pk=user.pk)
+        self.downstream.on_usage = self.quota.used
+        self.ownership = Ownership(user=user, conversation_id=conversation.id if conversation else None,
+                                   seen=self._has_seen)
 
     # -- construction ----------------------------------------------------------------
 
@@ -111,8 +118,9 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         return cls(face=BROWSER, user=user, send=send, conversation=view)
 
     @classmethod
-    def gateway(cls, *, user, send: SendText) -> RelaySession:
-        return cls(face=GATEWAY, user=user, send=send)
+    def gateway(cls, *, user, send: SendText, admitted: Admitted | None = None) -> RelaySession:
+        quota = Quota(user_pk=user.pk, limits=admitted.limits, usage=admitted.usage) if admitted else None
+        return cls(face=GATEWAY, user=user, send=send, quota=quota)
 
     @property
     def read_only(self) -> bool:
@@ -160,8 +168,15 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
             await self._create(event, frame)
 
     async def _create(self, event: CreateEvent, frame: str | bytes) -> None:
+        refused = unverifiable_reference(event.raw)
+        if refused is not None:
+            refused.stream_id = event.stream_id
+            raise refused
+        refs = references(event.raw)
         if self.face is GATEWAY:
-            await self._select_gateway_conversation(event)
+            await self._select_gateway_conversation(event, refs)
+        if refs:
+            await self.ownership.check(refs, event.stream_id)
         conversation = self.conversation
         assert conversation is not None
         payload = self._complete_create(event.raw, conversation)
@@ -173,6 +188,7 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
             exc = relay_errors.model_not_allowed(model, conversation.profile.allowed_models)
             exc.stream_id = event.stream_id
             raise exc
+        await self.quota.check(event.stream_id)
         replay = self._needs_replay(event.previous_response_id, payload, conversation)
         parent_pk, parent_forks = self._known_parent(event.previous_response_id, event.stream_id)
         row = RequestRow(
@@ -181,6 +197,7 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
             origin=_origin(payload), model=model, payload=payload, use_compacted_window=True, replay=replay,
             title="" if conversation.title else title_from(payload), connection_pk=self._open_connection_pk(),
         )
+        self.quota.started()
         await self._submit(row, raw=event.raw, frame=frame)
 
     async def _submit(self, row: RequestRow, *, raw: dict[str, Any] | None, frame: str | bytes | None,
@@ -242,19 +259,24 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
                         parent_pk=written.parent_pk, sent_at=timezone.now())
         await self._send_upstream(ticket, _text(frame), row.connection_pk)
 
-    async def _select_gateway_conversation(self, event: CreateEvent) -> None:
+    async def _select_gateway_conversation(self, event: CreateEvent, refs: References) -> None:
         metadata = event.raw.get("metadata") if isinstance(event.raw.get("metadata"), dict) else {}
         requested = metadata.get(CONVERSATION_METADATA_KEY)
         if self.conversation is not None:
             if requested and requested != str(self.conversation.id):
-                raise ProtocolError("conversation_mismatch",
-                                    "This socket already relays another conversation; open a new socket.",
-                                    status=409, param="metadata", stream_id=event.stream_id)
+                raise relay_errors.conversation_mismatch(event.stream_id)
             return
-        self.conversation = await on_db_thread(
+        # One trip to the database: the conversation, and which of the ids the create names are the user's.
+        conversation, owned = await on_db_thread(
             conversation_for_gateway, user=self.user, requested=requested,
-            title=title_from(event.raw) or "API conversation",
+            title=title_from(event.raw) or "API conversation", continues=event.previous_response_id,
+            references=(tuple(i for _, i in refs.response_ids), tuple(i for _, i in refs.item_ids)),
         )
+        if conversation is None:  # it names ids the user does not own: refused, and no conversation made
+            await self.ownership.check(refs, event.stream_id)
+        self.conversation = conversation
+        self.ownership.conversation_id = conversation.id
+        self.ownership.learn(owned)
         self.recorder.conversation_id = self.downstream.conversation_id = self.conversation.id
         self.downstream.latest = self.conversation.latest_response_id
         channel_layer = fanout.layer()
@@ -358,6 +380,12 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
             return None, None
         record_pk, parent_lane = known
         return record_pk, self.downstream.forks(record_pk, parent_lane, lane)
+
+    def _has_seen(self, response_id: str) -> bool:
+        """A response of this session's conversation it already knows, with no query (relay_ownership.py)."""
+        link = self.downstream.link
+        return (response_id in self.downstream.records or (link is not None and response_id in link.book.seen)
+                or (self.conversation is not None and response_id == self.conversation.latest_response_id))
 
     def _open_connection_pk(self) -> int | None:
         link = self.downstream.link

@@ -8,7 +8,12 @@ Rules:
   may attach read-only; anyone else is refused as if it did not exist.
 * A gateway socket gets its conversation on its first `response.create`:
   the one named by metadata `switchboard_conversation` (owned by the token's
-  user), or a new one titled from the first input.
+  user), else the one holding the response it continues (`previous_response_id`,
+  if the user owns it), else a new one titled from the first input.
+* Stored ids a client names (protocol/references.py) are looked up among the
+  user's own records only (`owned_references`): the upstream resolves ids
+  against a key all users share, so an id of another user's must look
+  exactly like an unknown one.
 * The relay works from frozen snapshots (`ConversationView`), never from
   model instances, so nothing on the stream path can touch the ORM by accident.
   The decrypted API key lives only inside `ProfileView.target` headers.
@@ -17,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +30,7 @@ from django.conf import settings
 from django.http import Http404
 
 from . import relay_errors, selectors, services
-from .models import Conversation, ResponseRecord, UpstreamProfile
+from .models import Conversation, Item, ResponseRecord, UpstreamProfile
 from .protocol.items import input_items, last_user_text
 from .protocol.outcome import Usage
 from .upstream import UpstreamTarget, auth_headers
@@ -37,6 +43,8 @@ __all__ = [
     "conversation_for_socket",
     "conversation_for_gateway",
     "history_event",
+    "Owned",
+    "owned_references",
     "title_from",
 ]
 
@@ -112,8 +120,45 @@ def conversation_for_socket(*, user, conversation_id: uuid.UUID | str) -> Conver
     return _view(conversation, user)
 
 
-def conversation_for_gateway(*, user, requested: str | None, title: str) -> ConversationView:
-    """The conversation a gateway socket continues (metadata) or a new one; raises RelayError."""
+@dataclass(frozen=True)
+class Owned:
+    """Which of the ids a create names are the user's, and in which of the user's conversations."""
+
+    responses: dict[str, uuid.UUID]
+    items: dict[str, uuid.UUID]
+
+
+def owned_references(*, user, response_ids: Iterable[str] = (), item_ids: Iterable[str] = ()) -> Owned:
+    """Look the ids up among the user's own conversations (at most two queries; none for no ids)."""
+    response_ids, item_ids = set(response_ids), {i for i in item_ids if i}
+    responses = dict(ResponseRecord.objects.filter(response_id__in=response_ids, conversation__owner=user)
+                     .values_list("response_id", "conversation_id")) if response_ids else {}
+    items = {}
+    if item_ids:
+        rows = (Item.objects.filter(response__conversation__owner=user, raw__id__in=sorted(item_ids))
+                .values_list("raw__id", "response__conversation_id"))
+        items = {item_id: conversation_id for item_id, conversation_id in rows if item_id in item_ids}
+    return Owned(responses, items)
+
+
+def conversation_for_gateway(*, user, requested: str | None, title: str, continues: str | None = None,
+                             references: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> tuple[
+                                 ConversationView | None, Owned]:
+    """The conversation a gateway socket drives, and which of the `references` (response ids, item ids)
+    the user owns; raises RelayError.
+
+    Named by metadata (`requested`), else the conversation of the response it `continues` when the
+    user owns it (an agent's new socket carries on its chain), else a new one; but none (None) is made
+    for a create that names ids the user does not own, which the relay then refuses."""
+    owned = owned_references(user=user, response_ids=references[0], item_ids=references[1])
+    if not requested and continues and continues in owned.responses:
+        requested = str(owned.responses[continues])
+    if not requested and (set(references[0]) - owned.responses.keys() or set(references[1]) - owned.items.keys()):
+        return None, owned
+    return _conversation_for_gateway(user=user, requested=requested, title=title), owned
+
+
+def _conversation_for_gateway(*, user, requested: str | None, title: str) -> ConversationView:
     if requested:
         try:
             conversation = selectors.conversation_get(user=user, pk=requested, for_write=True)

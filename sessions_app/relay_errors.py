@@ -18,6 +18,7 @@ __all__ = [
     "model_not_allowed",
     "conversation_not_found",
     "conversation_busy",
+    "conversation_mismatch",
     "no_upstream_profile",
     "upstream_unavailable",
     "upstream_rejected",
@@ -56,6 +57,17 @@ def model_not_allowed(model: str, allowed: tuple[str, ...]) -> RelayError:
 def conversation_not_found() -> RelayError:
     return RelayError("conversation_not_found", "No conversation with that id belongs to you.", status=404,
                       param="metadata", source="client")
+
+
+def conversation_mismatch(stream_id: str | None, *, param: str | None = "metadata") -> RelayError:
+    """The create names another conversation (metadata) or a stored id of another of the user's conversations."""
+    if param == "metadata":
+        message = "This socket already relays another conversation; open a new socket."
+    else:
+        message = (f"'{param}' names a response of another of your conversations; continue it on a socket "
+                   "of that conversation.")
+    return RelayError("conversation_mismatch", message, status=409, param=param, stream_id=stream_id,
+                      source="client")
 
 
 def conversation_busy() -> RelayError:

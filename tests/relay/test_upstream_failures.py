@@ -68,15 +68,18 @@ async def test_each_documented_upstream_error_is_relayed_and_recorded(
         assert [c.close_reason for c in connections] == ["connection_limit", "client_left"]
 
 
-async def test_an_unknown_previous_response_is_the_upstreams_error(profile, user, conversation_of, open_browser):
+async def test_an_unknown_previous_response_is_refused_as_the_upstream_would(profile, user, conversation_of,
+                                                                              open_browser):
+    """The relay checks every id against the user's records (tests/security/test_ownership.py) and answers
+    an unknown one with the upstream's own error, before anything is recorded or sent."""
     conversation = await conversation_of(user)
     socket = await open_browser(user, conversation.pk)
     error = final(await socket.turn("hi", previous_response_id="resp_unknown", stream_id="main"))
     assert error["error"]["code"] == "previous_response_not_found" and error["stream_id"] == "main"
     await socket.close()
-    [record], [row], _ = await rows(conversation)
-    assert record.status == "failed" and record.parent_id is None and record.previous_response_id == "resp_unknown"
-    assert row.stream_id == "main" and row.response_id == record.pk
+    records, [row], connections = await rows(conversation)
+    assert records == [] and connections == []
+    assert (row.source, row.code, row.stream_id) == ("client", "previous_response_not_found", "main")
 
 
 async def test_failed_and_incomplete_responses_are_recorded(profile, user, conversation_of, open_browser):

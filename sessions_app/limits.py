@@ -1,0 +1,290 @@
+"""Per-user limits: concurrent sockets, upstream sockets, responses per hour, tokens per day.
+
+All users share the upstream's key, so one user (or one runaway agent) must
+not be able to take all of it. Rules:
+
+* The defaults are the `SWITCHBOARD_LIMIT_*` settings; a `UserLimits` row
+  (admin) overrides any of them for one user. 0 means no limit.
+* Client sockets are counted in the `ClientSocket` table, which every Daphne
+  process sees: a socket is admitted (counted and registered in one
+  transaction) before it is accepted, and its row goes when it closes. Each
+  process beats its rows, so the rows of a process that died stop counting
+  after `lease()`.
+* Upstream sockets are counted from the open `UpstreamConnection` rows of the
+  user's conversations (their holders beat them, liveness.py) when a new one
+  would open: a cold path, never per event.
+* Responses per hour and tokens per day are checked per `response.create`
+  without a query: each process keeps a snapshot of each user's usage from
+  the records, refreshed in the background when older than
+  `USAGE_REFRESH_SECONDS`, plus what its own sessions started (responses)
+  and finished (tokens) since. Several processes may overshoot a limit by
+  what they start within one refresh interval.
+* Over a limit, a socket gets an `error` event with Switchboard's own code
+  (`too_many_sockets`, `too_many_upstream_sockets`, `responses_per_hour_exceeded`,
+  `tokens_per_day_exceeded`; status 429, type `rate_limit_error`) whose
+  message names the limit; the HTTP API answers 429 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Count, Min, Q, Sum
+from django.utils import timezone
+
+from . import liveness
+from .fanout import PROCESS_ID
+from .models import ApiToken, ClientSocket, ResponseRecord, UpstreamConnection, UserLimits, hash_token
+from .recording import on_db_thread
+from .relay_errors import RelayError
+
+__all__ = ["Limits", "LimitExceeded", "Admitted", "limits_for", "admit_socket", "release_socket",
+           "check_upstream_sockets", "check_rate", "check_usage", "Quota", "usage_snapshot", "start_socket_heartbeat"]
+
+logger = logging.getLogger("sessions_app.security")
+
+USAGE_REFRESH_SECONDS = 5.0
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+FIELDS = ("max_sockets", "max_upstream_sockets", "responses_per_hour", "tokens_per_day")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_sockets: int
+    max_upstream_sockets: int
+    responses_per_hour: int
+    tokens_per_day: int
+
+
+def default_limits() -> Limits:
+    return Limits(settings.SWITCHBOARD_LIMIT_SOCKETS, settings.SWITCHBOARD_LIMIT_UPSTREAM_SOCKETS,
+                  settings.SWITCHBOARD_LIMIT_RESPONSES_PER_HOUR, settings.SWITCHBOARD_LIMIT_TOKENS_PER_DAY)
+
+
+def limits_for(user_pk: int) -> Limits:
+    """The user's limits: the settings, with the user's `UserLimits` overrides."""
+    limits = default_limits()
+    row = UserLimits.objects.filter(user_id=user_pk).values(*FIELDS).first()
+    if row is None:
+        return limits
+    return Limits(**{name: row[name] if row[name] is not None else getattr(limits, name) for name in FIELDS})
+
+
+class LimitExceeded(RelayError):
+    def __init__(self, code: str, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(code, message, status=429, type="rate_limit_error", source="client")
+        self.retry_after = retry_after
+
+
+def _retry(seconds: float | None) -> tuple[int | None, str]:
+    if seconds is None:
+        return None, ""
+    whole = max(1, int(seconds + 0.999))
+    return whole, f" Try again in {whole} s."
+
+
+# -- client sockets -------------------------------------------------------------------------
+
+
+def socket_beat_seconds() -> float:
+    return liveness.interval() if liveness.enabled() else 10.0
+
+
+def lease() -> timedelta:
+    return timedelta(seconds=socket_beat_seconds() * liveness.LEASE_BEATS)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    socket_pk: int
+    token_pk: int | None
+    limits: Limits
+    usage: Usage
+
+
+def admit_socket(*, user, face: str, raw_token: str | None = None) -> Admitted:
+    """Count the user's open sockets and register this one, or raise LimitExceeded (sync)."""
+    limits = limits_for(user.pk)
+    token_pk = None
+    if raw_token:
+        token_pk = ApiToken.objects.filter(token_hash=hash_token(raw_token)).values_list("pk", flat=True).first()
+    with transaction.atomic():
+        if limits.max_sockets:
+            # Serialise one user's admissions (PostgreSQL; SQLite's write transaction already does).
+            list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+            live = ClientSocket.objects.filter(user_id=user.pk, heartbeat_at__gte=timezone.now() - lease()).count()
+            if live >= limits.max_sockets:
+                logger.warning("Socket refused: user %s has %d sockets open (limit %d)", user.pk, live,
+                               limits.max_sockets)
+                raise LimitExceeded("too_many_sockets",
+                                    f"You have {live} sockets open; the limit is {limits.max_sockets} concurrent "
+                                    "sockets per user. Close one and try again.")
+        row = ClientSocket.objects.create(user_id=user.pk, face=face, token_id=token_pk, holder=PROCESS_ID)
+    return Admitted(row.pk, token_pk, limits, usage_snapshot(user_pk=user.pk))
+
+
+def release_socket(socket_pk: int) -> None:
+    ClientSocket.objects.filter(pk=socket_pk).delete()
+
+
+def _beat_sockets() -> None:
+    now = timezone.now()
+    ClientSocket.objects.filter(holder=PROCESS_ID).update(heartbeat_at=now)
+    ClientSocket.objects.filter(heartbeat_at__lt=now - 10 * lease()).delete()  # rows of processes long dead
+
+
+_BEATING: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+
+def start_socket_heartbeat() -> None:
+    """Beat this process's client-socket rows while its loop runs (started once per loop)."""
+    loop = asyncio.get_running_loop()
+    task = _BEATING.get(loop)
+    if task is None or task.done():
+        for old in [old for old in _BEATING if old.is_closed()]:
+            del _BEATING[old]
+        _BEATING[loop] = loop.create_task(_beat_forever(), name="switchboard-socket-heartbeat")
+
+
+async def _beat_forever() -> None:
+    while True:
+        await asyncio.sleep(socket_beat_seconds())
+        try:
+            await on_db_thread(_beat_sockets)
+        except Exception as exc:
+            logger.warning("Client-socket heartbeat failed: %r", exc)
+
+
+# -- upstream sockets -----------------------------------------------------------------------
+
+
+def check_upstream_sockets(*, user_pk: int, live: list[int]) -> None:
+    """Raise LimitExceeded if the user holds as many upstream sockets as allowed (sync).
+
+    `live` are this process's open connection rows, which count whatever their last beat."""
+    limit = limits_for(user_pk).max_upstream_sockets
+    if not limit:
+        return
+    cutoff = timezone.now() - liveness.lease()
+    open_rows = UpstreamConnection.objects.filter(conversation__owner_id=user_pk, closed_at__isnull=True)
+    if liveness.enabled():
+        open_rows = open_rows.filter(Q(pk__in=live) | Q(heartbeat_at__gte=cutoff)
+                                     | Q(heartbeat_at__isnull=True, opened_at__gte=cutoff))
+    held = open_rows.count()
+    if held >= limit:
+        logger.warning("Upstream socket refused: user %s holds %d (limit %d)", user_pk, held, limit)
+        raise LimitExceeded("too_many_upstream_sockets",
+                            f"Your conversations hold {held} upstream sockets; the limit is {limit} concurrent "
+                            "upstream sockets per user. Close a conversation's socket and try again.")
+
+
+# -- responses per hour, tokens per day -------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    """A user's usage as the records had it at `taken`, plus what this process added since."""
+
+    responses: int = 0  # started in the last hour
+    tokens: int = 0  # total tokens of responses in the last 24 hours
+    oldest_response: float | None = None  # unix time the oldest counted response ages out of the hour
+    oldest_tokens: float | None = None
+    taken: float = field(default_factory=time.monotonic)
+    refreshing: bool = False
+
+
+def usage_snapshot(*, user_pk: int) -> Usage:
+    """The user's usage from the records (sync; two aggregate queries)."""
+    now = timezone.now()
+    records = ResponseRecord.objects.filter(conversation__owner_id=user_pk)
+    hour = records.filter(sent_at__gte=now - HOUR).aggregate(n=Count("pk"), first=Min("sent_at"))
+    day = records.filter(sent_at__gte=now - DAY, total_tokens__isnull=False).aggregate(
+        n=Sum("total_tokens"), first=Min("sent_at"))
+    return Usage(
+        responses=hour["n"] or 0, tokens=day["n"] or 0,
+        oldest_response=(hour["first"] + HOUR).timestamp() if hour["first"] else None,
+        oldest_tokens=(day["first"] + DAY).timestamp() if day["first"] else None,
+    )
+
+
+_USAGE: dict[int, Usage] = {}  # user pk -> this process's view of the user's usage
+
+
+class Quota:
+    """One relay session's view of its user's rate limits (no query on the way of a create)."""
+
+    def __init__(self, *, user_pk: int, limits: Limits | None = None, usage: Usage | None = None) -> None:
+        self.user_pk = user_pk
+        self.limits = limits
+        if usage is not None:
+            _USAGE[user_pk] = usage
+
+    async def check(self, lane: str | None) -> None:
+        """Raise LimitExceeded when a new response would exceed the hourly or daily limit."""
+        if self.limits is None or self.user_pk not in _USAGE:  # a browser session's first create
+            self.limits = self.limits or await on_db_thread(limits_for, user_pk=self.user_pk)
+            if self.limits.responses_per_hour or self.limits.tokens_per_day:
+                _USAGE[self.user_pk] = await on_db_thread(usage_snapshot, user_pk=self.user_pk)
+        limits = self.limits
+        if not (limits.responses_per_hour or limits.tokens_per_day):
+            return
+        usage = _USAGE[self.user_pk]
+        if time.monotonic() - usage.taken > USAGE_REFRESH_SECONDS and not usage.refreshing:
+            usage.refreshing = True
+            asyncio.get_running_loop().create_task(self._refresh(usage))
+        check_usage(limits, usage, lane)
+
+    def started(self) -> None:
+        usage = _USAGE.get(self.user_pk)
+        if usage is not None:
+            usage.responses += 1
+            usage.oldest_response = usage.oldest_response or time.time() + HOUR.total_seconds()
+
+    def used(self, tokens: int) -> None:
+        usage = _USAGE.get(self.user_pk)
+        if usage is not None and tokens:
+            usage.tokens += tokens
+            usage.oldest_tokens = usage.oldest_tokens or time.time() + DAY.total_seconds()
+
+    async def _refresh(self, stale: Usage) -> None:
+        try:
+            fresh = await on_db_thread(usage_snapshot, user_pk=self.user_pk)
+        except Exception as exc:
+            logger.warning("Could not refresh the usage of user %s: %r", self.user_pk, exc)
+            stale.refreshing = False
+            return
+        if _USAGE.get(self.user_pk) is stale:
+            _USAGE[self.user_pk] = fresh
+
+
+def check_usage(limits: Limits, usage: Usage, lane: str | None = None) -> None:
+    """Raise LimitExceeded when one more response would exceed the hourly or daily limit."""
+    if limits.responses_per_hour and usage.responses >= limits.responses_per_hour:
+        retry, hint = _retry(usage.oldest_response and usage.oldest_response - time.time())
+        raise _limited("responses_per_hour_exceeded", f"You reached the limit of {limits.responses_per_hour} "
+                       f"responses per hour.{hint}", retry, lane)
+    if limits.tokens_per_day and usage.tokens >= limits.tokens_per_day:
+        retry, hint = _retry(usage.oldest_tokens and usage.oldest_tokens - time.time())
+        raise _limited("tokens_per_day_exceeded", f"You reached the limit of {limits.tokens_per_day} tokens "
+                       f"per day (24 hours).{hint}", retry, lane)
+
+
+def check_rate(*, user_pk: int) -> None:
+    """The hourly and daily limits for an HTTP call that costs upstream tokens (sync, from the records)."""
+    limits = limits_for(user_pk)
+    if limits.responses_per_hour or limits.tokens_per_day:
+        check_usage(limits, usage_snapshot(user_pk=user_pk))
+
+
+def _limited(code: str, message: str, retry_after: int | None, lane: str | None) -> LimitExceeded:
+    exc = LimitExceeded(code, message, retry_after=retry_after)
+    exc.stream_id = lane
+    return exc

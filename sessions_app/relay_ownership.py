@@ -1,0 +1,78 @@
+"""The relay's ownership check: a client names only stored ids of its own user's conversation.
+
+Every user shares the upstream's API key, and the upstream resolves
+`previous_response_id` (and the other references protocol/references.py
+finds) against everything stored on that key, whatever `store` says. So
+before a create is written or sent, each id it names must belong to the
+conversation this socket drives:
+
+* An id this session has seen (streamed on it, on its upstream socket, or the
+  conversation's latest response at attach) needs no query: the usual
+  continuation costs nothing.
+* Any other id is looked up among the user's records (relay_context.owned_references,
+  on a recorder thread): an id of another user's, or an unknown one, gets the
+  same `previous_response_not_found` (`item_not_found` for an item), so that
+  existence cannot be probed; an id of another of the user's own
+  conversations gets `conversation_mismatch`.
+* Ids found are remembered for the session's life.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from . import relay_errors
+from .protocol.errors import ProtocolError, previous_response_not_found
+from .protocol.references import References
+from .recording import on_db_thread
+from .relay_context import Owned, owned_references
+
+__all__ = ["Ownership"]
+
+
+class Ownership:
+    """Checks a create's references for one relay session; `seen` answers for ids it already streamed."""
+
+    def __init__(self, *, user, conversation_id: uuid.UUID | None, seen: Callable[[str], bool]) -> None:
+        self.user = user
+        self.conversation_id = conversation_id
+        self._seen = seen
+        self._responses: set[str] = set()
+        self._items: set[str] = set()
+
+    def learn(self, owned: Owned) -> None:
+        """Remember the ids of `owned` that are in this session's conversation."""
+        self._responses.update(i for i, c in owned.responses.items() if c == self.conversation_id)
+        self._items.update(i for i, c in owned.items.items() if c == self.conversation_id)
+
+    async def check(self, refs: References, lane: str | None) -> None:
+        """Raise the error for the first id in `refs` the user may not name here."""
+        responses = [(param, i) for param, i in refs.response_ids if i not in self._responses and not self._seen(i)]
+        items = [(param, i) for param, i in refs.item_ids if i not in self._items]
+        if not responses and not items:
+            return
+        owned = await on_db_thread(owned_references, user=self.user, response_ids={i for _, i in responses},
+                                   item_ids={i for _, i in items})
+        self.learn(owned)
+        for param, response_id in responses:
+            self._verify(owned.responses.get(response_id), _response_not_found(param, response_id), lane)
+        for param, item_id in items:
+            self._verify(owned.items.get(item_id), _item_not_found(param, item_id), lane)
+
+    def _verify(self, conversation_id: uuid.UUID | None, not_found: ProtocolError, lane: str | None) -> None:
+        if conversation_id is None:
+            not_found.stream_id = lane
+            raise not_found
+        if conversation_id != self.conversation_id:
+            raise relay_errors.conversation_mismatch(lane, param=not_found.param)
+
+
+def _response_not_found(param: str, response_id: str) -> ProtocolError:
+    if param == "previous_response_id":
+        return previous_response_not_found(response_id)
+    return ProtocolError("response_not_found", f"Response with id '{response_id}' not found.", param=param)
+
+
+def _item_not_found(param: str, item_id: str) -> ProtocolError:
+    return ProtocolError("item_not_found", f"Item with id '{item_id}' not found.", param=param)
