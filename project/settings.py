@@ -289,3 +289,11 @@ SWITCHBOARD_HEARTBEAT_SECONDS = env.float("SWITCHBOARD_HEARTBEAT_SECONDS", defau
 # connections (recording_pg.py), which halves its cost. Turn off behind a transaction-mode pooler
 # that cannot carry prepared statements (PgBouncer before 1.21).
 SWITCHBOARD_PG_PREPARE = env.bool("SWITCHBOARD_PG_PREPARE", default=True)
+# Per-user limits (limits.py); a user's `UserLimits` row in the admin overrides each. 0: no limit.
+SWITCHBOARD_LIMIT_SOCKETS = env.int("SWITCHBOARD_LIMIT_SOCKETS", default=32)
+SWITCHBOARD_LIMIT_UPSTREAM_SOCKETS = env.int("SWITCHBOARD_LIMIT_UPSTREAM_SOCKETS", default=16)
+SWITCHBOARD_LIMIT_RESPONSES_PER_HOUR = env.int("SWITCHBOARD_LIMIT_RESPONSES_PER_HOUR", default=1200)
+SWITCHBOARD_LIMIT_TOKENS_PER_DAY = env.int("SWITCHBOARD_LIMIT_TOKENS_PER_DAY", default=5_000_000)
+# How often each process re-checks the credentials of its open sockets (revocation.py): a logout,
+# password change, deactivation, token revocation or lost staff flag closes them within this time.
+SWITCHBOARD_REVOCATION_SECONDS = env.float("SWITCHBOARD_REVOCATION_SECONDS", default=2.0)

@@ -14,7 +14,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from . import selectors
+from . import limits, selectors
 from .client_address import request_client_address
 from .compaction import CompactionFailed, conversation_compact
 from .throttle import throttled, token_prefix
@@ -66,6 +66,13 @@ def conversation_compact_view(request: HttpRequest, pk) -> JsonResponse:
         conversation = selectors.conversation_get(user=user, pk=pk, for_write=True)
     except Http404:
         return _error(404, "conversation_not_found", "No conversation with that id belongs to you.")
+    try:  # a compaction is an upstream call: it counts against the same limits as a response
+        limits.check_rate(user_pk=user.pk)
+    except limits.LimitExceeded as exc:
+        limited = JsonResponse({"error": {"type": exc.type, "code": exc.code, "message": exc.message}}, status=429)
+        if exc.retry_after:
+            limited["Retry-After"] = str(exc.retry_after)
+        return limited
     try:
         compaction = conversation_compact(conversation=conversation)
     except CompactionFailed as exc:

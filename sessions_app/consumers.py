@@ -7,24 +7,38 @@
 * `GatewayConsumer` (`/v1/responses`): API-token auth (gateway_auth.py). A
   socket without a valid token is refused at the handshake (HTTP 403), which
   the official SDK reports as a connection error.
+* Both admit a socket against the user's concurrent-socket limit before it
+  relays anything (limits.py: over it, an `error` event and close 4429) and
+  have its credential re-checked while it is open (revocation.py: revoked,
+  an `error` event and close 4401, or 4403 for a lost staff flag).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Awaitable
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import hub
+from . import hub, limits, revocation
+from .gateway_auth import bearer_token
+from .recording import on_db_thread
 from .relay import RelaySession
 from .relay_context import AttachRefused
+
+logger = logging.getLogger("sessions_app.relay")
+
+LIMITED_CODE = 4429  # over the user's concurrent-socket limit (docs/protocol.md)
 
 
 class RelayConsumer(AsyncWebsocketConsumer):
     """Hands client frames to its relay and the relay's frames back; subclasses choose the relay."""
 
     relay: hub.HubClient | RelaySession | None = None
+    admitted: limits.Admitted | None = None
+    credential: revocation.Credential | None = None
 
     async def dispatch(self, message) -> None:
         # Channels' dispatch first awaits aclose_old_connections(), a hop to the thread-sensitive
@@ -42,8 +56,35 @@ class RelayConsumer(AsyncWebsocketConsumer):
             await self.relay.from_client(text_data, bytes_data)
 
     async def disconnect(self, code: int) -> None:
+        revocation.unwatch(self.credential)
         if self.relay is not None:
             await self.relay.close()
+        if self.admitted is not None:
+            try:
+                await on_db_thread(limits.release_socket, socket_pk=self.admitted.socket_pk)
+            except Exception as exc:  # the row stops counting once this process stops beating it
+                logger.warning("Could not release a client socket row: %r", exc)
+
+    async def _admit(self, face: str, raw_token: str | None = None) -> bool:
+        """Count this socket against its user's limit; over it, tell the client and close (already accepted)."""
+        try:
+            self.admitted = await on_db_thread(limits.admit_socket, user=self.scope["user"], face=face,
+                                               raw_token=raw_token)
+        except limits.LimitExceeded as exc:
+            await self._send_text(json.dumps(exc.to_event()))
+            await self.close(code=LIMITED_CODE)
+            return False
+        limits.start_socket_heartbeat()
+        return True
+
+    def _watch(self, *, session_key: str | None = None, staff_view: bool = False) -> None:
+        self.credential = revocation.watch(revocation.Credential(
+            user_pk=self.scope["user"].pk, send=self._send_text, close=self._close_with, session_key=session_key,
+            token_pk=self.admitted.token_pk if self.admitted else None, staff_view=staff_view,
+        ))
+
+    async def _close_with(self, code: int) -> None:
+        await self.close(code=code)
 
     def _send_text(self, text: str) -> Awaitable[None]:
         # What AsyncWebsocketConsumer.send(text_data=...) does, without its coroutine layers (not even
@@ -56,18 +97,19 @@ class BrowserConsumer(RelayConsumer):
 
     async def connect(self) -> None:
         await self.accept()
+        user = self.scope["user"]
+        if getattr(user, "is_authenticated", False) and not await self._admit("browser"):
+            return
         try:
             self.relay = await hub.attach(
-                user=self.scope["user"], conversation_id=self.scope["url_route"]["kwargs"]["conversation_id"],
+                user=user, conversation_id=self.scope["url_route"]["kwargs"]["conversation_id"],
                 send=self._send_text, close=self._close_with,
             )
         except AttachRefused as refused:
             await self.close(code=refused.close_code)
             return
+        self._watch(session_key=self.scope["session"].session_key, staff_view=self.relay.view.read_only)
         await self.relay.start()
-
-    async def _close_with(self, code: int) -> None:
-        await self.close(code=code)
 
 
 class GatewayConsumer(RelayConsumer):
@@ -78,6 +120,9 @@ class GatewayConsumer(RelayConsumer):
         if user is None or not user.is_authenticated:
             await self.close()
             return
-        self.relay = RelaySession.gateway(user=user, send=self._send_text)
         await self.accept()
+        if not await self._admit("gateway", bearer_token(self.scope.get("headers", []))):
+            return
+        self.relay = RelaySession.gateway(user=user, send=self._send_text, admitted=self.admitted)
+        self._watch()
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 
-from . import liveness, relay_errors
+from . import limits, liveness, relay_errors
 from .models import UpstreamConnection
 from .protocol.frames import forward_only_kind
-from .recording import ConnectionFailed
+from .recording import ConnectionFailed, on_db_thread
 from .relay_stream import UpstreamLink, decode_event
 from .upstream import UpstreamError, UpstreamRejected, open_upstream
 
@@ -74,6 +74,8 @@ class UpstreamLinkMixin:
             if held.book.busy:
                 raise relay_errors.conversation_busy()
             await other._close_link(Reason.IDLE, "superseded by another client socket")
+        # The user's upstream-socket limit (limits.py): counted only when a socket would open.
+        await on_db_thread(limits.check_upstream_sockets, user_pk=self.user.pk, live=open_connection_pks())
         target = conversation.profile.target
         try:
             socket = await open_upstream(target)
