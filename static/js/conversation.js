@@ -32,12 +32,19 @@ const state = {
 
 const socket = new ReconnectingSocket(socketUrl(composer.dataset.socketPath), { onState: showConnection });
 
+// Why the server closed the socket for good (docs/protocol.md §1, §8).
+const CLOSED_LABELS = {
+  4401: 'Signed out: reload the page to sign in again',
+  4403: 'You may no longer view this conversation',
+  4404: 'Conversation not found',
+};
+
 function showConnection(name, detail) {
   const labels = {
     connecting: 'Connecting…',
     open: state.upstream ? `Connected · upstream ${state.upstream}` : 'Connected',
     reconnecting: `Disconnected; retrying in ${Math.ceil((detail.delay || 0) / 1000)} s`,
-    closed: 'Disconnected',
+    closed: CLOSED_LABELS[detail.code] || 'Disconnected',
   };
   connection.dataset.state = name;
   connection.textContent = labels[name];
