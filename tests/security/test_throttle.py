@@ -7,6 +7,7 @@ an HTTP 429, so a throttled handshake is accepted, sent one `error` event and cl
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import secrets
@@ -40,7 +41,7 @@ def limits(settings, monkeypatch):
 
 def fresh_address() -> str:
     """An address no other test (or earlier run sharing the Redis cache) counted against."""
-    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    return str(ipaddress.ip_address(f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"))  # as logged
 
 
 def wrong_token(prefix: str | None = None) -> str:
