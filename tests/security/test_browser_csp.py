@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Response, expect
 
 from tests.browser.conftest import browser, new_page  # noqa: F401 (fixtures)
-from tests.browser.support import composer_ready, create_user, orm, send, sign_in
+from tests.browser.support import RESULTS, composer_ready, create_user, orm, send, sign_in
 from tests.browser.test_chat import start_conversation, turn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -128,6 +128,8 @@ def test_every_page_works_under_the_policy_and_the_chat_streams(watched) -> None
     assert page.locator(".pagination").evaluate("(el) => getComputedStyle(el).display") == "flex"
     page.get_by_role("link", name="Next ›").click()
     expect(page.get_by_text("Page 2 of 2")).to_be_visible()
+    RESULTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(RESULTS / "csp-dashboard-page-2.png"), full_page=True)
 
     # The admin: index, every changelist, a change form with inlines, the usage and chain views.
     page.goto("/admin/")
@@ -155,6 +157,7 @@ def test_every_page_works_under_the_policy_and_the_chat_streams(watched) -> None
     assert pixels(page, "ul.chain > li.depth-1", "marginLeft") == pytest.approx(2 * rem)
     assert pixels(page, "ul.chain > li.depth-0", "marginLeft") == 0
     assert pixels(page, "ul.chain > li", "borderLeftWidth") == 3  # admin-chain.css applies
+    page.screenshot(path=str(RESULTS / "csp-admin-chain.png"), full_page=True)
 
     assert log.documents >= 20
     log.assert_none()
