@@ -37,6 +37,11 @@ def test_an_integer_beyond_a_doubles_range_is_refused_without_pythons_own_limit(
     assert error.code == "invalid_number" and len(error.message) < 200
 
 
+@pytest.mark.parametrize("literal", ["9" * 300 + "e10", "1" * 200 + ".5e200", "1e0999"])
+def test_a_number_that_overflows_through_its_digits_and_exponent_together_is_refused(literal):
+    assert refused('{"type": "response.create", "input": "hi", "x": ' + literal + "}").code == "invalid_number"
+
+
 def test_large_but_finite_numbers_pass():
     event = parse_client_event(json.dumps({"type": "response.create", "input": "hi", "seed": 2**64,
                                            "x": 1.7e308, "y": -(10**307), "z": 1e-999}))
