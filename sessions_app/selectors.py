@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.http import Http404
@@ -22,7 +23,7 @@ def conversation_get(*, user, pk, for_write: bool = False) -> Conversation:
     """The conversation if ``user`` may see it: its owner, or staff (read-only)."""
     try:
         conversation = Conversation.objects.select_related("owner", "upstream_profile").get(pk=pk)
-    except (Conversation.DoesNotExist, ValueError, TypeError) as exc:
+    except (Conversation.DoesNotExist, ValidationError, ValueError, TypeError) as exc:  # not a uuid: not found
         raise Http404("No such conversation") from exc
     if conversation.owner_id == user.pk:
         return conversation

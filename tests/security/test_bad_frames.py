@@ -112,6 +112,16 @@ async def test_a_bad_frame_gets_its_error_and_the_socket_stays_usable(name, clie
     assert await db(ResponseRecord.objects.count)() == 1
 
 
+async def test_a_gateway_create_naming_a_conversation_that_is_not_a_uuid_is_not_found(profile, token, open_gateway,
+                                                                                      caplog):
+    socket = await open_gateway(token)
+    await socket.send({"type": "response.create", "input": "hi", "metadata": {"switchboard_conversation": "nope"}})
+    error = await answer(socket)
+    assert (error["error"]["code"], error["status"]) == ("conversation_not_found", 404)
+    assert final(await socket.turn("still here?"))["type"] == "response.completed"
+    assert not tracebacks(caplog)
+
+
 async def test_a_thousand_garbage_frames_write_a_bounded_number_of_rows(client, caplog):
     kinds = ["{garbage", CREATE + '"t": NaN}', json.dumps({"type": "nope"})]
     for i in range(1000):
