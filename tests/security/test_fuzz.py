@@ -49,7 +49,9 @@ CREATE_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "instructions": st.text(max_size=20),
     "max_output_tokens": st.integers(min_value=1, max_value=4000),
     "temperature": st.floats(min_value=0, max_value=2),
-    "metadata": st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=3),
+    "metadata": st.dictionaries(st.sampled_from(["switchboard_conversation", "k"]) | st.text(min_size=1, max_size=8),
+                                st.sampled_from(["nope", "", "00000000-0000-4000-8000-000000000000"])
+                                | st.text(max_size=8), max_size=3),
     "previous_response_id": st.text(max_size=12),
     "tools": st.just([{"type": "function", "name": "noop", "parameters": {"type": "object", "properties": {}}}]),
     "context_management": st.just([{"type": "compaction", "compact_threshold": 1000}]),
