@@ -88,7 +88,13 @@ def _retry(seconds: float | None) -> tuple[int | None, str]:
     if seconds is None:
         return None, ""
     whole = max(1, int(seconds + 0.999))
-    return whole, f" Try again in {whole} s."
+    if whole < 120:
+        after = f"{whole} s"
+    elif whole < 7200:
+        after = f"{(whole + 59) // 60} min"
+    else:
+        after = f"{whole // 3600} h {(whole % 3600 + 59) // 60} min"
+    return whole, f" Try again in {after}."
 
 
 # -- client sockets -------------------------------------------------------------------------
