@@ -73,14 +73,18 @@ async def test_browser_cannot_continue_another_users_response(profile, user, oth
     assert final(await bob.turn("hello"))["type"] == "response.completed"
 
 
+@pytest.mark.parametrize("face", ["gateway", "browser"])
 @pytest.mark.parametrize("store", [True, False])
 async def test_other_stored_references_are_checked_too(profile, user, other_user, alice_token, bob_token,
-                                                       open_gateway, store):
+                                                       open_gateway, open_browser, conversation_of, store, face):
     alices = await alice_secret(open_gateway, alice_token, store=store)
     item_id = await db(lambda: Item.objects.filter(response__response_id=alices["id"], direction="output")
                        .values_list("raw__id", flat=True).first())()
     assert item_id
-    bob = await open_gateway(bob_token)
+    if face == "gateway":
+        bob = await open_gateway(bob_token)
+    else:
+        bob = await open_browser(other_user, (await conversation_of(other_user, store=store)).pk)
     by_reference = final(await bob.turn([{"type": "item_reference", "id": item_id}], model="gpt-5.5", store=store))
     assert by_reference["type"] == "error"
     assert by_reference["error"]["code"] == "item_not_found" and by_reference["error"]["param"] == "input[0].id"
