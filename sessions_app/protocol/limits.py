@@ -61,6 +61,11 @@ def _shown(literal: str) -> str:
     return literal if len(literal) <= 24 else f"{literal[:12]}…({len(literal)} characters)"
 
 
+_PLAIN = json.JSONDecoder(parse_constant=_refuse_constant)
+_HOOKED = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
+_SCREEN_FROM = 16 * 1024
+
+
 def decode_frame(frame: str | bytes) -> Any:
     """The JSON value of one client frame; raises `ProtocolError` (see the module rules)."""
     if isinstance(frame, bytes):
@@ -70,10 +75,11 @@ def decode_frame(frame: str | bytes) -> Any:
             raise errors.invalid_json(f"a binary frame must be UTF-8 ({exc.reason} at byte {exc.start})") from None
     else:
         text = frame
-    # The number hooks cost a Python call per number: the usual frame is decoded without them.
-    hooks = {"parse_float": _finite_float, "parse_int": _bounded_int} if _BIG_NUMBER.search(text) else {}
+    # The number hooks cost a Python call per number, and the pre-screen a scan of the text: a short
+    # frame (every create of an ordinary turn) takes the hooks, a long one is screened first.
+    hooked = len(text) < _SCREEN_FROM or _BIG_NUMBER.search(text) is not None
     try:
-        data = json.loads(text, parse_constant=_refuse_constant, **hooks)
+        data = (_HOOKED if hooked else _PLAIN).decode(text)
     except RecursionError:
         raise errors.nesting_too_deep(MAX_DEPTH) from None
     except ValueError as exc:
