@@ -30,8 +30,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.minimal_consumer import ForwardingConsumer  # sets Django up first
-from sessions_app.recording import GIL_SWITCH_INTERVAL
-from sessions_app.recording_pg import POOL_SIZE  # PostgreSQL connections per process, as Switchboard's
+from sessions_app.recording.pg import POOL_SIZE  # PostgreSQL connections per process, as Switchboard's
+from sessions_app.recording.recorder import GIL_SWITCH_INTERVAL
 
 FLOOR = os.environ.get("BENCH_FLOOR", "")
 DATABASE = os.environ.get("BENCH_FLOOR_DATABASE", "")

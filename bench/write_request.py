@@ -63,10 +63,11 @@ def child(turns: int) -> dict:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from sessions_app import recording, recording_sqlite
     from sessions_app.models import ResponseRecord
-    from sessions_app.recording import ConversationState, Finished, Recorder, RequestRow
-    from sessions_app.recording_input import at_once_statement
+    from sessions_app.recording import recorder as recording
+    from sessions_app.recording import sqlite as recording_sqlite
+    from sessions_app.recording.input import at_once_statement
+    from sessions_app.recording.recorder import ConversationState, Finished, Recorder, RequestRow
     from sessions_app.services import conversation_create
 
     call_command("migrate", interactive=False, verbosity=0)

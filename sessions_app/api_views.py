@@ -14,9 +14,10 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from . import limits, selectors
+from . import selectors
 from .client_address import request_client_address
 from .compaction import CompactionFailed, conversation_compact
+from .relay import limits
 from .throttle import throttled, token_prefix
 from .token_guard import Reason, failure_log, token_authenticate
 

@@ -6,6 +6,6 @@ class SessionsAppConfig(AppConfig):
     verbose_name = "Switchboard"
 
     def ready(self) -> None:
-        from . import checks, revocation  # noqa: F401 (checks: registers the deploy checks)
+        from .live import revocation  # noqa: F401 (checks: registers the deploy checks)
 
         revocation.connect_signals()

@@ -14,19 +14,15 @@ Rules (PROTOCOL.md §5.2):
   `previous_response_id`, `input` = compacted window + the create's new
   items. The recorder applies this in the same transaction that records the
   request (recording.py), so what is recorded is what is sent.
-* The HTTP call is synchronous (it runs in a Django view, off the relay);
+* The HTTP call (upstream/compact.py) is synchronous (it runs in a Django view, off the relay);
   its failures are recorded as `ErrorEvent`s and raised as `CompactionFailed`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.error
-import urllib.request
 import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from django.db import connections, router
 
@@ -34,13 +30,12 @@ from .models import CompactionEvent, Conversation, ErrorEvent, ResponseRecord
 from .protocol.items import input_items
 from .protocol.outcome import Usage
 from .recovery import context_after
-from .upstream import auth_headers
+from .upstream import UpstreamTarget, auth_headers, post_compact
 
-__all__ = ["CompactionFailed", "compact_url", "start_from_window", "pending_compaction", "conversation_compact"]
+__all__ = ["CompactionFailed", "start_from_window", "pending_compaction", "conversation_compact"]
 
 logger = logging.getLogger("sessions_app.compaction")
 
-COMPACT_TIMEOUT_SECONDS = 120
 CONTINUABLE = (ResponseRecord.Status.COMPLETED, ResponseRecord.Status.INCOMPLETE)
 
 
@@ -55,16 +50,6 @@ class CompactionFailed(Exception):
 
 
 # -- pure -------------------------------------------------------------------------------
-
-
-def compact_url(websocket_url: str) -> str:
-    """`wss://host/v1/responses?x` -> `https://host/v1/responses/compact?x` (query kept)."""
-    parts = urlsplit(websocket_url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    path = parts.path.rstrip("/")
-    if not path.endswith("/responses"):
-        path += "/responses"
-    return urlunsplit((scheme, parts.netloc, path + "/compact", parts.query, ""))
 
 
 def start_from_window(payload: dict[str, Any], window: list[dict[str, Any]]) -> dict[str, Any]:
@@ -116,21 +101,6 @@ def _base_record(conversation: Conversation) -> ResponseRecord | None:
     return records.order_by("-sent_at", "-pk").first()
 
 
-def _post_json(url: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
-        headers={**headers, "Content-Type": "application/json", "Accept": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=COMPACT_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"{}")
-        except ValueError:
-            return exc.code, {}
-
-
 def _fail(conversation: Conversation, *, source: str, code: str, message: str, status: int,
           raw: dict[str, Any]) -> CompactionFailed:
     ErrorEvent.objects.create(conversation=conversation, source=source, code=code[:100], message=message,
@@ -151,10 +121,9 @@ def conversation_compact(*, conversation: Conversation) -> CompactionEvent:
     body: dict[str, Any] = {"model": conversation.model or profile.default_model, "input": window}
     if conversation.instructions:
         body["instructions"] = conversation.instructions
-    url = compact_url(profile.websocket_url)
     headers = auth_headers(auth_style=profile.auth_style, api_key=profile.get_api_key(), extra=profile.extra_headers)
     try:
-        status, data = _post_json(url, headers, body)
+        status, data = post_compact(UpstreamTarget(url=profile.websocket_url, headers=headers), body)
     except (OSError, ValueError) as exc:
         logger.warning("Compaction of conversation %s could not reach the upstream: %s", conversation.pk,
                        type(exc).__name__)

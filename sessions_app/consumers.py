@@ -22,11 +22,10 @@ from collections.abc import Awaitable
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import hub, limits, revocation
 from .gateway_auth import bearer_token
+from .live import hub, revocation
 from .recording import on_db_thread
-from .relay import RelaySession
-from .relay_context import AttachRefused
+from .relay import AttachRefused, RelaySession, limits
 
 logger = logging.getLogger("sessions_app.relay")
 

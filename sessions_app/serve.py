@@ -78,7 +78,7 @@ class DrainingServer(Server):
     def kill_all_applications(self):
         from django.conf import settings
 
-        from . import lifecycle
+        from .live import lifecycle
 
         for port in self._ports:
             port.stopListening()

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 def _close_input_connections(django_db_setup):
     """The relay's async PostgreSQL connections (recording_pg.py) end before the test database is dropped."""
     yield
-    from sessions_app import recording_pg
+    from sessions_app.recording import pg as recording_pg
 
     recording_pg.close_all()
 

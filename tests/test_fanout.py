@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from sessions_app import fanout
+from sessions_app.live import fanout
 
 
 async def _until(check, within: float = 5.0) -> None:

@@ -101,7 +101,7 @@ def test_naming_a_response_does_not_lock_out_the_insert_of_its_child_on_postgres
     import psycopg
     from django.db import connection
 
-    from sessions_app.recording_ops import insert_statement
+    from sessions_app.recording.ops import insert_statement
 
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL row locks")

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from sessions_app.recording_groups import Groups
+from sessions_app.recording.groups import Groups
 
 
 class Refused(Exception):

@@ -22,7 +22,7 @@ from django.db import connections
 from django.test import Client
 from openai.types.responses import ResponsesServerEvent
 
-from sessions_app import recording_pg
+from sessions_app.recording import pg as recording_pg
 from sessions_app.simulator import Simulator, SimulatorConfig
 
 SECRET_KEY = "sk-switchboard-relay-test-secret-7c1f9e"
@@ -91,7 +91,7 @@ def final(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _close_input_connections() -> None:
     """Run connections.close_all once on every thread of the recorder's input executor."""
-    from sessions_app.recording import INPUT_EXECUTOR, INPUT_THREADS
+    from sessions_app.recording.recorder import INPUT_EXECUTOR, INPUT_THREADS
 
     barrier = threading.Barrier(INPUT_THREADS, timeout=5)
 

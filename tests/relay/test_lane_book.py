@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sessions_app.compaction import compact_url, start_from_window
-from sessions_app.relay_lanes import LaneBook, Ticket
-from sessions_app.upstream import UpstreamTarget, auth_headers
+from sessions_app.compaction import start_from_window
+from sessions_app.relay.lanes import LaneBook, Ticket
+from sessions_app.upstream import UpstreamTarget, auth_headers, compact_url
 
 
 def ticket(pk, lane=None, previous=None, kind="create"):

@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.server import serve
 
 from sessions_app.models import ErrorEvent, Item, ResponseRecord
-from sessions_app.recording import ConversationState, Recorder, Writer
+from sessions_app.recording.recorder import ConversationState, Recorder, Writer
 
 from .conftest import db, final
 
@@ -78,7 +78,7 @@ async def test_ops_are_written_in_batches(user, conversation_of):
 async def test_an_op_the_database_refuses_is_dropped_alone_and_logged(user, conversation_of, caplog):
     import uuid
 
-    from sessions_app.recording import ErrorRow
+    from sessions_app.recording.recorder import ErrorRow
 
     conversation = await conversation_of(user)
     recorder = Recorder(writer=Writer(batch_size=50))
@@ -150,7 +150,7 @@ async def test_a_blocked_database_does_not_slow_the_stream(profile, user, conver
 
 
 def _create(conversation, parent=None, text="hello", **fields):
-    from sessions_app.recording import RequestRow
+    from sessions_app.recording.recorder import RequestRow
 
     previous = parent.response_id if parent else None
     payload = {"type": "response.create", "model": "gpt-test", "input": text,
@@ -169,7 +169,7 @@ def test_a_continuing_create_is_one_statement_on_postgresql_and_few_on_sqlite(us
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from sessions_app.recording import _write_request
+    from sessions_app.recording.recorder import _write_request
     from sessions_app.services import conversation_create
 
     conversation = conversation_create(owner=user, title="t")
@@ -189,7 +189,7 @@ def test_a_continuing_create_is_one_statement_on_postgresql_and_few_on_sqlite(us
 
 def test_a_pending_standalone_compaction_is_applied_once_even_when_the_parent_is_known(user):
     from sessions_app.models import CompactionEvent
-    from sessions_app.recording import _write_request
+    from sessions_app.recording.recorder import _write_request
     from sessions_app.services import conversation_create
 
     conversation = conversation_create(owner=user, title="t")
@@ -211,7 +211,7 @@ def test_a_pending_standalone_compaction_is_applied_once_even_when_the_parent_is
 def test_a_known_forking_parent_is_recorded_as_a_fork(user):
     from dataclasses import replace
 
-    from sessions_app.recording import _write_request
+    from sessions_app.recording.recorder import _write_request
     from sessions_app.services import conversation_create
 
     conversation = conversation_create(owner=user, title="t")
@@ -235,7 +235,7 @@ async def test_the_recorders_threads_keep_their_connection_between_writes(user, 
 
     from django.db import connections
 
-    from sessions_app.recording import _db
+    from sessions_app.recording.recorder import _db
 
     conversation = await conversation_of(user)
     recorder = Recorder()
@@ -268,8 +268,8 @@ def _postgresql_only():
 async def test_on_postgresql_the_usual_create_is_committed_from_the_event_loop(user, conversation_of):
     import threading
 
-    from sessions_app import recording_pg
-    from sessions_app.recording import RequestRow
+    from sessions_app.recording import pg as recording_pg
+    from sessions_app.recording.recorder import RequestRow
 
     _postgresql_only()
     conversation = await conversation_of(user)
@@ -303,7 +303,7 @@ async def test_on_postgresql_the_usual_create_is_committed_from_the_event_loop(u
 async def test_on_postgresql_a_cut_idle_input_connection_is_replaced_once(user, conversation_of, monkeypatch):
     from django.db import connection
 
-    from sessions_app import recording_pg
+    from sessions_app.recording import pg as recording_pg
 
     _postgresql_only()
     conversation = await conversation_of(user)
@@ -331,8 +331,8 @@ async def test_on_postgresql_a_cut_idle_input_connection_is_replaced_once(user, 
 async def test_on_postgresql_plain_batches_are_written_from_the_event_loop(user, conversation_of, monkeypatch):
     from django.utils import timezone
 
-    from sessions_app import recording
-    from sessions_app.recording import ErrorRow, Finished, Started
+    from sessions_app.recording import recorder as recording
+    from sessions_app.recording.recorder import ErrorRow, Finished, Started
 
     _postgresql_only()
     conversation = await conversation_of(user)
@@ -376,9 +376,9 @@ async def test_on_postgresql_plain_batches_are_written_from_the_event_loop(user,
 def test_on_sqlite_the_usual_create_is_one_short_transaction_on_the_raw_connection(user):
     from django.db import connection
 
-    from sessions_app import recording_sqlite
-    from sessions_app.recording import _write_request
-    from sessions_app.recording_input import at_once_statement
+    from sessions_app.recording import sqlite as recording_sqlite
+    from sessions_app.recording.input import at_once_statement
+    from sessions_app.recording.recorder import _write_request
     from sessions_app.services import conversation_create
 
     if connection.vendor != "sqlite":
@@ -417,7 +417,7 @@ async def test_on_sqlite_concurrent_creates_share_a_commit_and_a_refused_one_fai
 
     from django.db import connection
 
-    from sessions_app import recording_sqlite
+    from sessions_app.recording import sqlite as recording_sqlite
 
     if connection.vendor != "sqlite":
         pytest.skip("SQLite only")

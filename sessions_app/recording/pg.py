@@ -47,8 +47,8 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import sql as pgsql
 
-from .recording_input import AtOnce, RequestWritten
-from .recording_ops import Statement
+from .input import AtOnce, RequestWritten
+from .ops import Statement
 
 __all__ = ["enabled", "execute_at_once", "execute_batch", "close_all"]
 

@@ -21,16 +21,16 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
-from .compaction import pending_compaction, start_from_window
-from .models import CompactionEvent, Conversation, Item, ResponseRecord, UpstreamConnection
-from .protocol.items import input_items
-from .recording_columns import Columns
-from .recording_ops import (
+from ..compaction import pending_compaction, start_from_window
+from ..models import CompactionEvent, Conversation, Item, ResponseRecord, UpstreamConnection
+from ..protocol.items import input_items
+from ..recovery import context_after
+from .columns import Columns
+from .ops import (
     insert_rows,
     item_rows,
     item_values,
 )
-from .recovery import context_after
 
 ENDED_BADLY = (ResponseRecord.Status.FAILED, ResponseRecord.Status.CANCELLED, ResponseRecord.Status.INTERRUPTED)
 

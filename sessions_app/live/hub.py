@@ -36,12 +36,11 @@ from collections.abc import Awaitable, Callable
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import fanout, lifecycle, relay_errors
-from .hub_remote import RemoteMixin
-from .models import UpstreamConnection
-from .relay import BROWSER, RelaySession
-from .relay_context import ConversationView, conversation_for_socket, history_event
-from .relay_lanes import Ticket
+from ..models import UpstreamConnection
+from ..relay import BROWSER, ConversationView, RelaySession, Ticket, conversation_for_socket, history_event
+from ..relay import errors as relay_errors
+from . import fanout, lifecycle
+from .remote import RemoteMixin
 
 __all__ = ["ConversationHub", "HubClient", "attach", "hubs"]
 

@@ -29,11 +29,12 @@ from typing import Any
 from django.conf import settings
 from django.http import Http404
 
-from . import relay_errors, selectors, services
-from .models import Conversation, Item, ResponseRecord, UpstreamProfile
-from .protocol.items import input_items, last_user_text
-from .protocol.outcome import Usage
-from .upstream import UpstreamTarget, auth_headers
+from .. import selectors, services
+from ..models import Conversation, Item, ResponseRecord, UpstreamProfile
+from ..protocol.items import input_items, last_user_text
+from ..protocol.outcome import Usage
+from ..upstream import UpstreamTarget, auth_headers
+from . import errors as relay_errors
 
 __all__ = [
     "CONVERSATION_METADATA_KEY",

@@ -29,8 +29,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from ..models import ResponseRecord, UpstreamConnection
 from .fanout import PROCESS_ID
-from .models import ResponseRecord, UpstreamConnection
 
 __all__ = ["enabled", "lease", "DeadHolder", "dead_holders", "start_heartbeat"]
 

@@ -39,11 +39,11 @@ from django.db import transaction
 from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
-from . import liveness
-from .fanout import PROCESS_ID
-from .models import ApiToken, ClientSocket, ResponseRecord, UpstreamConnection, UserLimits, hash_token
-from .recording import on_db_thread
-from .relay_errors import RelayError
+from ..live import liveness
+from ..live.fanout import PROCESS_ID
+from ..models import ApiToken, ClientSocket, ResponseRecord, UpstreamConnection, UserLimits, hash_token
+from ..recording import on_db_thread
+from .errors import RelayError
 
 __all__ = ["Limits", "LimitExceeded", "Admitted", "limits_for", "admit_socket", "release_socket",
            "check_upstream_sockets", "check_rate", "check_usage", "Quota", "usage_snapshot", "start_socket_heartbeat"]

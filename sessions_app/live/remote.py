@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from ..models import ResponseRecord, UpstreamConnection
+from ..partial import partial_output
+from ..recording import ConnectionClosed, Finished
+from ..relay import history_event, open_connection_pks
 from . import fanout, liveness
-from .models import ResponseRecord, UpstreamConnection
-from .partial import partial_output
-from .recording import ConnectionClosed, Finished
-from .relay import open_connection_pks
-from .relay_context import history_event
 
 if TYPE_CHECKING:
     from .hub import ConversationHub

@@ -38,15 +38,15 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from . import fanout, relay_errors
-from .limits import Admitted, Quota
-from .models import ResponseRecord, UpstreamConnection
-from .protocol.errors import ProtocolError, SteerError
-from .protocol.events import CreateEvent, SteerEvent, parse_client_event
-from .protocol.items import input_items, item_type
-from .protocol.references import References, references, unverifiable_reference
-from .recording import Recorder, RequestRow, RequestWritten, Sent, on_db_thread
-from .relay_context import (
+from ..live import fanout
+from ..models import ResponseRecord, UpstreamConnection
+from ..protocol.errors import ProtocolError, SteerError
+from ..protocol.events import CreateEvent, SteerEvent, parse_client_event
+from ..protocol.items import input_items, item_type
+from ..protocol.references import References, references, unverifiable_reference
+from ..recording import Recorder, RequestRow, RequestWritten, Sent, on_db_thread
+from . import errors as relay_errors
+from .context import (
     CONVERSATION_METADATA_KEY,
     ConversationView,
     conversation_for_gateway,
@@ -54,11 +54,12 @@ from .relay_context import (
     history_event,
     title_from,
 )
-from .relay_lanes import Ticket
-from .relay_link import UpstreamLinkMixin, open_connection_pks
-from .relay_ownership import Ownership
-from .relay_recovery import RecoveringMixin, Resend
-from .relay_stream import Downstream, UpstreamLink
+from .lanes import Ticket
+from .limits import Admitted, Quota
+from .link import UpstreamLinkMixin, open_connection_pks
+from .ownership import Ownership
+from .recovery import RecoveringMixin, Resend
+from .stream import Downstream, UpstreamLink
 
 __all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession", "open_connection_pks"]
 

@@ -28,13 +28,13 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .protocol.errors import ProtocolError
-from .recording import RequestRow
-from .relay_lanes import Ticket
-from .relay_stream import LIMIT_CODE, NOT_FOUND_CODE, UpstreamLink
+from ..protocol.errors import ProtocolError
+from ..recording import RequestRow
+from .lanes import Ticket
+from .stream import LIMIT_CODE, NOT_FOUND_CODE, UpstreamLink
 
 if TYPE_CHECKING:
-    from .relay import RelaySession
+    from .session import RelaySession
 
 __all__ = ["Resend", "MAX_RESENDS", "RecoveringMixin", "recovered_event"]
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from .recording_input import AtOnce, RequestWritten
-from .recording_ops import Statement
+from .input import AtOnce, RequestWritten
+from .ops import Statement
 
 __all__ = ["write_at_once", "write_many_at_once", "apply_statements"]
 

@@ -41,10 +41,11 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from . import recording_pg, recording_sqlite
-from .models import ErrorEvent
-from .recording_groups import Groups
-from .recording_input import (
+from ..models import ErrorEvent
+from . import pg as recording_pg
+from . import sqlite as recording_sqlite
+from .groups import Groups
+from .input import (
     RequestRow,
     RequestWritten,
     _open_connection,
@@ -52,7 +53,7 @@ from .recording_input import (
     _write_request_in_transaction,
     at_once_statement,
 )
-from .recording_ops import (
+from .ops import (
     ConnectionClosed,
     ConnectionFailed,
     ConversationState,

@@ -31,19 +31,27 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from . import relay_errors
-from .models import ErrorEvent, ResponseRecord, UpstreamConnection
-from .partial import partial_output
-from .protocol.errors import ProtocolError
-from .protocol.frames import TEXT_DELTA
-from .protocol.outcome import Outcome
-from .recording import ConnectionClosed, ConversationState, ErrorRow, Finished, Recorder, Started
-from .recording_ops import ErrorCount, ErrorTally
-from .relay_lanes import TERMINAL_EVENTS, LaneBook, Ticket
-from .upstream import UpstreamSocket
+from ..models import ErrorEvent, ResponseRecord, UpstreamConnection
+from ..partial import partial_output
+from ..protocol.errors import ProtocolError
+from ..protocol.frames import TEXT_DELTA
+from ..protocol.outcome import Outcome
+from ..recording import (
+    ConnectionClosed,
+    ConversationState,
+    ErrorCount,
+    ErrorRow,
+    ErrorTally,
+    Finished,
+    Recorder,
+    Started,
+)
+from ..upstream import UpstreamSocket
+from . import errors as relay_errors
+from .lanes import TERMINAL_EVENTS, LaneBook, Ticket
 
 if TYPE_CHECKING:
-    from .relay import Face
+    from .session import Face
 
 __all__ = ["UpstreamLink", "Downstream", "decode_event"]
 

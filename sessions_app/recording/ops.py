@@ -18,10 +18,10 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from .models import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
-from .protocol.items import item_text, item_type
-from .protocol.outcome import Usage
-from .recording_columns import adapter, insert_columns
+from ..models import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
+from ..protocol.items import item_text, item_type
+from ..protocol.outcome import Usage
+from .columns import adapter, insert_columns
 
 __all__ = [
     "Op",

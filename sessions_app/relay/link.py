@@ -22,15 +22,17 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 
-from . import limits, liveness, relay_errors
-from .models import UpstreamConnection
-from .protocol.frames import forward_only_kind
-from .recording import ConnectionFailed, on_db_thread
-from .relay_stream import UpstreamLink, decode_event
-from .upstream import UpstreamError, UpstreamRejected, open_upstream
+from ..live import liveness
+from ..models import UpstreamConnection
+from ..protocol.frames import forward_only_kind
+from ..recording import ConnectionFailed, on_db_thread
+from ..upstream import UpstreamError, UpstreamRejected, open_upstream
+from . import errors as relay_errors
+from . import limits
+from .stream import UpstreamLink, decode_event
 
 if TYPE_CHECKING:
-    from .relay import RelaySession
+    from .session import RelaySession
 
 __all__ = ["UpstreamLinkMixin", "open_connection_pks"]
 

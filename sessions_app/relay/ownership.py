@@ -22,11 +22,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from . import relay_errors
-from .protocol.errors import ProtocolError, previous_response_not_found
-from .protocol.references import References
-from .recording import on_db_thread
-from .relay_context import Owned, owned_references
+from ..protocol.errors import ProtocolError, previous_response_not_found
+from ..protocol.references import References
+from ..recording import on_db_thread
+from . import errors as relay_errors
+from .context import Owned, owned_references
 
 __all__ = ["Ownership"]
 

@@ -9,7 +9,7 @@ in the `ErrorEvent` row: the client's input, or the relay and its upstream.
 
 from __future__ import annotations
 
-from .protocol.errors import ProtocolError
+from ..protocol.errors import ProtocolError
 
 __all__ = [
     "RelayError",

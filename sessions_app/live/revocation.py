@@ -35,9 +35,9 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
-from .models import ApiToken
-from .protocol.errors import error_event
-from .recording import on_db_thread
+from ..models import ApiToken
+from ..protocol.errors import error_event
+from ..recording import on_db_thread
 
 __all__ = ["Credential", "watch", "unwatch", "check_soon", "revoked_credentials", "REVOKED_CODE", "STAFF_LOST_CODE"]
 

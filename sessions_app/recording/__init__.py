@@ -1,0 +1,29 @@
+"""Recording: the only writer on the relay path.
+
+A request's input is written and committed before it is sent (`Recorder.write_request`: input.py,
+then pg.py on PostgreSQL from the event loop, or sqlite.py + groups.py on a recorder thread); everything
+the upstream streams back is queued as ops (ops.py) and written in batches beside the stream
+(recorder.py), parameters adapted per column once (columns.py). Nothing here imports the relay or the
+live layer.
+"""
+
+from .ops import ErrorCount, ErrorTally
+from .recorder import (
+    ConnectionClosed,
+    ConnectionFailed,
+    ConversationState,
+    ErrorRow,
+    Finished,
+    Recorder,
+    RequestRow,
+    RequestWritten,
+    Sent,
+    Started,
+    Writer,
+    on_db_thread,
+)
+
+__all__ = [
+    "Recorder", "Writer", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
+    "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread",
+]

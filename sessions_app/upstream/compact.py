@@ -1,0 +1,47 @@
+"""The upstream's standalone compaction call, `POST <upstream>/v1/responses/compact` (PROTOCOL.md §5.2).
+
+No Django here: the caller (compaction.py) decides what to send and records what came back.
+The call is synchronous; it runs in a page's view, never on the relay's event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .socket import UpstreamTarget
+
+__all__ = ["COMPACT_TIMEOUT_SECONDS", "compact_url", "post_compact"]
+
+COMPACT_TIMEOUT_SECONDS = 120
+
+
+def compact_url(websocket_url: str) -> str:
+    """`wss://host/v1/responses?x` -> `https://host/v1/responses/compact?x` (query kept)."""
+    parts = urlsplit(websocket_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/responses"):
+        path += "/responses"
+    return urlunsplit((scheme, parts.netloc, path + "/compact", parts.query, ""))
+
+
+def post_compact(target: UpstreamTarget, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST `body` to the compact URL of `target`'s socket URL: (HTTP status, JSON body or {}).
+
+    Raises OSError (unreachable) or ValueError (a 200 whose body is not JSON)."""
+    request = urllib.request.Request(
+        compact_url(target.url), data=json.dumps(body).encode(), method="POST",
+        headers={**target.headers, "Content-Type": "application/json", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=COMPACT_TIMEOUT_SECONDS) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {}
