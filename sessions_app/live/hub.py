@@ -22,6 +22,12 @@ Rules:
   the upstream socket stays open `SWITCHBOARD_UPSTREAM_IDLE_SECONDS` (the
   connection-local cache survives a reload) and closes with reason `idle`
   (`client_left` when the grace is 0). A client attaching meanwhile cancels that.
+* What other processes publish for the conversation, and the records their
+  dead holders left open, are the hub's `remote` (remote.py): a `RemoteHalf`
+  the hub holds and hands only what it needs, never the hub itself.
+* Every upstream socket the driver opens makes sure this process's liveness
+  heartbeat runs (`on_link_open`; starting it is idempotent): the relay
+  leaves that to its face.
 """
 
 from __future__ import annotations
@@ -37,10 +43,18 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from ..models import UpstreamConnection
-from ..relay import BROWSER, ConversationView, RelaySession, Ticket, conversation_for_socket, history_event
+from ..relay import (
+    BROWSER,
+    ConversationView,
+    RelaySession,
+    Ticket,
+    conversation_for_socket,
+    history_event,
+    open_connection_pks,
+)
 from ..relay import errors as relay_errors
-from . import fanout, lifecycle
-from .remote import RemoteMixin
+from . import fanout, lifecycle, liveness
+from .remote import RemoteHalf
 
 __all__ = ["ConversationHub", "HubClient", "attach", "hubs"]
 
@@ -111,7 +125,7 @@ class HubClient:
             return
         if self.hub.driver.downstream.link is None:
             try:  # a new upstream socket: first settle a dead holder's records (best effort)
-                await self.hub.reap_dead_holders()
+                await self.hub.remote.reap_dead_holders()
             except Exception:
                 logger.exception("Could not check the holders of conversation %s", self.view.id)
         await self.hub.driver.from_client(text, data)
@@ -129,13 +143,14 @@ class HubClient:
                 await self._close_socket(1000)
 
 
-class ConversationHub(RemoteMixin):
-    """The conversation's upstream side in this process; see the module rules (and hub_remote.py)."""
+class ConversationHub:
+    """The conversation's upstream side in this process; see the module rules (and remote.py)."""
 
     def __init__(self, *, user, view: ConversationView) -> None:
         self.conversation_id = view.id
         self.clients: list[HubClient] = []
-        self.driver = RelaySession(face=BROWSER, user=user, send=self.broadcast, conversation=view)
+        self.driver = RelaySession(face=BROWSER, user=user, send=self.broadcast, conversation=view,
+                                   on_link_open=lambda: liveness.start_heartbeat(open_connection_pks))
         self.driver.downstream.keep_tail = True
         self.driver.downstream.on_ended = self._ended
         self._recent: dict[str, tuple[float, list[str]]] = {}
@@ -144,8 +159,8 @@ class ConversationHub(RemoteMixin):
         channel_layer = fanout.layer()
         self.publisher = (fanout.Publisher(view.id, channel_layer, backlog=self.driver.downstream.in_flight_frames)
                           if channel_layer is not None else None)
-        self.subscriber: fanout.Subscriber | None = None
-        self.remote_frames: list[str] = []
+        self.remote = RemoteHalf(view.id, clients=lambda: self.clients, recorder=self.driver.recorder,
+                                 publisher=self.publisher)
 
     # -- fan-out (hot path) -------------------------------------------------------------
 
@@ -167,7 +182,7 @@ class ConversationHub(RemoteMixin):
 
     def tail(self, recorded: set[str]) -> list[str]:
         """Frames of responses not (yet) in the records as ended: recently ended ones, then in-flight ones."""
-        frames = self.remote_tail(recorded)
+        frames = self.remote.tail(recorded)
         frames += [f for rid, (_, kept) in self._recent.items() if rid not in recorded for f in kept]
         frames += self.driver.downstream.in_flight_frames()
         return frames
@@ -216,8 +231,7 @@ class ConversationHub(RemoteMixin):
         if _HUBS.get(self.conversation_id) is self:
             del _HUBS[self.conversation_id]
         await self.driver.close(reason)
-        if self.subscriber is not None:
-            await self.subscriber.stop()
+        await self.remote.stop()
         if self.publisher is not None:
             await self.publisher.close()
 
@@ -255,6 +269,6 @@ async def attach(*, user, conversation_id: uuid.UUID | str, send: SendText,
         hub = _HUBS[view.id] = ConversationHub(user=user, view=view)
     client = HubClient(hub, user=user, view=view, send=send, close=close)
     hub.add(client)
-    await hub.subscribe()
+    await hub.remote.subscribe()
     return client
 

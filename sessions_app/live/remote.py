@@ -13,27 +13,29 @@ Rules (see fanout.py and liveness.py):
   open connection rows of dead holders are closed and their in-flight records
   ended `interrupted` with the remote frames' partial output (recording ops,
   then a flush, so a replay reads complete records).
+* `RemoteHalf` is held by its hub and knows nothing of it: it is handed the
+  conversation id, the hub's publisher and recorder, and a callable listing
+  the attached clients (`Attached`). It never imports hub.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from ..models import ResponseRecord, UpstreamConnection
 from ..partial import partial_output
-from ..recording import ConnectionClosed, Finished
+from ..recording import ConnectionClosed, Finished, Recorder
 from ..relay import history_event, open_connection_pks
 from . import fanout, liveness
 
-if TYPE_CHECKING:
-    from .hub import ConversationHub
-
-__all__ = ["RemoteMixin"]
+__all__ = ["Attached", "RemoteHalf"]
 
 logger = logging.getLogger("sessions_app.hub")
 
@@ -47,56 +49,77 @@ def _response_id(frame: str) -> str | None:
         return None
 
 
-class RemoteMixin:
-    """Mixed into ConversationHub."""
+class Attached(Protocol):
+    """A browser socket attached to the hub, as far as frames of other processes go."""
 
-    remote_frames: list[str]
-    subscriber: fanout.Subscriber | None
+    user: Any
+    pending: list[str] | None  # frames queued while it attaches; None once live
 
-    async def subscribe(self: ConversationHub) -> None:
+    async def deliver(self, text: str) -> None: ...
+
+
+class RemoteHalf:
+    """Frames other processes publish for the conversation, and the records their dead holders left open."""
+
+    def __init__(self, conversation_id: uuid.UUID, *, clients: Callable[[], Iterable[Attached]],
+                 recorder: Recorder, publisher: fanout.Publisher | None) -> None:
+        self.conversation_id = conversation_id
+        self._clients = clients
+        self._recorder = recorder
+        self._publisher = publisher
+        self.subscriber: fanout.Subscriber | None = None
+        self.frames: list[str] = []  # the latest remote response's frames
+
+    async def subscribe(self) -> None:
+        """Join the conversation's group (once; best effort)."""
         channel_layer = fanout.layer()
         if self.subscriber is not None or channel_layer is None:
             return
+        publisher = self._publisher
         self.subscriber = fanout.Subscriber(
             self.conversation_id, channel_layer, deliver=self._remote, on_gap=self._catch_up,
-            skip_origin=self.publisher.origin if self.publisher is not None else None)
+            skip_origin=publisher.origin if publisher is not None else None)
         try:
             await self.subscriber.start()
         except Exception as exc:  # the live view is best effort; the records are the truth
             logger.warning("Could not join the fan-out group of %s: %r", self.conversation_id, exc)
             self.subscriber = None
             return
-        if self.publisher is not None:  # our own subscriber does not make our frames watched
-            self.publisher.own_channel = self.subscriber.channel
-            self.publisher.recheck()
+        if publisher is not None:  # our own subscriber does not make our frames watched
+            publisher.own_channel = self.subscriber.channel
+            publisher.recheck()
 
-    async def _remote(self: ConversationHub, frames: list[str]) -> None:
+    async def stop(self) -> None:
+        if self.subscriber is not None:
+            await self.subscriber.stop()
+
+    async def _remote(self, frames: list[str]) -> None:
         for frame in frames:
             if CREATED in frame[:80]:
-                self.remote_frames = []
-            self.remote_frames.append(frame)
-        for client in tuple(self.clients):
+                self.frames = []
+            self.frames.append(frame)
+        for client in tuple(self._clients()):
             if client.pending is not None:
                 client.pending.extend(frames)
             else:
                 for frame in frames:
                     await client.deliver(frame)
 
-    async def _catch_up(self: ConversationHub) -> None:
-        for client in tuple(self.clients):
+    async def _catch_up(self) -> None:
+        for client in tuple(self._clients()):
             if client.pending is None:
                 history = await database_sync_to_async(history_event)(user=client.user,
                                                                       conversation_id=self.conversation_id)
                 await client.deliver(json.dumps(history))
 
-    def remote_tail(self, recorded: set[str]) -> list[str]:
+    def tail(self, recorded: set[str]) -> list[str]:
         """The latest remote response's frames, unless the records already hold it ended."""
-        frames = self.remote_frames
+        frames = self.frames
         if not frames or _response_id(frames[0]) in recorded:
             return []
         return list(frames)
 
-    async def reap_dead_holders(self: ConversationHub) -> None:
+    async def reap_dead_holders(self) -> None:
         if not liveness.enabled():
             return
         dead = await database_sync_to_async(liveness.dead_holders)(conversation_id=self.conversation_id,
@@ -104,15 +127,15 @@ class RemoteMixin:
         if not dead:
             return
         now = timezone.now()
-        remote_id = _response_id(self.remote_frames[0]) if self.remote_frames else None
-        recorder = self.driver.recorder
+        remote_id = _response_id(self.frames[0]) if self.frames else None
+        recorder = self._recorder
         for holder in dead:
             logger.warning("Upstream connection %s of conversation %s lost its holder process",
                            holder.connection_pk, self.conversation_id)
             for record_pk, response_id in holder.records:
                 output: tuple[dict[str, Any], ...] = ()
                 if response_id and response_id == remote_id:
-                    output = partial_output(self.remote_frames, {})
+                    output = partial_output(self.frames, {})
                 recorder.add(Finished(conversation_id=self.conversation_id, record_pk=record_pk,
                                       status=ResponseRecord.Status.INTERRUPTED, response_id=response_id,
                                       output=output, completed_at=now))
