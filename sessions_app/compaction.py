@@ -13,7 +13,7 @@ Rules (PROTOCOL.md §5.2):
   (or names no `previous_response_id`) starts a new chain: no
   `previous_response_id`, `input` = compacted window + the create's new
   items. The recorder applies this in the same transaction that records the
-  request (recording.py), so what is recorded is what is sent.
+  request (recording/input.py), so what is recorded is what is sent.
 * The HTTP call (upstream/compact.py) is synchronous (it runs in a Django view, off the relay);
   its failures are recorded as `ErrorEvent`s and raised as `CompactionFailed`.
 """

@@ -1,15 +1,15 @@
 """The two client faces. They only wire sockets to the relay; all logic lives there.
 
 * `BrowserConsumer` (`ws/conversations/<uuid>/`): attaches to the conversation's hub
-  (hub.py), which outlives the socket. Django session auth. An
+  (live/hub.py), which outlives the socket. Django session auth. An
   anonymous socket is accepted and closed with 4401, a conversation the user
   may not see with 4404, so the browser's reconnecting client stops trying.
 * `GatewayConsumer` (`/v1/responses`): API-token auth (gateway_auth.py). A
   socket without a valid token is refused at the handshake (HTTP 403), which
   the official SDK reports as a connection error.
 * Both admit a socket against the user's concurrent-socket limit before it
-  relays anything (limits.py: over it, an `error` event and close 4429) and
-  have its credential re-checked while it is open (revocation.py: revoked,
+  relays anything (live/sockets.py: over it, an `error` event and close 4429) and
+  have its credential re-checked while it is open (live/revocation.py: revoked,
   an `error` event and close 4401, or 4403 for a lost staff flag).
 """
 
@@ -23,9 +23,10 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .gateway_auth import bearer_token
-from .live import hub, revocation
+from .live import fanout, hub, liveness, revocation, sockets
 from .recording import on_db_thread
-from .relay import AttachRefused, RelaySession, limits
+from .relay import AttachRefused, RelaySession, open_connection_pks
+from .relay.limits import LimitExceeded, Quota
 
 logger = logging.getLogger("sessions_app.relay")
 
@@ -36,7 +37,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
     """Hands client frames to its relay and the relay's frames back; subclasses choose the relay."""
 
     relay: hub.HubClient | RelaySession | None = None
-    admitted: limits.Admitted | None = None
+    admitted: sockets.Admitted | None = None
     credential: revocation.Credential | None = None
 
     async def dispatch(self, message) -> None:
@@ -44,7 +45,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         # database thread, before *every* message: on the relay that is each client frame, on the
         # path of every turn's first delta. This consumer never touches Django's connections on
         # the loop: each database_sync_to_async call already closes old connections around itself,
-        # and the recorder's threads keep and check their own (recording.py).
+        # and the recorder's threads keep and check their own (recording/recorder.py).
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -60,20 +61,20 @@ class RelayConsumer(AsyncWebsocketConsumer):
             await self.relay.close()
         if self.admitted is not None:
             try:
-                await on_db_thread(limits.release_socket, socket_pk=self.admitted.socket_pk)
+                await on_db_thread(sockets.release_socket, socket_pk=self.admitted.socket_pk)
             except Exception as exc:  # the row stops counting once this process stops beating it
                 logger.warning("Could not release a client socket row: %r", exc)
 
     async def _admit(self, face: str, raw_token: str | None = None) -> bool:
         """Count this socket against its user's limit; over it, tell the client and close (already accepted)."""
         try:
-            self.admitted = await on_db_thread(limits.admit_socket, user=self.scope["user"], face=face,
+            self.admitted = await on_db_thread(sockets.admit_socket, user=self.scope["user"], face=face,
                                                raw_token=raw_token)
-        except limits.LimitExceeded as exc:
+        except LimitExceeded as exc:
             await self._send_text(json.dumps(exc.to_event()))
             await self.close(code=LIMITED_CODE)
             return False
-        limits.start_socket_heartbeat()
+        sockets.start_socket_heartbeat()
         return True
 
     def _watch(self, *, session_key: str | None = None, staff_view: bool = False) -> None:
@@ -122,6 +123,14 @@ class GatewayConsumer(RelayConsumer):
         await self.accept()
         if not await self._admit("gateway", bearer_token(self.scope.get("headers", []))):
             return
-        self.relay = RelaySession.gateway(user=user, send=self._send_text, admitted=self.admitted)
+        admitted = self.admitted
+        self.relay = RelaySession.gateway(
+            user=user, send=self._send_text, quota=Quota(user_pk=user.pk, limits=admitted.limits, usage=admitted.usage),
+            on_link_open=_start_heartbeat, publisher_for=fanout.publisher_for,
+        )
         self._watch()
 
+
+def _start_heartbeat() -> None:
+    """A gateway session opened an upstream socket: this process beats the ones it holds (live/liveness.py)."""
+    liveness.start_heartbeat(open_connection_pks)

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 import uuid
 import weakref
@@ -43,11 +41,12 @@ from typing import Any
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.conf import settings
 
-__all__ = ["PROCESS_ID", "group_name", "Publisher", "Subscriber", "layer"]
+from ..process import PROCESS_ID
+
+__all__ = ["PROCESS_ID", "group_name", "Publisher", "Subscriber", "layer", "publisher_for"]
 
 logger = logging.getLogger("sessions_app.fanout")
 
-PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 FLUSH_SECONDS = 0.02
 MAX_BATCH = 64
 MESSAGE_TYPE = "conversation.frames"
@@ -151,6 +150,12 @@ def _watch(channel_layer: Any) -> _Watch:
 
 
 _LOCAL: dict[str, weakref.WeakSet[Publisher]] = {}  # this process's publishers, by group
+
+
+def publisher_for(conversation_id: uuid.UUID, backlog: Callable[[], list[str]]) -> Publisher | None:
+    """A gateway session's fan-out to the viewers of its conversation (None without a channel layer)."""
+    channel_layer = layer()
+    return Publisher(conversation_id, channel_layer, backlog=backlog) if channel_layer is not None else None
 
 
 class Publisher:

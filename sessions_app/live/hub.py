@@ -190,7 +190,7 @@ class ConversationHub:
     @property
     def busy(self) -> bool:
         link = self.driver.downstream.link
-        return bool(self.driver._recovery_tasks) or (link is not None and link.book.busy)
+        return bool(self.driver.recovery.tasks) or (link is not None and link.book.busy)
 
     # -- clients ---------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ Rules:
 
 * Every `SWITCHBOARD_HEARTBEAT_SECONDS` (0: off) a process stamps the
   `UpstreamConnection` rows of the sockets it holds open with `holder`
-  (fanout.PROCESS_ID) and `heartbeat_at`: one UPDATE per interval per process,
+  (process.PROCESS_ID) and `heartbeat_at`: one UPDATE per interval per process,
   never per event.
 * A connection still open in the records whose holder has not beaten for
   `LEASE_BEATS` intervals (or never beat and opened that long ago) belongs to
@@ -22,34 +22,21 @@ import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from ..models import ResponseRecord, UpstreamConnection
-from .fanout import PROCESS_ID
+from ..process import LEASE_BEATS, PROCESS_ID, heartbeat_seconds, heartbeats_enabled, lease
 
-__all__ = ["enabled", "lease", "DeadHolder", "dead_holders", "start_heartbeat"]
+__all__ = ["LEASE_BEATS", "enabled", "interval", "lease", "DeadHolder", "dead_holders", "start_heartbeat"]
 
 logger = logging.getLogger("sessions_app.liveness")
 
-LEASE_BEATS = 3
 IN_FLIGHT = (ResponseRecord.Status.QUEUED, ResponseRecord.Status.IN_PROGRESS)
-
-
-def interval() -> float:
-    return float(settings.SWITCHBOARD_HEARTBEAT_SECONDS)
-
-
-def enabled() -> bool:
-    return interval() > 0
-
-
-def lease() -> timedelta:
-    return timedelta(seconds=interval() * LEASE_BEATS)
+# The timing is the process's (process.py), shared with the client-socket rows (sockets.py).
+interval, enabled = heartbeat_seconds, heartbeats_enabled
 
 
 def beat(connection_pks: list[int]) -> None:

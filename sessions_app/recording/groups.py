@@ -7,7 +7,7 @@ turn at the lock, one commit), then the next group.
 
 Rules:
 
-* Each create still awaits its own commit before it is sent (recording.py's rule); only the waiting
+* Each create still awaits its own commit before it is sent (recorder.py's rule); only the waiting
   is shared. A create that finds no write in flight is written alone, at once, from its caller's
   own task (a task to start and wake costs a loop turn each way; on a chain that was 0.1 ms a turn);
   creates that arrive meanwhile gather and go out as the next group, from a task.

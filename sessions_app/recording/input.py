@@ -1,10 +1,10 @@
-"""The user's input, written and committed before it is sent upstream (recording.py's direct writes).
+"""The user's input, written and committed before it is sent upstream (recorder.py's direct writes).
 
-Split from recording.py, which re-exports `RequestRow`, `RequestWritten`,
+Split from recorder.py, which re-exports `RequestRow`, `RequestWritten`,
 `_write_request` and `_open_connection`. The usual create is built here as
-ready statements (`at_once_statement`, no database access) that recording.py
-runs from the event loop on PostgreSQL (recording_pg.py) or on a recorder
-thread's raw connection on SQLite (recording_sqlite.py); anything that needs
+ready statements (`at_once_statement`, no database access) that recorder.py
+runs from the event loop on PostgreSQL (pg.py) or on a recorder
+thread's raw connection on SQLite (sqlite.py); anything that needs
 a lookup or a rewrite (a title, a replay, a compacted window) takes the
 transaction in `_write_request_in_transaction`, on a recorder thread.
 `_write_request` records a request synchronously through Django's cursor
@@ -94,7 +94,7 @@ def _write_request_at_once(row: RequestRow) -> RequestWritten | None:
 
 @dataclass(frozen=True)
 class AtOnce:
-    """The usual create as ready statements, run anywhere (recording_pg.py, recording_sqlite.py).
+    """The usual create as ready statements, run anywhere (pg.py, sqlite.py).
 
     PostgreSQL: `sql` inserts the record and its items and returns the record's id. SQLite (no
     data-modifying CTEs): `sql` inserts the record and returns its id, then `items_sql` inserts the

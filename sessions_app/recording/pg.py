@@ -11,7 +11,7 @@ Rules:
 * The one-statement create (`recording_input.at_once_statement`) goes this way, and so do the
   recorder's batches when they are plain statements (`recording_ops.batch_statements`: one
   multi-statement query, which PostgreSQL runs as one transaction). Anything that needs a lookup, a rewrite or the ORM stays on the
-  recorder's threads (recording.py). So in the usual case a PostgreSQL relay runs no database
+  recorder's threads (recorder.py). So in the usual case a PostgreSQL relay runs no database
   thread at all, and no thread takes the GIL from the loop at each of its socket calls.
 * Connections belong to one event loop (a psycopg async connection is bound to the loop it was
   used on): at most `POOL_SIZE` per loop, opened as needed, autocommit, opened with Django's own connection

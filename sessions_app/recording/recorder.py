@@ -6,12 +6,12 @@ Rules of this module:
   `Recorder.write_request` runs its write and returns only afterwards. The
   relay awaits it and never sends a request whose write failed. The usual
   create costs one statement on PostgreSQL, sent from the event loop on an
-  async connection (recording_pg.py), and one short transaction on SQLite, on
-  a recorder thread's raw connection (recording_sqlite.py; never queued behind
+  async connection (pg.py), and one short transaction on SQLite, on
+  a recorder thread's raw connection (sqlite.py; never queued behind
   Django's own database thread); the rest takes the threads' general path
   (`_write_request_in_transaction`).
 * Everything the upstream streams back is recorded off the hot path: the
-  relay `add`s small frozen ops (recording_ops.py) to a bounded queue (O(1),
+  relay `add`s small frozen ops (ops.py) to a bounded queue (O(1),
   never awaits). One `Writer` per event loop drains the queue of every socket
   in batches, one transaction per batch, lingering briefly so a short
   response's ops share one. A slow database delays the records, never the stream.
@@ -189,8 +189,8 @@ async def on_db_thread(function: Callable[..., Any], /, **kwargs: Any) -> Any:
 
 
 async def _apply(ops: list[Op]) -> None:
-    """One batch, in one transaction. Plain statements: from the loop on PostgreSQL (recording_pg.py),
-    on the raw connection of a recorder thread on SQLite (recording_sqlite.py); else the ORM's way."""
+    """One batch, in one transaction. Plain statements: from the loop on PostgreSQL (pg.py),
+    on the raw connection of a recorder thread on SQLite (sqlite.py); else the ORM's way."""
     statements = batch_statements(ops)
     if statements is None:
         await _db(apply_batch, ops)
@@ -301,7 +301,7 @@ def _per_loop(registry: weakref.WeakKeyDictionary, make: Callable[[], Any]) -> A
 
 
 def _sqlite_groups() -> Groups:
-    """The running loop's group commit for SQLite's usual creates (recording_groups.py)."""
+    """The running loop's group commit for SQLite's usual creates (groups.py)."""
     return _per_loop(_GROUPS, lambda: Groups(_write_many_sqlite))
 
 

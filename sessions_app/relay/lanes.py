@@ -58,7 +58,7 @@ class Ticket:
     events: int = 0
     output_done: dict[int, dict[str, Any]] = field(default_factory=dict)
     frames: list[str] = field(default_factory=list)  # its upstream frames, when a hub keeps the live tail
-    request: Any = None  # the relay's memo of what was sent, so it can resend it (relay_recovery.py)
+    request: Any = None  # the relay's memo of what was sent, so it can resend it (recovery.py)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,9 @@ not be able to take all of it. Rules:
 * The defaults are the `SWITCHBOARD_LIMIT_*` settings; a `UserLimits` row
   (admin) overrides any of them for one user. 0 means no limit.
 * Client sockets are counted in the `ClientSocket` table, which every Daphne
-  process sees: a socket is admitted (counted and registered in one
-  transaction) before it is accepted, and its row goes when it closes. Each
-  process beats its rows, so the rows of a process that died stop counting
-  after `lease()`.
+  process sees (live/sockets.py admits them before they are accepted).
 * Upstream sockets are counted from the open `UpstreamConnection` rows of the
-  user's conversations (their holders beat them, liveness.py) when a new one
+  user's conversations (their holders beat them, live/liveness.py) when a new one
   would open: a cold path, never per event.
 * Responses per hour and tokens per day are checked per `response.create`
   without a query: each process keeps a snapshot of each user's usage from
@@ -34,19 +31,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
-from ..live import liveness
-from ..live.fanout import PROCESS_ID
-from ..models import ApiToken, ClientSocket, ResponseRecord, UpstreamConnection, UserLimits, hash_token
+from .. import process
+from ..models import ResponseRecord, UpstreamConnection, UserLimits
 from ..recording import on_db_thread
 from .errors import RelayError
 
-__all__ = ["Limits", "LimitExceeded", "Admitted", "limits_for", "admit_socket", "release_socket",
-           "check_upstream_sockets", "check_rate", "check_usage", "Quota", "usage_snapshot", "start_socket_heartbeat"]
+__all__ = ["Limits", "LimitExceeded", "Usage", "limits_for", "check_upstream_sockets", "check_rate", "check_usage",
+           "Quota", "usage_snapshot"]
 
 logger = logging.getLogger("sessions_app.security")
 
@@ -97,78 +91,6 @@ def _retry(seconds: float | None) -> tuple[int | None, str]:
     return whole, f" Try again in {after}."
 
 
-# -- client sockets -------------------------------------------------------------------------
-
-
-def socket_beat_seconds() -> float:
-    return liveness.interval() if liveness.enabled() else 10.0
-
-
-def lease() -> timedelta:
-    return timedelta(seconds=socket_beat_seconds() * liveness.LEASE_BEATS)
-
-
-@dataclass(frozen=True)
-class Admitted:
-    socket_pk: int
-    token_pk: int | None
-    limits: Limits
-    usage: Usage
-
-
-def admit_socket(*, user, face: str, raw_token: str | None = None) -> Admitted:
-    """Count the user's open sockets and register this one, or raise LimitExceeded (sync)."""
-    limits = limits_for(user.pk)
-    token_pk = None
-    if raw_token:
-        token_pk = ApiToken.objects.filter(token_hash=hash_token(raw_token)).values_list("pk", flat=True).first()
-    with transaction.atomic():
-        if limits.max_sockets:
-            # Serialise one user's admissions (PostgreSQL; SQLite's write transaction already does).
-            list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-            live = ClientSocket.objects.filter(user_id=user.pk, heartbeat_at__gte=timezone.now() - lease()).count()
-            if live >= limits.max_sockets:
-                logger.warning("Socket refused: user %s has %d sockets open (limit %d)", user.pk, live,
-                               limits.max_sockets)
-                raise LimitExceeded("too_many_sockets",
-                                    f"You have {live} sockets open; the limit is {limits.max_sockets} concurrent "
-                                    "sockets per user. Close one and try again.")
-        row = ClientSocket.objects.create(user_id=user.pk, face=face, token_id=token_pk, holder=PROCESS_ID)
-    return Admitted(row.pk, token_pk, limits, usage_snapshot(user_pk=user.pk))
-
-
-def release_socket(socket_pk: int) -> None:
-    ClientSocket.objects.filter(pk=socket_pk).delete()
-
-
-def _beat_sockets() -> None:
-    now = timezone.now()
-    ClientSocket.objects.filter(holder=PROCESS_ID).update(heartbeat_at=now)
-    ClientSocket.objects.filter(heartbeat_at__lt=now - 10 * lease()).delete()  # rows of processes long dead
-
-
-_BEATING: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
-
-
-def start_socket_heartbeat() -> None:
-    """Beat this process's client-socket rows while its loop runs (started once per loop)."""
-    loop = asyncio.get_running_loop()
-    task = _BEATING.get(loop)
-    if task is None or task.done():
-        for old in [old for old in _BEATING if old.is_closed()]:
-            del _BEATING[old]
-        _BEATING[loop] = loop.create_task(_beat_forever(), name="switchboard-socket-heartbeat")
-
-
-async def _beat_forever() -> None:
-    while True:
-        await asyncio.sleep(socket_beat_seconds())
-        try:
-            await on_db_thread(_beat_sockets)
-        except Exception as exc:
-            logger.warning("Client-socket heartbeat failed: %r", exc)
-
-
 # -- upstream sockets -----------------------------------------------------------------------
 
 
@@ -179,9 +101,9 @@ def check_upstream_sockets(*, user_pk: int, live: list[int]) -> None:
     limit = limits_for(user_pk).max_upstream_sockets
     if not limit:
         return
-    cutoff = timezone.now() - liveness.lease()
+    cutoff = timezone.now() - process.lease()
     open_rows = UpstreamConnection.objects.filter(conversation__owner_id=user_pk, closed_at__isnull=True)
-    if liveness.enabled():
+    if process.heartbeats_enabled():
         open_rows = open_rows.filter(Q(pk__in=live) | Q(heartbeat_at__gte=cutoff)
                                      | Q(heartbeat_at__isnull=True, opened_at__gte=cutoff))
     held = open_rows.count()

@@ -13,7 +13,7 @@ Rules (PROTOCOL.md §4 "Reconnect and recovery", docs/protocol.md §3):
   have no record of is the upstream's error, relayed unchanged.
 * J2 (and a limit close that ends requests that never started) waits for the
   old socket to close, then resends on a new one; a continuation with
-  `store` other than true becomes a replay there (relay.RelaySession._needs_replay).
+  `store` other than true becomes a replay there (session.RelaySession.needs_replay).
 * A request is resent at most `MAX_RESENDS` times; after that the upstream's
   error reaches the client as it is.
 * The browser face gets `switchboard.recovered` before the resent response's
@@ -26,17 +26,16 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..protocol.errors import ProtocolError
 from ..recording import RequestRow
+from .context import ConversationView
+from .faces import Face
 from .lanes import Ticket
-from .stream import LIMIT_CODE, NOT_FOUND_CODE, UpstreamLink
+from .stream import LIMIT_CODE, NOT_FOUND_CODE, Downstream, UpstreamLink
 
-if TYPE_CHECKING:
-    from .session import RelaySession
-
-__all__ = ["Resend", "MAX_RESENDS", "RecoveringMixin", "recovered_event"]
+__all__ = ["Resend", "MAX_RESENDS", "Recovery", "RecoveryHost", "recovered_event"]
 
 logger = logging.getLogger("sessions_app.relay")
 
@@ -58,15 +57,33 @@ def recovered_event(*, reason: str, row: RequestRow, replayed: bool) -> dict[str
             "previous_response_id": row.previous_response_id, "replayed": replayed}
 
 
-class RecoveringMixin:
-    """The recovery half of `RelaySession` (kept apart so relay.py stays about relaying)."""
+class RecoveryHost(Protocol):
+    """What recovery needs of its relay session."""
 
-    _recovery_tasks: set[asyncio.Task[None]]
+    conversation: ConversationView | None
+    face: Face
+    downstream: Downstream
+    closing: bool
 
-    def _recover(self: RelaySession, link: UpstreamLink, ticket: Ticket | None, code: str) -> bool:
+    def needs_replay(self, previous: str | None, payload: dict[str, Any], conversation: ConversationView) -> bool: ...
+
+    def open_connection_pk(self) -> int | None: ...
+
+    async def submit(self, row: RequestRow, *, raw: dict[str, Any] | None, frame: str | bytes | None,
+                     resends: int = 0, reason: str | None = None) -> None: ...
+
+
+class Recovery:
+    """A relay session's recovery (see the module rules); `host` is the session."""
+
+    def __init__(self, host: RecoveryHost) -> None:
+        self.host = host
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def recover(self, link: UpstreamLink, ticket: Ticket | None, code: str) -> bool:
         """Called by Downstream on a J1/J2: True when the request will be resent (see module rules)."""
-        conversation = self.conversation
-        if conversation is None or not conversation.recovery_enabled or self._closing:
+        conversation = self.host.conversation
+        if conversation is None or not conversation.recovery_enabled or self.host.closing:
             return False
         if ticket is None:
             # A connection-level J2: swallow it; the requests still open are resent when the socket closes.
@@ -80,34 +97,37 @@ class RecoveringMixin:
             return False
         task = asyncio.get_running_loop().create_task(self._resend(link, ticket, state, code),
                                                       name="switchboard-recovery")
-        self._recovery_tasks.add(task)
-        task.add_done_callback(self._recovery_tasks.discard)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
         return True
 
-    async def _resend(self: RelaySession, link: UpstreamLink, ticket: Ticket, state: Resend, code: str) -> None:
+    async def _resend(self, link: UpstreamLink, ticket: Ticket, state: Resend, code: str) -> None:
+        host = self.host
         try:
             if code == LIMIT_CODE and link.reader is not None and link.reader is not asyncio.current_task():
                 await asyncio.wait([link.reader], timeout=LINK_CLOSE_WAIT_SECONDS)
-            if self._closing or self.conversation is None:
+            if host.closing or host.conversation is None:
                 return
             row = state.row
-            replay = code == NOT_FOUND_CODE or self._needs_replay(row.previous_response_id, row.payload,
-                                                                  self.conversation)
+            replay = code == NOT_FOUND_CODE or host.needs_replay(row.previous_response_id, row.payload,
+                                                                 host.conversation)
             row = replace(row, replay=replay, parent_pk=ticket.parent_pk, parent_forks=None, title="",
-                          connection_pk=self._open_connection_pk())
-            await self._submit(row, raw=None, frame=None, resends=state.resends + 1, reason=code)
+                          connection_pk=host.open_connection_pk())
+            await host.submit(row, raw=None, frame=None, resends=state.resends + 1, reason=code)
         except ProtocolError as exc:
-            await self.downstream.refuse(exc, exc.to_event(stream_id=ticket.stream_id))
+            await host.downstream.refuse(exc, exc.to_event(stream_id=ticket.stream_id))
         except Exception:
-            logger.exception("Recovery failed (conversation %s)", self._conversation_id)
+            logger.exception("Recovery failed (conversation %s)",
+                             host.conversation.id if host.conversation else None)
 
-    async def _announce_recovery(self: RelaySession, row: RequestRow, *, replayed: bool, reason: str | None) -> None:
-        if self.face.announces and (replayed or reason):
+    async def announce(self, row: RequestRow, *, replayed: bool, reason: str | None) -> None:
+        """The browser's `switchboard.recovered` before a resent or replayed request's events."""
+        if self.host.face.announces and (replayed or reason):
             event = recovered_event(reason=reason or "new_upstream_socket", row=row, replayed=replayed)
-            await self.downstream.to_client(json.dumps(event))
+            await self.host.downstream.to_client(json.dumps(event))
 
-    async def _stop_recovery(self) -> None:
-        for task in list(self._recovery_tasks):
+    async def stop(self) -> None:
+        for task in list(self.tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        await asyncio.gather(*self._recovery_tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -7,7 +7,7 @@ Both faces (browser `ws/conversations/<id>/`, gateway `/v1/responses`) are a
   transport-only fields, lane names) plus the relay's own checks (frame size,
   read-only viewers, model allowed by the profile). Bad input gets an `error`
   event and the socket stays open.
-* A request is written and committed (recording.py) before it is sent; if
+* A request is written and committed (recording/) before it is sent; if
   that write fails it is not sent.
 * The upstream socket opens on the first request that needs it, not before
   (while that request is being written: neither waits for the other); a
@@ -31,14 +31,13 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from ..live import fanout
 from ..models import ResponseRecord, UpstreamConnection
 from ..protocol.errors import ProtocolError, SteerError
 from ..protocol.events import CreateEvent, SteerEvent, parse_client_event
@@ -54,11 +53,12 @@ from .context import (
     history_event,
     title_from,
 )
+from .faces import BROWSER, GATEWAY, Face
 from .lanes import Ticket
-from .limits import Admitted, Quota
-from .link import UpstreamLinkMixin, open_connection_pks
+from .limits import Quota
+from .link import UpstreamLinks, open_connection_pks
 from .ownership import Ownership
-from .recovery import RecoveringMixin, Resend
+from .recovery import Recovery, Resend
 from .stream import Downstream, UpstreamLink
 
 __all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession", "open_connection_pks"]
@@ -66,28 +66,30 @@ __all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession", "open_connection_pks"]
 logger = logging.getLogger("sessions_app.relay")
 
 SendText = Callable[[str], Awaitable[None]]
+
+
+class Publishing(Protocol):
+    """A conversation's live fan-out (live/fanout.Publisher)."""
+
+    def publish(self, text: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+#: (conversation id, the in-flight frames for a viewer arriving mid-response) -> its fan-out, or None.
+PublisherFor = Callable[[uuid.UUID, Callable[[], list[str]]], Publishing | None]
 Reason = UpstreamConnection.CloseReason
 Status = ResponseRecord.Status
 
 
-@dataclass(frozen=True)
-class Face:
-    """How a client socket differs: control events and default filling. The relay logic is shared."""
-
-    name: str
-    announces: bool  # switchboard.* control events
-    fills_defaults: bool  # store, instructions, tools from the conversation (model is always filled)
 
 
-BROWSER = Face("browser", announces=True, fills_defaults=True)
-GATEWAY = Face("gateway", announces=False, fills_defaults=False)
-
-
-class RelaySession(UpstreamLinkMixin, RecoveringMixin):
+class RelaySession:
     """One client socket's relay; `send` delivers a text frame to that client."""
 
     def __init__(self, *, face: Face, user, send: SendText, conversation: ConversationView | None = None,
-                 recorder: Recorder | None = None, quota: Quota | None = None) -> None:
+                 recorder: Recorder | None = None, quota: Quota | None = None,
+                 on_link_open: Callable[[], None] | None = None, publisher_for: PublisherFor | None = None) -> None:
         self.face = face
         self.user = user
         self.conversation = conversation
@@ -99,12 +101,16 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         )
         self.recorder.conversation_id = self.downstream.conversation_id
         self.recorder.on_overflow = self.recorder.on_overflow or self.downstream.recording_overflowed
-        self._closing = False
-        self._link_lock = asyncio.Lock()
-        self._recovery_tasks = set()
+        self.closing = False
+        self.links = UpstreamLinks(self)
+        self.recovery = Recovery(self)
         self._opening: asyncio.Task[UpstreamLink] | None = None  # an upstream socket opening beside a write
-        self._publisher: fanout.Publisher | None = None
-        self.downstream.recover = self._recover
+        # What the live layer hands in (the relay never imports it): a callback when an upstream socket
+        # opens (the process's liveness heartbeat), and a gateway conversation's fan-out to its viewers.
+        self.on_link_open = on_link_open
+        self._publisher_for = publisher_for
+        self._publisher: Publishing | None = None
+        self.downstream.recover = self.recovery.recover
         self.quota = quota or Quota(user_pk=user.pk)
         self.downstream.on_usage = self.quota.used
         self.ownership = Ownership(user=user, conversation_id=conversation.id if conversation else None,
@@ -119,9 +125,11 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         return cls(face=BROWSER, user=user, send=send, conversation=view)
 
     @classmethod
-    def gateway(cls, *, user, send: SendText, admitted: Admitted | None = None) -> RelaySession:
-        quota = Quota(user_pk=user.pk, limits=admitted.limits, usage=admitted.usage) if admitted else None
-        return cls(face=GATEWAY, user=user, send=send, quota=quota)
+    def gateway(cls, *, user, send: SendText, quota: Quota | None = None,
+                on_link_open: Callable[[], None] | None = None,
+                publisher_for: PublisherFor | None = None) -> RelaySession:
+        return cls(face=GATEWAY, user=user, send=send, quota=quota, on_link_open=on_link_open,
+                   publisher_for=publisher_for)
 
     @property
     def read_only(self) -> bool:
@@ -190,18 +198,18 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
             exc.stream_id = event.stream_id
             raise exc
         await self.quota.check(event.stream_id)
-        replay = self._needs_replay(event.previous_response_id, payload, conversation)
+        replay = self.needs_replay(event.previous_response_id, payload, conversation)
         parent_pk, parent_forks = self._known_parent(event.previous_response_id, event.stream_id)
         row = RequestRow(
             conversation_id=conversation.id, stream_id=event.stream_id,
             previous_response_id=event.previous_response_id, parent_pk=parent_pk, parent_forks=parent_forks,
             origin=_origin(payload), model=model, payload=payload, use_compacted_window=True, replay=replay,
-            title="" if conversation.title else title_from(payload), connection_pk=self._open_connection_pk(),
+            title="" if conversation.title else title_from(payload), connection_pk=self.open_connection_pk(),
         )
         self.quota.started()
-        await self._submit(row, raw=event.raw, frame=frame)
+        await self.submit(row, raw=event.raw, frame=frame)
 
-    async def _submit(self, row: RequestRow, *, raw: dict[str, Any] | None, frame: str | bytes | None,
+    async def submit(self, row: RequestRow, *, raw: dict[str, Any] | None, frame: str | bytes | None,
                       resends: int = 0, reason: str | None = None) -> None:
         """Write a create's record, then send it (as the client framed it when nothing was rewritten)."""
         if row.replay:
@@ -217,20 +225,20 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
                         sent_at=timezone.now(), request=Resend(row=row, resends=resends))
         replayed = row.replay and bool(row.previous_response_id) and written.previous_response_id is None
         if replayed or reason:
-            await self._announce_recovery(row, replayed=replayed, reason=reason)
+            await self.recovery.announce(row, replayed=replayed, reason=reason)
         await self._send_upstream(ticket, text, row.connection_pk, opening=opening)
 
     def _open_beside_write(self) -> asyncio.Task[UpstreamLink] | None:
         """Start opening the upstream socket when this request will need a new one, so the handshake
         runs while the request is written (the request is still sent only once it is committed)."""
         conversation = self.conversation
-        if conversation is None or conversation.profile is None or self._open_connection_pk() is not None:
+        if conversation is None or conversation.profile is None or self.open_connection_pk() is not None:
             return None
-        self._opening = opening = asyncio.ensure_future(self._ensure_link())
+        self._opening = opening = asyncio.ensure_future(self.links.ensure())
         opening.add_done_callback(_retrieved)  # a write that fails leaves it unawaited
         return opening
 
-    def _needs_replay(self, previous: str | None, payload: dict[str, Any], conversation: ConversationView) -> bool:
+    def needs_replay(self, previous: str | None, payload: dict[str, Any], conversation: ConversationView) -> bool:
         """A continuation the upstream socket cannot know (a new socket has an empty cache, PROTOCOL.md §4).
 
         With `store=true` the upstream hydrates it itself. Otherwise, if the conversation allows
@@ -280,11 +288,11 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         self.ownership.learn(owned)
         self.recorder.conversation_id = self.downstream.conversation_id = self.conversation.id
         self.downstream.latest = self.conversation.latest_response_id
-        channel_layer = fanout.layer()
-        if channel_layer is not None:  # viewers of this conversation see the gateway's events live
-            self._publisher = fanout.Publisher(self.conversation.id, channel_layer,
-                                               backlog=self.downstream.in_flight_frames)
-            self.downstream.publish = self._publisher.publish
+        publisher = self._publisher_for(self.conversation.id, self.downstream.in_flight_frames) \
+            if self._publisher_for is not None else None
+        if publisher is not None:  # viewers of this conversation see the gateway's events live
+            self._publisher = publisher
+            self.downstream.publish = publisher.publish
             self.downstream.keep_tail = True  # the backlog of a watcher that arrives mid-response
 
     def _complete_create(self, raw: dict[str, Any], conversation: ConversationView) -> dict[str, Any]:
@@ -326,7 +334,7 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         """
         for attempt in range(2):
             try:
-                link = await (opening if opening is not None and attempt == 0 else self._ensure_link())
+                link = await (opening if opening is not None and attempt == 0 else self.links.ensure())
             except relay_errors.RelayError as exc:
                 await self.downstream.end_ticket(ticket, Status.FAILED, exc, connection_pk=None)
                 return
@@ -356,16 +364,16 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         """Close the upstream socket (requests still open end interrupted), drain the recorder.
 
         A gateway socket calls it when its client leaves; a browser conversation's hub when its
-        idle grace is over (hub.py), with reason `idle`.
+        idle grace is over (live/hub.py), with reason `idle`.
         """
-        if self._closing:
+        if self.closing:
             return
-        self._closing = True
+        self.closing = True
         self.downstream.client_gone = True
         if self._opening is not None:  # a socket opening beside a write that failed: close it too
             await asyncio.wait([self._opening])
-        await self._stop_recovery()
-        await self._close_link(reason)
+        await self.recovery.stop()
+        await self.links.close(reason)
         if self._publisher is not None:
             await self._publisher.close()
         await self.recorder.close()
@@ -383,12 +391,12 @@ class RelaySession(UpstreamLinkMixin, RecoveringMixin):
         return record_pk, self.downstream.forks(record_pk, parent_lane, lane)
 
     def _has_seen(self, response_id: str) -> bool:
-        """A response of this session's conversation it already knows, with no query (relay_ownership.py)."""
+        """A response of this session's conversation it already knows, with no query (ownership.py)."""
         link = self.downstream.link
         return (response_id in self.downstream.records or (link is not None and response_id in link.book.seen)
                 or (self.conversation is not None and response_id == self.conversation.latest_response_id))
 
-    def _open_connection_pk(self) -> int | None:
+    def open_connection_pk(self) -> int | None:
         link = self.downstream.link
         return link.connection_pk if link is not None and link.is_open else None
 

@@ -1,6 +1,6 @@
 """Upstream -> client: forward each frame, route it to its request, record what ended, report status.
 
-The hot half of the relay (relay.py holds the client half). Rules:
+The hot half of the relay (session.py holds the client half). Rules:
 
 * A frame is forwarded to the client verbatim *before* anything else is done
   with it; bookkeeping is in memory and recording is a queued op (O(1)).
@@ -27,7 +27,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.utils import timezone
 
@@ -48,10 +48,8 @@ from ..recording import (
 )
 from ..upstream import UpstreamSocket
 from . import errors as relay_errors
+from .faces import Face
 from .lanes import TERMINAL_EVENTS, LaneBook, Ticket
-
-if TYPE_CHECKING:
-    from .session import Face
 
 __all__ = ["UpstreamLink", "Downstream", "decode_event"]
 
@@ -131,11 +129,11 @@ class Downstream:
         self._recorded: tuple[str, str] = (status, latest_response_id)
         self._announced: tuple[str, str, str] | None = None
         self.client_gone = False
-        self.recover: Recover | None = None  # set by the relay session (relay_recovery.py)
-        # A hub (hub.py) keeps each in-flight response's frames for clients that attach mid-response.
+        self.recover: Recover | None = None  # set by the relay session (recovery.py)
+        # A hub (live/hub.py) keeps each in-flight response's frames for clients that attach mid-response.
         self.keep_tail = False
         self.on_ended: Callable[[Ticket], None] | None = None
-        self.publish: Callable[[str], None] | None = None  # a gateway session's fan-out (fanout.py)
+        self.publish: Callable[[str], None] | None = None  # a gateway session's fan-out (live/fanout.py)
         self.on_usage: Callable[[int], None] | None = None  # a finished response's total tokens (limits.py)
         self._client_errors: dict[str, ErrorTally] = {}  # code -> this session's aggregated row
         self._count_timer: asyncio.TimerHandle | None = None

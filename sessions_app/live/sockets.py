@@ -1,0 +1,97 @@
+"""This process's client sockets, counted where every process sees them (the `ClientSocket` table).
+
+Rules:
+
+* A socket is admitted before it is accepted: the user's open sockets are counted and this one is
+  registered in one transaction, or `LimitExceeded` (`too_many_sockets`, relay/limits.py) is raised.
+* Its row goes when it closes. Each process beats its rows like its upstream sockets (process.py),
+  so the rows of a process that died stop counting after `lease()`, and are deleted after ten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from .. import process
+from ..models import ApiToken, ClientSocket, hash_token
+from ..recording import on_db_thread
+from ..relay.limits import LimitExceeded, Limits, Usage, limits_for, usage_snapshot
+
+__all__ = ["Admitted", "admit_socket", "release_socket", "start_socket_heartbeat", "lease"]
+
+logger = logging.getLogger("sessions_app.security")
+
+def socket_beat_seconds() -> float:
+    return process.heartbeat_seconds() if process.heartbeats_enabled() else 10.0
+
+
+def lease() -> timedelta:
+    return timedelta(seconds=socket_beat_seconds() * process.LEASE_BEATS)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    socket_pk: int
+    token_pk: int | None
+    limits: Limits
+    usage: Usage
+
+
+def admit_socket(*, user, face: str, raw_token: str | None = None) -> Admitted:
+    """Count the user's open sockets and register this one, or raise LimitExceeded (sync)."""
+    limits = limits_for(user.pk)
+    token_pk = None
+    if raw_token:
+        token_pk = ApiToken.objects.filter(token_hash=hash_token(raw_token)).values_list("pk", flat=True).first()
+    with transaction.atomic():
+        if limits.max_sockets:
+            # Serialise one user's admissions (PostgreSQL; SQLite's write transaction already does).
+            list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+            live = ClientSocket.objects.filter(user_id=user.pk, heartbeat_at__gte=timezone.now() - lease()).count()
+            if live >= limits.max_sockets:
+                logger.warning("Socket refused: user %s has %d sockets open (limit %d)", user.pk, live,
+                               limits.max_sockets)
+                raise LimitExceeded("too_many_sockets",
+                                    f"You have {live} sockets open; the limit is {limits.max_sockets} concurrent "
+                                    "sockets per user. Close one and try again.")
+        row = ClientSocket.objects.create(user_id=user.pk, face=face, token_id=token_pk, holder=process.PROCESS_ID)
+    return Admitted(row.pk, token_pk, limits, usage_snapshot(user_pk=user.pk))
+
+
+def release_socket(socket_pk: int) -> None:
+    ClientSocket.objects.filter(pk=socket_pk).delete()
+
+
+def _beat_sockets() -> None:
+    now = timezone.now()
+    ClientSocket.objects.filter(holder=process.PROCESS_ID).update(heartbeat_at=now)
+    ClientSocket.objects.filter(heartbeat_at__lt=now - 10 * lease()).delete()  # rows of processes long dead
+
+
+_BEATING: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+
+def start_socket_heartbeat() -> None:
+    """Beat this process's client-socket rows while its loop runs (started once per loop)."""
+    loop = asyncio.get_running_loop()
+    task = _BEATING.get(loop)
+    if task is None or task.done():
+        for old in [old for old in _BEATING if old.is_closed()]:
+            del _BEATING[old]
+        _BEATING[loop] = loop.create_task(_beat_forever(), name="switchboard-socket-heartbeat")
+
+
+async def _beat_forever() -> None:
+    while True:
+        await asyncio.sleep(socket_beat_seconds())
+        try:
+            await on_db_thread(_beat_sockets)
+        except Exception as exc:
+            logger.warning("Client-socket heartbeat failed: %r", exc)
