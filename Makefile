@@ -8,6 +8,7 @@ test:  ## set up and run the whole test suite (SQLite, then PostgreSQL + Redis)
 
 lint:
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports --no-cache
 
 bench-simulator:
 	.venv/bin/python bench/simulator.py

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite: lint, then pytest on the embedded
+# Set up and run the whole test suite: lint (ruff, import contracts), then pytest on the embedded
 # configuration (SQLite + in-memory layer), then again on PostgreSQL + Redis
 # (DATABASE_URL / REDIS_URL if set, else the local services on 127.0.0.1:5432
 # and :6379 when they answer). Extra arguments go to pytest.
@@ -20,6 +20,9 @@ fi
 
 echo "== ruff"
 .venv/bin/ruff check .
+
+echo "== lint-imports (the layer contracts in .importlinter)"
+.venv/bin/lint-imports --no-cache
 
 answers() { $PY -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$1" 2>/dev/null; }
 
