@@ -10,7 +10,6 @@ and bulk-created at its end.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,7 @@ from django.utils import timezone
 from ..models import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
 from ..protocol.items import item_text, item_type
 from ..protocol.outcome import Usage
-from .columns import adapter, insert_columns
+from .statements import Statement, insert_rows, insert_statement, update_row, update_statement
 
 __all__ = [
     "Op",
@@ -47,45 +46,6 @@ __all__ = [
 ]
 
 
-Statement = tuple[str, list[Any]]  # SQL with %s placeholders, and its parameters
-
-
-def insert_statement(rows: list[Any], *, returning: bool = False) -> Statement:
-    """One INSERT of model instances of one model (see `insert_rows`)."""
-    model = type(rows[0])
-    connection = connections[router.db_for_write(model)]
-    columns = insert_columns(model, connection)
-    quote = connection.ops.quote_name
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f, _ in columns)}) "
-           f"VALUES {', '.join([one] * len(rows))}")
-    if returning:
-        sql += f" RETURNING {quote(model._meta.pk.column)}"
-    return sql, [adapt(f.pre_save(row, True)) for row in rows for f, adapt in columns]
-
-
-def insert_rows(rows: list[Any], *, returning: bool = False) -> list[int]:
-    """INSERT model instances of one model in one statement; the new pks if `returning`.
-
-    What `bulk_create` does for these plain rows (every field's `pre_save` and `get_db_prep_save`,
-    so defaults, auto_now_add and JSON adapt the same way), without building a query and compiler
-    per call: on the relay's per-turn path that machinery cost more than the database did.
-    SQLite (3.35+) and PostgreSQL both return the new ids in VALUES order.
-    """
-    if not rows:
-        return []
-    sql, params = insert_statement(rows, returning=returning)
-    with connections[router.db_for_write(type(rows[0]))].cursor() as cursor:
-        cursor.execute(sql, params)
-        if not returning:
-            return []
-        pks = [r[0] for r in cursor.fetchall()]
-    for row, pk in zip(rows, pks, strict=True):
-        row.pk = pk
-        row._state.adding = False
-    return pks
-
-
 _ITEM_TYPES = frozenset(Item.ItemType.values)
 
 
@@ -100,35 +60,6 @@ def item_values(direction: str, position: int, raw: dict[str, Any]) -> dict[str,
 
 def item_rows(record_pk: int, direction: str, items: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> list[Item]:
     return [Item(response_id=record_pk, **item_values(direction, position, raw)) for position, raw in enumerate(items)]
-
-
-_UPDATES: dict[tuple[Any, ...], tuple[str, list[Callable[[Any], Any]], Callable[[Any], Any]]] = {}
-
-
-def update_statement(model: type[Any], pk: Any, values: dict[str, Any]) -> Statement:
-    """`model.objects.filter(pk=pk).update(**values)` for plain values, without the query machinery.
-
-    SQL and per-column adapters are made once per (model, columns, database)."""
-    connection = connections[router.db_for_write(model)]
-    key = (model, tuple(values), connection.alias, connection.vendor)
-    shape = _UPDATES.get(key)
-    if shape is None:
-        quote, meta = connection.ops.quote_name, model._meta
-        fields = [meta.get_field(name) for name in values]
-        sql = (f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields)} "
-               f"WHERE {quote(meta.pk.column)} = %s")
-        pk_field = meta.pk
-        shape = _UPDATES[key] = (sql, [adapter(f, connection) for f in fields],
-                                 lambda value: pk_field.get_db_prep_value(value, connection))
-    sql, adapters, adapt_pk = shape
-    params = [adapt(value) for adapt, value in zip(adapters, values.values(), strict=True)]
-    params.append(adapt_pk(pk))
-    return sql, params
-
-
-def update_row(model: type[Any], pk: Any, values: dict[str, Any]) -> None:
-    with connections[router.db_for_write(model)].cursor() as cursor:
-        cursor.execute(*update_statement(model, pk, values))
 
 
 @dataclass

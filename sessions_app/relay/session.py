@@ -188,7 +188,7 @@ class RelaySession:
             await self.ownership.check(refs, event.stream_id)
         conversation = self.conversation
         assert conversation is not None
-        payload = self._complete_create(event.raw, conversation)
+        payload = self.face.complete_create(event.raw, conversation)
         model = payload.get("model")
         if not isinstance(model, str):
             raise ProtocolError("invalid_type", "Invalid type for 'model': expected a string.", param="model",
@@ -294,27 +294,6 @@ class RelaySession:
             self._publisher = publisher
             self.downstream.publish = publisher.publish
             self.downstream.keep_tail = True  # the backlog of a watcher that arrives mid-response
-
-    def _complete_create(self, raw: dict[str, Any], conversation: ConversationView) -> dict[str, Any]:
-        """Fill what the client left to the conversation; strip our metadata key. Same dict if unchanged."""
-        changes: dict[str, Any] = {}
-        if not raw.get("model"):
-            changes["model"] = conversation.model or (conversation.profile.default_model if conversation.profile
-                                                      else settings.SWITCHBOARD_DEFAULT_MODEL)
-        if self.face.fills_defaults:
-            if "store" not in raw:
-                changes["store"] = conversation.store
-            if "instructions" not in raw and conversation.instructions:
-                changes["instructions"] = conversation.instructions
-            if "tools" not in raw and conversation.tools:
-                changes["tools"] = conversation.tools
-        metadata = raw.get("metadata")
-        if isinstance(metadata, dict) and CONVERSATION_METADATA_KEY in metadata:
-            rest = {k: v for k, v in metadata.items() if k != CONVERSATION_METADATA_KEY}
-            raw = {k: v for k, v in raw.items() if k != "metadata"}
-            if rest:
-                raw["metadata"] = rest
-        return {**raw, **changes} if changes else raw
 
     async def _write(self, row: RequestRow, lane: str | None) -> RequestWritten:
         try:

@@ -1,0 +1,103 @@
+"""Who may do what: personal API tokens, per-user limits, and the client sockets those limits count."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+TOKEN_PREFIX = "sb_"
+LAST_USED_PRECISION = timedelta(minutes=1)  # ApiToken.last_used_at
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A personal token for programmatic clients: only its hash is kept; the token is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to recognise a token.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @classmethod
+    def issue(cls, *, user, name: str = "") -> tuple[ApiToken, str]:
+        """Create a token; the returned raw value is the only copy there will ever be."""
+        raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, prefix=raw[:10], token_hash=hash_token(raw))
+        return token, raw
+
+    @classmethod
+    def authenticate(cls, raw: str):
+        """The active token's user for a raw token, or None; records the use, to the minute.
+
+        The tokens page shows the minute, and a fleet of agents opening sockets with one token
+        would otherwise queue a write per socket (on SQLite, one at a time)."""
+        if not raw.startswith(TOKEN_PREFIX):
+            return None
+        token = cls.objects.select_related("user").filter(token_hash=hash_token(raw), revoked_at=None).first()
+        if token is None or not token.user.is_active:
+            return None
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
+            cls.objects.filter(pk=token.pk).update(last_used_at=now)
+        return token.user
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])
+
+
+class UserLimits(models.Model):
+    """Per-user overrides of the SWITCHBOARD_LIMIT_* settings (limits.py). Empty: the default; 0: no limit."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="switchboard_limits")
+    max_sockets = models.PositiveIntegerField(
+        "concurrent client sockets", null=True, blank=True, help_text="Browser and gateway sockets open at once.")
+    max_upstream_sockets = models.PositiveIntegerField(
+        "concurrent upstream sockets", null=True, blank=True, help_text="Upstream sockets held at once.")
+    responses_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Total tokens in the last 24 hours.")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "user limits"
+
+    def __str__(self) -> str:
+        return f"Limits of {self.user}"
+
+
+class ClientSocket(models.Model):
+    """A client socket open now, on some process: what the concurrent-socket limit counts.
+
+    The row is made when the socket is admitted and removed when it closes; the process beats its
+    rows like its upstream sockets (liveness.py), so the rows of a process that died stop counting.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    face = models.CharField(max_length=10)
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    holder = models.CharField(max_length=120)
+    opened_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "heartbeat_at"]), models.Index(fields=["holder"])]
