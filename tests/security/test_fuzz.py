@@ -169,6 +169,9 @@ async def bystander(socket: Socket, stop: asyncio.Event, done: list[dict[str, An
         await asyncio.sleep(0.1)  # a person's pace, well under the per-user limits
 
 
+# The strategies use no `random`; with Redis, channels_redis names its channels with the global
+# `random` on the event loop while Hypothesis draws on its worker thread, which Hypothesis reports.
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 async def test_fuzzed_frames_never_break_a_socket(profile, user, tokens, conversation_of, open_browser,
                                                   open_gateway, caplog):
     conversation = await conversation_of(user)
