@@ -7,7 +7,8 @@
 * recovery.py: when a request is replayed from the records instead of continued (a lost cache, the
   60-minute limit); context.py: what the relay reads from the database before it streams;
 * ownership.py: the stored ids a client names, checked against its user's records; limits.py: the
-  per-user limits; errors.py: the relay's own `error` events.
+  per-user limits; errors.py: the relay's own `error` events; refusals.py: how refusals are recorded;
+  faces.py: what the browser and the gateway face each fill in and are told.
 """
 
 from .context import AttachRefused, ConversationView, conversation_for_socket, history_event

@@ -9,11 +9,8 @@ The hot half of the relay (session.py holds the client half). Rules:
   closes (failed; interrupted when the client left).
 * Every ended request becomes one `Finished` op; every error (the upstream's
   `error`, `response.failed` and `response.steer.failed`, the relay's own)
-  one `ErrorRow` with its source. Client mistakes are aggregated: the first
-  of each code on this session is written as an example, later ones only
-  count in memory and reach that row as one `ErrorCount` op at most every
-  `CLIENT_ERROR_FLUSH_SECONDS` and when the recorder flushes (at close), so
-  a flood of bad frames writes a bounded number of rows.
+  one `ErrorRow` with its source; client mistakes are aggregated per code
+  (refusals.py), so a flood of bad frames writes a bounded number of rows.
 * The browser face is told `switchboard.status` whenever (status, upstream,
   latest_response_id) changes and `switchboard.upstream_closed` when a
   socket closes; the conversation row follows the same status.
@@ -39,9 +36,7 @@ from ..protocol.outcome import Outcome
 from ..recording import (
     ConnectionClosed,
     ConversationState,
-    ErrorCount,
     ErrorRow,
-    ErrorTally,
     Finished,
     Recorder,
     Started,
@@ -50,6 +45,7 @@ from ..upstream import UpstreamSocket
 from . import errors as relay_errors
 from .faces import Face
 from .lanes import TERMINAL_EVENTS, LaneBook, Ticket
+from .refusals import Refusals
 
 __all__ = ["UpstreamLink", "Downstream", "decode_event"]
 
@@ -63,7 +59,6 @@ LIMIT_CODE = "websocket_connection_limit_reached"
 NOT_FOUND_CODE = "previous_response_not_found"
 # Upstream errors that mean "the connection-local cache is gone": the relay may resend the request.
 RECOVERABLE_CODES = frozenset({LIMIT_CODE, NOT_FOUND_CODE})
-CLIENT_ERROR_FLUSH_SECONDS = 1.0
 # recover(link, ticket, code) -> True when the relay takes the request over and resends it.
 Recover = Callable[["UpstreamLink", "Ticket | None", str], bool]
 
@@ -135,9 +130,7 @@ class Downstream:
         self.on_ended: Callable[[Ticket], None] | None = None
         self.publish: Callable[[str], None] | None = None  # a gateway session's fan-out (live/fanout.py)
         self.on_usage: Callable[[int], None] | None = None  # a finished response's total tokens (limits.py)
-        self._client_errors: dict[str, ErrorTally] = {}  # code -> this session's aggregated row
-        self._count_timer: asyncio.TimerHandle | None = None
-        recorder.before_flush = self.flush_client_errors
+        self.refusals = Refusals(recorder)
 
     # -- upstream events ---------------------------------------------------------------
 
@@ -365,33 +358,8 @@ class Downstream:
         await self.to_client(json.dumps(event))
 
     def record_refusal(self, exc: ProtocolError, event: dict[str, Any]) -> None:
-        """Record a refusal: the relay's own failures one row each, the client's aggregated (module rules)."""
-        source = exc.source if isinstance(exc, relay_errors.RelayError) else ErrorEvent.Source.CLIENT
-        if source != ErrorEvent.Source.CLIENT:
-            self.recorder.add(ErrorRow.from_event(event, source=source, conversation_id=self.conversation_id))
-            return
-        code = str(exc.code or "")
-        tally = self._client_errors.get(code)
-        if tally is None:
-            self._client_errors[code] = tally = ErrorTally(last_seen_at=timezone.now())
-            self.recorder.add(ErrorRow.from_event(event, source=source, conversation_id=self.conversation_id,
-                                                  tally=tally))
-            return
-        tally.count += 1
-        tally.last_seen_at = timezone.now()
-        if self._count_timer is None:
-            self._count_timer = asyncio.get_running_loop().call_later(CLIENT_ERROR_FLUSH_SECONDS,
-                                                                      self.flush_client_errors)
-
-    def flush_client_errors(self) -> None:
-        """Queue one `ErrorCount` per client error that happened again since the last call."""
-        if self._count_timer is not None:
-            self._count_timer.cancel()
-            self._count_timer = None
-        for tally in self._client_errors.values():
-            if tally.count != tally.queued:
-                tally.queued = tally.count
-                self.recorder.add(ErrorCount(tally))
+        """Record a refusal: the relay's own failures one row each, the client's aggregated (refusals.py)."""
+        self.refusals.record(exc, event, conversation_id=self.conversation_id)
 
     async def recording_overflowed(self) -> None:
         if self.face.announces:
