@@ -43,10 +43,10 @@ def _authenticated_user(request: HttpRequest):
             }}, status=429)
             response["Retry-After"] = str(refused.retry_after)
             return None, response
-        user = token_authenticate(raw=token.strip(), address=address, face="api")
-        if user is None:
+        api_token = token_authenticate(raw=token.strip(), address=address, face="api")
+        if api_token is None:
             return None, _error(401, "invalid_token", "The API token is invalid or revoked.")
-        return user, None
+        return api_token.user, None
     if not request.user.is_authenticated:
         return None, _error(401, "not_authenticated", "Sign in or send an API token.")
     rejected = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})

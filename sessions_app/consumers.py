@@ -22,7 +22,6 @@ from collections.abc import Awaitable
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from .gateway_auth import bearer_token
 from .live import fanout, hub, liveness, revocation, sockets
 from .recording import on_db_thread
 from .relay import AttachRefused, RelaySession, open_connection_pks
@@ -65,11 +64,11 @@ class RelayConsumer(AsyncWebsocketConsumer):
             except Exception as exc:  # the row stops counting once this process stops beating it
                 logger.warning("Could not release a client socket row: %r", exc)
 
-    async def _admit(self, face: str, raw_token: str | None = None) -> bool:
+    async def _admit(self, face: str, token_pk: int | None = None) -> bool:
         """Count this socket against its user's limit; over it, tell the client and close (already accepted)."""
         try:
             self.admitted = await on_db_thread(sockets.admit_socket, user=self.scope["user"], face=face,
-                                               raw_token=raw_token)
+                                               token_pk=token_pk)
         except LimitExceeded as exc:
             await self._send_text(json.dumps(exc.to_event()))
             await self.close(code=LIMITED_CODE)
@@ -121,11 +120,11 @@ class GatewayConsumer(RelayConsumer):
             await self.close()
             return
         await self.accept()
-        if not await self._admit("gateway", bearer_token(self.scope.get("headers", []))):
+        if not await self._admit("gateway", self.scope.get("api_token_pk")):
             return
         admitted = self.admitted
         self.relay = RelaySession.gateway(
-            user=user, send=self._send_text, quota=Quota(user_pk=user.pk, limits=admitted.limits, usage=admitted.usage),
+            user=user, send=self._send_text, quota=Quota(user_pk=user.pk, limits=admitted.limits),
             on_link_open=_start_heartbeat, publisher_for=fanout.publisher_for,
         )
         self._watch()

@@ -1,6 +1,6 @@
 """ASGI middleware for the gateway socket: a personal API token instead of a session.
 
-* `Authorization: Bearer sb_…` on the upgrade request sets `scope["user"]`
+* `Authorization: Bearer sb_…` on the upgrade request sets `scope["user"]` (and `scope["api_token_pk"]`)
   (ApiToken.authenticate, which also records the use); anything else leaves
   an `AnonymousUser` and the consumer refuses the socket (403), after the
   failure is counted and logged (token_guard.py). A client with too many
@@ -56,8 +56,10 @@ class ApiTokenAuthMiddleware:
             failure_log(face="gateway", reason=Reason.THROTTLED, address=address, prefix=prefix,
                         retry_after=refused.retry_after)
             return await _refuse_throttled(receive, send, refused)
-        user = await database_sync_to_async(token_authenticate)(raw=token, address=address, face="gateway")
-        return await self.application({**scope, "user": user or AnonymousUser()}, receive, send)
+        api_token = await database_sync_to_async(token_authenticate)(raw=token, address=address, face="gateway")
+        user = api_token.user if api_token is not None else AnonymousUser()
+        return await self.application({**scope, "user": user, "api_token_pk": api_token.pk if api_token else None},
+                                      receive, send)
 
 
 THROTTLED_CLOSE_CODE = 4429

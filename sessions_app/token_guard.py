@@ -3,7 +3,7 @@
 Rules:
 
 * Ask `throttle` first (`throttled`/`athrottled`); while it refuses, no token is looked up.
-* `token_authenticate` is the lookup: it returns the user, or counts the failure (throttle.py) and
+* `token_authenticate` is the lookup: it returns the token (and its user), or counts the failure (throttle.py) and
   logs it.
 * Each refusal is one WARNING on logger ``sessions_app.security`` with the face (gateway, api), the
   reason (missing, unknown, revoked, inactive user, throttled), the client address and the token's
@@ -52,11 +52,12 @@ def _failure_reason(raw: str | None) -> Reason:
     return Reason.REVOKED if token.revoked_at is not None else Reason.INACTIVE_USER
 
 
-def token_authenticate(*, raw: str | None, address: str | None, face: str):
-    """The token's user, or None after counting and logging the failure (sync: database and cache)."""
-    user = ApiToken.authenticate(raw) if raw else None
-    if user is not None:
-        return user
+def token_authenticate(*, raw: str | None, address: str | None, face: str) -> ApiToken | None:
+    """The active token (`.user` loaded), or None after counting and logging the failure (sync: database
+    and cache)."""
+    token = ApiToken.authenticate_token(raw) if raw else None
+    if token is not None:
+        return token
     prefix = token_prefix(raw)
     failure_record(address=address, prefix=prefix)
     failure_log(face=face, reason=_failure_reason(raw), address=address, prefix=prefix)

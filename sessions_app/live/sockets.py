@@ -20,9 +20,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import process
-from ..models import ApiToken, ClientSocket, hash_token
+from ..models import ClientSocket
 from ..recording import on_db_thread
-from ..relay.limits import LimitExceeded, Limits, Usage, limits_for, usage_snapshot
+from ..relay.limits import LimitExceeded, Limits, limits_for
 
 __all__ = ["Admitted", "admit_socket", "release_socket", "start_socket_heartbeat", "lease"]
 
@@ -41,15 +41,11 @@ class Admitted:
     socket_pk: int
     token_pk: int | None
     limits: Limits
-    usage: Usage
 
 
-def admit_socket(*, user, face: str, raw_token: str | None = None) -> Admitted:
+def admit_socket(*, user, face: str, token_pk: int | None = None) -> Admitted:
     """Count the user's open sockets and register this one, or raise LimitExceeded (sync)."""
     limits = limits_for(user.pk)
-    token_pk = None
-    if raw_token:
-        token_pk = ApiToken.objects.filter(token_hash=hash_token(raw_token)).values_list("pk", flat=True).first()
     with transaction.atomic():
         if limits.max_sockets:
             # Serialise one user's admissions (PostgreSQL; SQLite's write transaction already does).
@@ -62,7 +58,7 @@ def admit_socket(*, user, face: str, raw_token: str | None = None) -> Admitted:
                                     f"You have {live} sockets open; the limit is {limits.max_sockets} concurrent "
                                     "sockets per user. Close one and try again.")
         row = ClientSocket.objects.create(user_id=user.pk, face=face, token_id=token_pk, holder=process.PROCESS_ID)
-    return Admitted(row.pk, token_pk, limits, usage_snapshot(user_pk=user.pk))
+    return Admitted(row.pk, token_pk, limits)
 
 
 def release_socket(socket_pk: int) -> None:

@@ -48,7 +48,13 @@ class ApiToken(models.Model):
 
     @classmethod
     def authenticate(cls, raw: str):
-        """The active token's user for a raw token, or None; records the use, to the minute.
+        """The active token's user for a raw token, or None (see `authenticate_token`)."""
+        token = cls.authenticate_token(raw)
+        return token.user if token is not None else None
+
+    @classmethod
+    def authenticate_token(cls, raw: str) -> ApiToken | None:
+        """The active token (its user loaded) for a raw token, or None; records the use, to the minute.
 
         The tokens page shows the minute, and a fleet of agents opening sockets with one token
         would otherwise queue a write per socket (on SQLite, one at a time)."""
@@ -60,7 +66,7 @@ class ApiToken(models.Model):
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
             cls.objects.filter(pk=token.pk).update(last_used_at=now)
-        return token.user
+        return token
 
     def revoke(self) -> None:
         self.revoked_at = timezone.now()

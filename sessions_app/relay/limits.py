@@ -12,7 +12,8 @@ not be able to take all of it. Rules:
   would open: a cold path, never per event.
 * Responses per hour and tokens per day are checked per `response.create`
   without a query: each process keeps a snapshot of each user's usage from
-  the records, refreshed in the background when older than
+  the records, taken at a session's first create (sessions that start
+  together share one query), refreshed in the background when older than
   `USAGE_REFRESH_SECONDS`, plus what its own sessions started (responses)
   and finished (tokens) since. Several processes may overshoot a limit by
   what they start within one refresh interval.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -143,54 +145,83 @@ def usage_snapshot(*, user_pk: int) -> Usage:
     )
 
 
-_USAGE: dict[int, Usage] = {}  # user pk -> this process's view of the user's usage
+class _Usages:
+    """This process's view of each user's usage, per event loop (a process serves on one; tests run a
+    loop each, so nothing leaks between them). Sockets that arrive together share one query."""
+
+    def __init__(self) -> None:
+        self.latest: dict[int, Usage] = {}
+        self.loading: dict[int, asyncio.Future[Usage]] = {}
+
+    async def fresh(self, user_pk: int) -> Usage:
+        """The user's usage from the records, taken now or by a query already on its way."""
+        loading = self.loading.get(user_pk)
+        if loading is None:
+            loading = self.loading[user_pk] = asyncio.ensure_future(on_db_thread(usage_snapshot, user_pk=user_pk))
+            loading.add_done_callback(lambda _: self.loading.pop(user_pk, None))
+        usage = await asyncio.shield(loading)
+        latest = self.latest.get(user_pk)
+        if latest is None or latest.taken <= usage.taken:
+            self.latest[user_pk] = usage
+        return self.latest[user_pk]
+
+
+_USAGES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Usages] = weakref.WeakKeyDictionary()
+
+
+def _usages() -> _Usages:
+    loop = asyncio.get_running_loop()
+    usages = _USAGES.get(loop)
+    if usages is None:
+        usages = _USAGES[loop] = _Usages()
+    return usages
 
 
 class Quota:
-    """One relay session's view of its user's rate limits (no query on the way of a create)."""
+    """One relay session's view of its user's rate limits (no query on the way of a create but its first)."""
 
-    def __init__(self, *, user_pk: int, limits: Limits | None = None, usage: Usage | None = None) -> None:
+    def __init__(self, *, user_pk: int, limits: Limits | None = None) -> None:
         self.user_pk = user_pk
         self.limits = limits
-        if usage is not None:
-            _USAGE[user_pk] = usage
+        self._usage: Usage | None = None
 
     async def check(self, lane: str | None) -> None:
         """Raise LimitExceeded when a new response would exceed the hourly or daily limit."""
-        if self.limits is None or self.user_pk not in _USAGE:  # a browser session's first create
-            self.limits = self.limits or await on_db_thread(limits_for, user_pk=self.user_pk)
-            if self.limits.responses_per_hour or self.limits.tokens_per_day:
-                _USAGE[self.user_pk] = await on_db_thread(usage_snapshot, user_pk=self.user_pk)
+        if self.limits is None:  # a browser session's first create
+            self.limits = await on_db_thread(limits_for, user_pk=self.user_pk)
         limits = self.limits
         if not (limits.responses_per_hour or limits.tokens_per_day):
             return
-        usage = _USAGE[self.user_pk]
+        usages = _usages()
+        if self._usage is None:  # this session's first create: the records as they are now
+            self._usage = await usages.fresh(self.user_pk)
+        usage = self._usage = usages.latest.get(self.user_pk, self._usage)
         if time.monotonic() - usage.taken > USAGE_REFRESH_SECONDS and not usage.refreshing:
             usage.refreshing = True
-            asyncio.get_running_loop().create_task(self._refresh(usage))
+            asyncio.get_running_loop().create_task(self._refresh(usages, usage))
         check_usage(limits, usage, lane)
 
     def started(self) -> None:
-        usage = _USAGE.get(self.user_pk)
+        usage = self._current()
         if usage is not None:
             usage.responses += 1
             usage.oldest_response = usage.oldest_response or time.time() + HOUR.total_seconds()
 
     def used(self, tokens: int) -> None:
-        usage = _USAGE.get(self.user_pk)
+        usage = self._current()
         if usage is not None and tokens:
             usage.tokens += tokens
             usage.oldest_tokens = usage.oldest_tokens or time.time() + DAY.total_seconds()
 
-    async def _refresh(self, stale: Usage) -> None:
+    def _current(self) -> Usage | None:
+        return _usages().latest.get(self.user_pk) if self._usage is not None else None
+
+    async def _refresh(self, usages: _Usages, stale: Usage) -> None:
         try:
-            fresh = await on_db_thread(usage_snapshot, user_pk=self.user_pk)
+            await usages.fresh(self.user_pk)
         except Exception as exc:
             logger.warning("Could not refresh the usage of user %s: %r", self.user_pk, exc)
             stale.refreshing = False
-            return
-        if _USAGE.get(self.user_pk) is stale:
-            _USAGE[self.user_pk] = fresh
 
 
 def check_usage(limits: Limits, usage: Usage, lane: str | None = None) -> None:
