@@ -58,7 +58,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         revocation.unwatch(self.credential)
         if self.relay is not None:
             await self.relay.close()
-        if self.admitted is not None:
+        if self.admitted is not None and self.admitted.socket_pk is not None:
             try:
                 await on_db_thread(sockets.release_socket, socket_pk=self.admitted.socket_pk)
             except Exception as exc:  # the row stops counting once this process stops beating it

@@ -38,7 +38,7 @@ def lease() -> timedelta:
 
 @dataclass(frozen=True)
 class Admitted:
-    socket_pk: int
+    socket_pk: int | None  # None: the user has no socket limit, so the socket is not counted
     token_pk: int | None
     limits: Limits
 
@@ -46,23 +46,25 @@ class Admitted:
 def admit_socket(*, user, face: str, token_pk: int | None = None) -> Admitted:
     """Count the user's open sockets and register this one, or raise LimitExceeded (sync)."""
     limits = limits_for(user.pk)
+    if not limits.max_sockets:  # no limit: nothing to count, no row to keep
+        return Admitted(None, token_pk, limits)
     with transaction.atomic():
-        if limits.max_sockets:
-            # Serialise one user's admissions (PostgreSQL; SQLite's write transaction already does).
-            list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-            live = ClientSocket.objects.filter(user_id=user.pk, heartbeat_at__gte=timezone.now() - lease()).count()
-            if live >= limits.max_sockets:
-                logger.warning("Socket refused: user %s has %d sockets open (limit %d)", user.pk, live,
-                               limits.max_sockets)
-                raise LimitExceeded("too_many_sockets",
-                                    f"You have {live} sockets open; the limit is {limits.max_sockets} concurrent "
-                                    "sockets per user. Close one and try again.")
+        # Serialise one user's admissions (PostgreSQL; SQLite's write transaction already does).
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        live = ClientSocket.objects.filter(user_id=user.pk, heartbeat_at__gte=timezone.now() - lease()).count()
+        if live >= limits.max_sockets:
+            logger.warning("Socket refused: user %s has %d sockets open (limit %d)", user.pk, live,
+                           limits.max_sockets)
+            raise LimitExceeded("too_many_sockets",
+                                f"You have {live} sockets open; the limit is {limits.max_sockets} concurrent "
+                                "sockets per user. Close one and try again.")
         row = ClientSocket.objects.create(user_id=user.pk, face=face, token_id=token_pk, holder=process.PROCESS_ID)
     return Admitted(row.pk, token_pk, limits)
 
 
-def release_socket(socket_pk: int) -> None:
-    ClientSocket.objects.filter(pk=socket_pk).delete()
+def release_socket(socket_pk: int | None) -> None:
+    if socket_pk is not None:
+        ClientSocket.objects.filter(pk=socket_pk).delete()
 
 
 def _beat_sockets() -> None:

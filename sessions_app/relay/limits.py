@@ -96,11 +96,12 @@ def _retry(seconds: float | None) -> tuple[int | None, str]:
 # -- upstream sockets -----------------------------------------------------------------------
 
 
-def check_upstream_sockets(*, user_pk: int, live: list[int]) -> None:
+def check_upstream_sockets(*, user_pk: int, live: list[int], limits: Limits | None = None) -> None:
     """Raise LimitExceeded if the user holds as many upstream sockets as allowed (sync).
 
-    `live` are this process's open connection rows, which count whatever their last beat."""
-    limit = limits_for(user_pk).max_upstream_sockets
+    `live` are this process's open connection rows, which count whatever their last beat; `limits`,
+    the user's when the caller has them."""
+    limit = (limits or limits_for(user_pk)).max_upstream_sockets
     if not limit:
         return
     cutoff = timezone.now() - process.lease()

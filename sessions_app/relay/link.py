@@ -57,6 +57,7 @@ class LinkHost(Protocol):
     downstream: Downstream
     recorder: Any  # recording.Recorder
     on_link_open: Callable[[], None] | None
+    quota: limits.Quota
 
 
 class UpstreamLinks:
@@ -99,8 +100,12 @@ class UpstreamLinks:
             if held.book.busy:
                 raise relay_errors.conversation_busy()
             await other.close(Reason.IDLE, "superseded by another client socket")
-        # The user's upstream-socket limit (limits.py): counted only when a socket would open.
-        await on_db_thread(limits.check_upstream_sockets, user_pk=host.user.pk, live=open_connection_pks())
+        # The user's upstream-socket limit (limits.py): counted only when a socket would open, and only
+        # when there is one (a session knows its user's limits once it has sent a create).
+        known = host.quota.limits
+        if known is None or known.max_upstream_sockets:
+            await on_db_thread(limits.check_upstream_sockets, user_pk=host.user.pk, live=open_connection_pks(),
+                               limits=known)
         target = conversation.profile.target
         try:
             socket = await open_upstream(target)
