@@ -91,7 +91,7 @@ class RelaySession:
                  recorder: Recorder | None = None, quota: Quota | None = None,
                  on_link_open: Callable[[], None] | None = None, publisher_for: PublisherFor | None = None) -> None:
         self.face = face
-        self.user = user
+        self._user = user
         self.conversation = conversation
         self.recorder = recorder or Recorder()
         self.downstream = Downstream(
@@ -130,6 +130,20 @@ class RelaySession:
                 publisher_for: PublisherFor | None = None) -> RelaySession:
         return cls(face=GATEWAY, user=user, send=send, quota=quota, on_link_open=on_link_open,
                    publisher_for=publisher_for)
+
+    @property
+    def user(self):
+        return self._user
+
+    @user.setter
+    def user(self, user) -> None:
+        """A hub hands its driver to the owner when the owner attaches after a staff viewer (live/hub.py):
+        the ids the owner names and the limits it spends are the owner's."""
+        self._user = user
+        self.ownership.user = user
+        if self.quota.user_pk != user.pk:
+            self.quota = Quota(user_pk=user.pk)
+            self.downstream.on_usage = self.quota.used
 
     @property
     def read_only(self) -> bool:

@@ -133,3 +133,20 @@ async def test_staff_viewers_stay_read_only(profile, user, staff_user, conversat
     await viewer.send({"type": "response.create", "input": "hi"})
     error = await viewer.recv()
     assert error["error"]["code"] == "read_only"
+
+
+async def test_the_owner_attaching_after_a_staff_viewer_names_its_own_ids(profile, user, staff_user, alice_token,
+                                                                         conversation_of, open_browser,
+                                                                         no_idle_grace):
+    conversation = await conversation_of(user)
+    first = await open_browser(user, conversation.pk)
+    root = final(await first.turn("remember: fig"))["response"]["id"]
+    final(await first.turn("and a date", previous_response_id=root))
+    await first.close()
+    # A staff viewer opens the conversation first, so this process's hub is built for the viewer...
+    viewer = await open_browser(staff_user, conversation.pk)
+    owner = await open_browser(user, conversation.pk)
+    # ...and the owner, attaching next, forks from a response of the owner's that this hub never streamed.
+    fork = final(await owner.turn("and now?", previous_response_id=root, stream_id="fork"))
+    assert fork["type"] == "response.completed", fork
+    await viewer.close()
