@@ -55,25 +55,38 @@ def conversation_detail(request: HttpRequest, pk) -> HttpResponse:
     )
 
 
+NEW_TOKEN_SESSION_KEY = "switchboard_new_api_token"
+
+
 @require_http_methods(["GET", "POST"])
 def token_list(request: HttpRequest) -> HttpResponse:
-    new_token = None
+    """Create with POST/redirect/GET: the new secret rides in the session to the one page that shows it,
+    so a reload never makes a second token and the secret is shown exactly once."""
     if request.method == "POST":
-        _, new_token = ApiToken.issue(user=request.user, name=request.POST.get("name", "").strip()[:100])
+        token, raw = ApiToken.issue(user=request.user, name=request.POST.get("name", "").strip()[:100])
+        request.session[NEW_TOKEN_SESSION_KEY] = {"pk": token.pk, "raw": raw}
+        return redirect("token_list")
+    new = request.session.pop(NEW_TOKEN_SESSION_KEY, None)
+    socket_base = request.build_absolute_uri("/v1").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
     response = render(
         request,
         "sessions_app/tokens.html",
-        {"tokens": selectors.token_list(user=request.user), "new_token": new_token},
+        {"tokens": selectors.token_list(user=request.user), "new_token": new["raw"] if new else None,
+         "new_token_pk": new["pk"] if new else None, "websocket_base_url": socket_base},
     )
     response["Cache-Control"] = "no-store"  # the page may hold a token shown only once
     return response
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation; POST revokes (and closes the token's open sockets within seconds)."""
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
-    token.revoke()
-    messages.success(request, f"Token {token.prefix}… revoked.")
+    if request.method == "GET":
+        return render(request, "sessions_app/token_revoke.html", {"token": token})
+    if token.is_active:
+        token.revoke()
+        messages.success(request, f"Token {token.prefix}… revoked. Sockets open with it close within seconds.")
     return redirect("token_list")
 
 

@@ -69,12 +69,20 @@ def test_new_conversation_uses_the_default_profile(client, user):
 
 def test_token_page_shows_a_new_token_once_and_revokes(client, user):
     client.force_login(user)
-    response = client.post(reverse("token_list"), {"name": "agent"})
+    created = client.post(reverse("token_list"), {"name": "agent"})
+    assert created.status_code == 302 and created["Location"] == reverse("token_list")  # POST/redirect/GET
+    response = client.get(reverse("token_list"))
     raw = response.context["new_token"]
     assert raw.startswith("sb_") and raw in response.content.decode()
+    assert 'websocket_base_url="ws://testserver/v1"' in response.content.decode()
     assert response["Cache-Control"] == "no-store"
-    assert raw not in client.get(reverse("token_list")).content.decode()
+    again = client.get(reverse("token_list"))  # a reload: shown no more, and no second token
+    assert raw not in again.content.decode() and user.api_tokens.count() == 1
     token = user.api_tokens.get()
+    confirm = client.get(reverse("token_revoke", args=[token.pk]))  # revoking asks first
+    assert confirm.status_code == 200 and b"Revoke token" in confirm.content
+    token.refresh_from_db()
+    assert token.is_active
     client.post(reverse("token_revoke", args=[token.pk]))
     token.refresh_from_db()
     assert not token.is_active
@@ -86,3 +94,4 @@ def test_users_cannot_revoke_each_others_tokens(client, user, other_user):
     token, _ = ApiToken.issue(user=user)
     client.force_login(other_user)
     assert client.post(reverse("token_revoke", args=[token.pk])).status_code == 404
+    assert client.get(reverse("token_revoke", args=[token.pk])).status_code == 404

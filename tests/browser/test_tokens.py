@@ -25,9 +25,55 @@ def test_a_new_api_token_is_shown_once_and_then_only_by_its_prefix(page: Page) -
     token = secret.inner_text()
     row = page.locator("table.list tbody tr", has_text="my agent")
     expect(row).to_contain_text(f"{token[:10]}…")
-    expect(row.get_by_role("button", name="Revoke")).to_be_visible()
+    expect(row.get_by_role("link", name="Revoke")).to_be_visible()
 
     page.goto("/tokens/")  # the token is never shown again
     expect(page.locator("#new-token")).to_have_count(0)
     expect(page.locator("table.list tbody tr", has_text="my agent")).to_contain_text(f"{token[:10]}…")
     assert token not in page.content()
+
+
+def test_a_reload_after_creating_a_token_makes_no_second_one(page: Page) -> None:
+    create_user("carol", "carol-password-1")
+    sign_in(page, "carol", "carol-password-1")
+    page.goto("/tokens/")
+    page.get_by_placeholder("Token name").fill("ci agent")
+    page.get_by_role("button", name="Create token").click()
+    expect(page.locator("#new-token")).to_be_visible()
+    # The snippet is ready to paste: this server's own socket URL and the new secret.
+    secret = page.locator("#new-token-secret").inner_text()
+    snippet = page.locator("#new-token-snippet").inner_text()
+    assert f'api_key="{secret}"' in snippet
+    assert 'websocket_base_url="ws://127.0.0.1:' in snippet and '/v1"' in snippet
+    page.reload()
+    expect(page.locator("#new-token")).to_have_count(0)
+    expect(page.locator("table.list tbody tr", has_text="ci agent")).to_have_count(1)
+
+
+def test_copy_puts_the_secret_on_the_clipboard(new_page) -> None:
+    create_user("dave", "dave-password-1")
+    page = new_page(permissions=["clipboard-read", "clipboard-write"])
+    sign_in(page, "dave", "dave-password-1")
+    page.goto("/tokens/")
+    page.get_by_role("button", name="Create token").click()
+    secret = page.locator("#new-token-secret").inner_text()
+    page.locator("#new-token").get_by_role("button", name="Copy").first.click()
+    expect(page.locator("#new-token").get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+
+
+def test_revoking_asks_first(page: Page) -> None:
+    create_user("erin", "erin-password-1")
+    sign_in(page, "erin", "erin-password-1")
+    page.goto("/tokens/")
+    page.get_by_placeholder("Token name").fill("to revoke")
+    page.get_by_role("button", name="Create token").click()
+    row = page.locator("table.list tbody tr", has_text="to revoke")
+    row.get_by_role("link", name="Revoke").click()
+    expect(page.get_by_role("heading", name=re.compile("Revoke token"))).to_be_visible()
+    page.get_by_role("link", name="Cancel").click()
+    expect(row).to_contain_text("never")  # still active: nothing happened
+    row.get_by_role("link", name="Revoke").click()
+    page.get_by_role("button", name="Revoke token").click()
+    expect(page.locator(".flash.success")).to_contain_text("revoked")
+    expect(row).to_contain_text("revoked")
