@@ -1,8 +1,21 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from sessions_app import views
+
+
+class FaviconRedirect(RedirectView):
+    """Resolved per request: with the manifest storage the icon's name is known only after collectstatic."""
+
+    permanent = True
+
+    def get_redirect_url(self, *args, **kwargs) -> str:
+        return static("favicon.svg")
+
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -15,5 +28,7 @@ urlpatterns = [
     ),
     path("accounts/signup/", views.signup, name="signup"),
     path("admin/", admin.site.urls),
+    # Browsers ask for /favicon.ico where a page names no icon (the admin's pages).
+    path("favicon.ico", login_not_required(FaviconRedirect.as_view()), name="favicon"),
     path("", include("sessions_app.urls")),
 ]
