@@ -20,9 +20,9 @@ def token(user):
 
 async def refused(socket) -> dict:
     """The error event a socket got before it was closed with 4429."""
-    message = await socket.communicator.receive_output(5)
+    message = await socket.communicator.receive_output(10)
     event = json.loads(message["text"])
-    close = await socket.communicator.receive_output(5)
+    close = await socket.communicator.receive_output(10)
     assert close == {"type": "websocket.close", "code": 4429}
     return event
 
