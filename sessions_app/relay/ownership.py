@@ -20,51 +20,70 @@ conversation this socket drives:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from typing import Any, Protocol
 
 from ..protocol.errors import ProtocolError, previous_response_not_found
 from ..protocol.references import References
 from ..recording import on_db_thread
 from . import errors as relay_errors
-from .context import Owned, owned_references
+from .context import ConversationView, Owned, owned_references
 
-__all__ = ["Ownership"]
+__all__ = ["Ownership", "OwnershipHost"]
+
+
+class OwnershipHost(Protocol):
+    """What the check needs of its relay session: whose ids, which conversation, what it already streamed."""
+
+    user: Any
+    conversation: ConversationView | None
+
+    def has_seen(self, response_id: str) -> bool: ...
 
 
 class Ownership:
-    """Checks a create's references for one relay session; `seen` answers for ids it already streamed."""
+    """Checks a create's references for one relay session (see the module rules); `host` is the session."""
 
-    def __init__(self, *, user, conversation_id: uuid.UUID | None, seen: Callable[[str], bool]) -> None:
-        self.user = user
-        self.conversation_id = conversation_id
-        self._seen = seen
+    def __init__(self, host: OwnershipHost) -> None:
+        self.host = host
         self._responses: set[str] = set()
         self._items: set[str] = set()
 
+    @property
+    def _conversation_id(self) -> uuid.UUID | None:
+        return self.host.conversation.id if self.host.conversation is not None else None
+
     def learn(self, owned: Owned) -> None:
         """Remember the ids of `owned` that are in this session's conversation."""
-        self._responses.update(i for i, c in owned.responses.items() if c == self.conversation_id)
-        self._items.update(i for i, c in owned.items.items() if c == self.conversation_id)
+        self._responses.update(i for i, c in owned.responses.items() if c == self._conversation_id)
+        self._items.update(i for i, c in owned.items.items() if c == self._conversation_id)
 
     async def check(self, refs: References, lane: str | None) -> None:
         """Raise the error for the first id in `refs` the user may not name here."""
-        responses = [(param, i) for param, i in refs.response_ids if i not in self._responses and not self._seen(i)]
-        items = [(param, i) for param, i in refs.item_ids if i not in self._items]
-        if not responses and not items:
+        unknown = References(
+            tuple((param, i) for param, i in refs.response_ids if i not in self._responses and not self.host.has_seen(i)),
+            tuple((param, i) for param, i in refs.item_ids if i not in self._items),
+        )
+        if not unknown:
             return
-        owned = await on_db_thread(owned_references, user=self.user, response_ids={i for _, i in responses},
-                                   item_ids={i for _, i in items})
+        owned = await on_db_thread(owned_references, user=self.host.user,
+                                   response_ids={i for _, i in unknown.response_ids},
+                                   item_ids={i for _, i in unknown.item_ids})
         self.learn(owned)
-        for param, response_id in responses:
+        self.verify(unknown, owned, lane)
+
+    def verify(self, refs: References, owned: Owned, lane: str | None) -> None:
+        """Raise the error for the first id in `refs` that `owned` (the user's, as looked up) does not place
+        in this session's conversation."""
+        for param, response_id in refs.response_ids:
             self._verify(owned.responses.get(response_id), _response_not_found(param, response_id), lane)
-        for param, item_id in items:
+        for param, item_id in refs.item_ids:
             self._verify(owned.items.get(item_id), _item_not_found(param, item_id), lane)
 
     def _verify(self, conversation_id: uuid.UUID | None, not_found: ProtocolError, lane: str | None) -> None:
         if conversation_id is None:
             not_found.stream_id = lane
             raise not_found
-        if conversation_id != self.conversation_id:
+        if conversation_id != self._conversation_id:
             raise relay_errors.conversation_mismatch(lane, param=not_found.param)
 
 

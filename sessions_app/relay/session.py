@@ -82,8 +82,6 @@ Reason = UpstreamConnection.CloseReason
 Status = ResponseRecord.Status
 
 
-
-
 class RelaySession:
     """One client socket's relay; `send` delivers a text frame to that client."""
 
@@ -113,8 +111,7 @@ class RelaySession:
         self.downstream.recover = self.recovery.recover
         self.quota = quota or Quota(user_pk=user.pk)
         self.downstream.on_usage = self.quota.used
-        self.ownership = Ownership(user=user, conversation_id=conversation.id if conversation else None,
-                                   seen=self._has_seen)
+        self.ownership = Ownership(self)
 
     # -- construction ----------------------------------------------------------------
 
@@ -140,7 +137,6 @@ class RelaySession:
         """A hub hands its driver to the owner when the owner attaches after a staff viewer (live/hub.py):
         the ids the owner names and the limits it spends are the owner's."""
         self._user = user
-        self.ownership.user = user
         if self.quota.user_pk != user.pk:
             self.quota = Quota(user_pk=user.pk)
             self.downstream.on_usage = self.quota.used
@@ -296,9 +292,8 @@ class RelaySession:
             references=(tuple(i for _, i in refs.response_ids), tuple(i for _, i in refs.item_ids)),
         )
         if conversation is None:  # it names ids the user does not own: refused, and no conversation made
-            await self.ownership.check(refs, event.stream_id)
+            self.ownership.verify(refs, owned, event.stream_id)
         self.conversation = conversation
-        self.ownership.conversation_id = conversation.id
         self.ownership.learn(owned)
         self.recorder.conversation_id = self.downstream.conversation_id = self.conversation.id
         self.downstream.latest = self.conversation.latest_response_id
@@ -383,7 +378,7 @@ class RelaySession:
         record_pk, parent_lane = known
         return record_pk, self.downstream.forks(record_pk, parent_lane, lane)
 
-    def _has_seen(self, response_id: str) -> bool:
+    def has_seen(self, response_id: str) -> bool:
         """A response of this session's conversation it already knows, with no query (ownership.py)."""
         link = self.downstream.link
         return (response_id in self.downstream.records or (link is not None and response_id in link.book.seen)
