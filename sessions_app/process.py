@@ -4,18 +4,29 @@ A process holding upstream sockets (live/liveness.py) or client sockets (live/so
 their rows with `PROCESS_ID` every `heartbeat_seconds()`; a row not stamped for `lease()`
 (`LEASE_BEATS` intervals) belongs to a process that died. The fan-out (live/fanout.py) names its
 publishers after it too.
+
+What a process keeps per event loop (a writer, a heartbeat task, a usage cache) is kept in a
+`PerLoop` registry (`per_loop`, `loop_task`): Daphne runs one loop; tests run one each, so nothing
+leaks from one test to the next, and a closed loop's entry goes with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
+import weakref
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from django.conf import settings
 
-__all__ = ["PROCESS_ID", "LEASE_BEATS", "heartbeat_seconds", "heartbeats_enabled", "lease"]
+__all__ = ["PROCESS_ID", "LEASE_BEATS", "heartbeat_seconds", "heartbeats_enabled", "lease", "per_loop", "loop_task"]
+
+T = TypeVar("T")
+PerLoop = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]
 
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 LEASE_BEATS = 3
@@ -32,3 +43,20 @@ def heartbeats_enabled() -> bool:
 
 def lease() -> timedelta:
     return timedelta(seconds=heartbeat_seconds() * LEASE_BEATS)
+
+
+def per_loop(registry: PerLoop, make: Callable[[], T]) -> T:
+    """The running loop's instance from `registry`, made on first use."""
+    loop = asyncio.get_running_loop()
+    instance = registry.get(loop)
+    if instance is None:
+        instance = registry[loop] = make()
+    return instance
+
+
+def loop_task(registry: PerLoop, run: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+    """Start `run()` as the running loop's task in `registry`, unless one is running there already."""
+    loop = asyncio.get_running_loop()
+    task = registry.get(loop)
+    if task is None or task.done():
+        registry[loop] = loop.create_task(run(), name=name)

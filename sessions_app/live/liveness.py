@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..models import ResponseRecord, UpstreamConnection
-from ..process import LEASE_BEATS, PROCESS_ID, heartbeat_seconds, heartbeats_enabled, lease
+from ..process import LEASE_BEATS, PROCESS_ID, PerLoop, heartbeat_seconds, heartbeats_enabled, lease, loop_task
 
 __all__ = ["LEASE_BEATS", "enabled", "interval", "lease", "DeadHolder", "dead_holders", "start_heartbeat"]
 
@@ -67,17 +67,14 @@ def dead_holders(*, conversation_id: uuid.UUID, live: list[int]) -> list[DeadHol
     return found
 
 
-_BEATING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+_BEATING: PerLoop = weakref.WeakKeyDictionary()
 
 
 def start_heartbeat(open_connections: Callable[[], list[int]]) -> None:
     """Start this event loop's heartbeat (once); `open_connections` lists the sockets held now."""
     if not enabled():
         return
-    loop = asyncio.get_running_loop()
-    task = _BEATING.get(loop)
-    if task is None or task.done():
-        _BEATING[loop] = loop.create_task(_beat_forever(open_connections), name="switchboard-heartbeat")
+    loop_task(_BEATING, lambda: _beat_forever(open_connections), "switchboard-heartbeat")
 
 
 async def _beat_forever(open_connections: Callable[[], list[int]]) -> None:

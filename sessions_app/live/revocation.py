@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
 from ..models import ApiToken
+from ..process import PerLoop, loop_task, per_loop
 from ..protocol.errors import error_event
 from ..recording import on_db_thread
 
@@ -61,61 +63,60 @@ class Credential:
     session_key: str | None = None
     token_pk: int | None = None
     staff_view: bool = False  # a staff member watching another user's conversation
-    loop: asyncio.AbstractEventLoop | None = None  # set by watch()
 
 
-_WATCHED: set[Credential] = set()
-_WAKE: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
-_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+class _Checker:
+    """One event loop's watched credentials, and the task that re-checks them."""
+
+    def __init__(self) -> None:
+        self.watched: set[Credential] = set()
+        self.wake = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=settings.SWITCHBOARD_REVOCATION_SECONDS)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            if not self.watched:
+                continue
+            try:
+                revoked = await on_db_thread(revoked_credentials, credentials=list(self.watched))
+            except Exception as exc:
+                logger.warning("Could not re-check the credentials of open sockets: %r", exc)
+                continue
+            for credential, why in revoked:
+                self.watched.discard(credential)
+                await _close(credential, why)
+
+
+_CHECKERS: PerLoop = weakref.WeakKeyDictionary()
+_TASKS: PerLoop = weakref.WeakKeyDictionary()
 
 
 def watch(credential: Credential) -> Credential:
     """Check `credential` from now on (and start this loop's checker once)."""
-    loop = credential.loop = asyncio.get_running_loop()
-    _WATCHED.add(credential)
-    task = _TASKS.get(loop)
-    if task is None or task.done():
-        for old in [old for old in _TASKS if old.is_closed()]:
-            _TASKS.pop(old, None)
-            _WAKE.pop(old, None)
-        _WAKE[loop] = asyncio.Event()
-        _TASKS[loop] = loop.create_task(_check_forever(loop), name="switchboard-revocation")
+    checker = per_loop(_CHECKERS, _Checker)
+    checker.watched.add(credential)
+    loop_task(_TASKS, checker.run, "switchboard-revocation")
     return credential
 
 
 def unwatch(credential: Credential | None) -> None:
-    _WATCHED.discard(credential)
+    if credential is not None:
+        for checker in list(_CHECKERS.values()):
+            checker.watched.discard(credential)
 
 
 def check_soon() -> None:
     """Wake every checker of this process (from any thread): a credential changed here."""
-    for loop, wake in list(_WAKE.items()):
+    for loop, checker in list(_CHECKERS.items()):
         if not loop.is_closed():
-            loop.call_soon_threadsafe(wake.set)
-
-
-async def _check_forever(loop: asyncio.AbstractEventLoop) -> None:
-    wake = _WAKE[loop]
-    while True:
-        try:
-            await asyncio.wait_for(wake.wait(), timeout=settings.SWITCHBOARD_REVOCATION_SECONDS)
-        except TimeoutError:
-            pass
-        wake.clear()
-        mine = [c for c in _WATCHED if c.loop is loop]
-        if not mine:
-            continue
-        try:
-            revoked = await on_db_thread(revoked_credentials, credentials=mine)
-        except Exception as exc:
-            logger.warning("Could not re-check the credentials of open sockets: %r", exc)
-            continue
-        for credential, why in revoked:
-            await _close(credential, why)
+            loop.call_soon_threadsafe(checker.wake.set)
 
 
 async def _close(credential: Credential, why: str) -> None:
-    unwatch(credential)
     staff_lost = why == "staff_revoked"
     logger.warning("Closing a socket of user %s: %s", credential.user_pk, why)
     if credential.session_key is not None and why in SESSION_CHANGES:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,6 +28,7 @@ from ..relay.limits import LimitExceeded, Limits, limits_for
 __all__ = ["Admitted", "admit_socket", "release_socket", "start_socket_heartbeat", "lease"]
 
 logger = logging.getLogger("sessions_app.security")
+
 
 def socket_beat_seconds() -> float:
     return process.heartbeat_seconds() if process.heartbeats_enabled() else 10.0
@@ -73,17 +75,12 @@ def _beat_sockets() -> None:
     ClientSocket.objects.filter(heartbeat_at__lt=now - 10 * lease()).delete()  # rows of processes long dead
 
 
-_BEATING: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+_BEATING: process.PerLoop = weakref.WeakKeyDictionary()
 
 
 def start_socket_heartbeat() -> None:
     """Beat this process's client-socket rows while its loop runs (started once per loop)."""
-    loop = asyncio.get_running_loop()
-    task = _BEATING.get(loop)
-    if task is None or task.done():
-        for old in [old for old in _BEATING if old.is_closed()]:
-            del _BEATING[old]
-        _BEATING[loop] = loop.create_task(_beat_forever(), name="switchboard-socket-heartbeat")
+    process.loop_task(_BEATING, _beat_forever, "switchboard-socket-heartbeat")
 
 
 async def _beat_forever() -> None:

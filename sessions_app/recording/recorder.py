@@ -42,6 +42,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ..models import ErrorEvent
+from ..process import per_loop
 from . import pg as recording_pg
 from . import sqlite as recording_sqlite
 from .groups import Groups
@@ -290,24 +291,14 @@ async def _write_many_sqlite(statements: list[Any]) -> list[Any]:
     return await _db(recording_sqlite.write_many_at_once, statements)
 
 
-def _per_loop(registry: weakref.WeakKeyDictionary, make: Callable[[], Any]) -> Any:
-    """The running loop's instance from `registry`, made on first use (each test gets its own loop,
-    Daphne has one)."""
-    loop = asyncio.get_running_loop()
-    instance = registry.get(loop)
-    if instance is None:
-        instance = registry[loop] = make()
-    return instance
-
-
 def _sqlite_groups() -> Groups:
     """The running loop's group commit for SQLite's usual creates (groups.py)."""
-    return _per_loop(_GROUPS, lambda: Groups(_write_many_sqlite))
+    return per_loop(_GROUPS, lambda: Groups(_write_many_sqlite))
 
 
 def shared_writer() -> Writer:
     """The running loop's writer."""
-    return _per_loop(_WRITERS, Writer)
+    return per_loop(_WRITERS, Writer)
 
 
 class Recorder:

@@ -167,15 +167,11 @@ class _Usages:
         return self.latest[user_pk]
 
 
-_USAGES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Usages] = weakref.WeakKeyDictionary()
+_USAGES: process.PerLoop = weakref.WeakKeyDictionary()
 
 
 def _usages() -> _Usages:
-    loop = asyncio.get_running_loop()
-    usages = _USAGES.get(loop)
-    if usages is None:
-        usages = _USAGES[loop] = _Usages()
-    return usages
+    return process.per_loop(_USAGES, _Usages)
 
 
 class Quota:
