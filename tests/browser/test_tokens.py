@@ -33,12 +33,17 @@ def test_a_new_api_token_is_shown_once_and_then_only_by_its_prefix(page: Page) -
     assert token not in page.content()
 
 
-def test_a_reload_after_creating_a_token_makes_no_second_one(page: Page) -> None:
-    create_user("carol", "carol-password-1")
-    sign_in(page, "carol", "carol-password-1")
+def create_token(page: Page, username: str, name: str = "") -> None:
+    """A new user, signed in, creates a token on the tokens page."""
+    create_user(username, f"{username}-password-1")
+    sign_in(page, username, f"{username}-password-1")
     page.goto("/tokens/")
-    page.get_by_placeholder("Token name").fill("ci agent")
+    page.get_by_placeholder("Token name").fill(name)
     page.get_by_role("button", name="Create token").click()
+
+
+def test_a_reload_after_creating_a_token_makes_no_second_one(page: Page) -> None:
+    create_token(page, "carol", "ci agent")
     expect(page.locator("#new-token")).to_be_visible()
     # The snippet is ready to paste: this server's own socket URL and the new secret.
     secret = page.locator("#new-token-secret").inner_text()
@@ -51,11 +56,8 @@ def test_a_reload_after_creating_a_token_makes_no_second_one(page: Page) -> None
 
 
 def test_copy_puts_the_secret_on_the_clipboard(new_page) -> None:
-    create_user("dave", "dave-password-1")
     page = new_page(permissions=["clipboard-read", "clipboard-write"])
-    sign_in(page, "dave", "dave-password-1")
-    page.goto("/tokens/")
-    page.get_by_role("button", name="Create token").click()
+    create_token(page, "dave")
     secret = page.locator("#new-token-secret").inner_text()
     page.locator("#new-token").get_by_role("button", name="Copy").first.click()
     expect(page.locator("#new-token").get_by_role("button", name="Copied")).to_be_visible()
@@ -63,11 +65,7 @@ def test_copy_puts_the_secret_on_the_clipboard(new_page) -> None:
 
 
 def test_revoking_asks_first(page: Page) -> None:
-    create_user("erin", "erin-password-1")
-    sign_in(page, "erin", "erin-password-1")
-    page.goto("/tokens/")
-    page.get_by_placeholder("Token name").fill("to revoke")
-    page.get_by_role("button", name="Create token").click()
+    create_token(page, "erin", "to revoke")
     row = page.locator("table.list tbody tr", has_text="to revoke")
     row.get_by_role("link", name="Revoke").click()
     expect(page.get_by_role("heading", name=re.compile("Revoke token"))).to_be_visible()
