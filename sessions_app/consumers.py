@@ -126,6 +126,7 @@ class GatewayConsumer(RelayConsumer):
         self.relay = RelaySession.gateway(
             user=user, send=self._send_text, quota=Quota(user_pk=user.pk, limits=admitted.limits),
             on_link_open=_start_heartbeat, publisher_for=fanout.publisher_for,
+            api_token_pk=self.scope.get("api_token_pk"),
         )
         self._watch()
 

@@ -17,7 +17,7 @@ DEFAULT_PROFILE_NAME = "default"
 
 def conversation_create(
     *, owner, title: str = "", profile: UpstreamProfile | None = None, model: str = "", store: bool = False,
-    created_via: str = "browser",
+    created_via: str = "browser", api_token_pk: int | None = None,
 ) -> Conversation:
     profile = profile or default_profile()
     return Conversation.objects.create(
@@ -27,6 +27,7 @@ def conversation_create(
         model=model or (profile.default_model if profile else settings.SWITCHBOARD_DEFAULT_MODEL),
         store=store,
         created_via=created_via,
+        api_token_id=api_token_pk,
     )
 
 

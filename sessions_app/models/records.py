@@ -26,6 +26,17 @@ class Conversation(models.Model):
         FAILED = "failed", "Failed"
         CLOSED = "closed", "Closed"
 
+    class ReasoningEffort(models.TextChoices):
+        """`reasoning.effort` values the SDK accepts (openai.types.shared.ReasoningEffort)."""
+
+        NONE = "none", "None"
+        MINIMAL = "minimal", "Minimal"
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+        XHIGH = "xhigh", "Extra high"
+        MAX = "max", "Max"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
@@ -39,9 +50,25 @@ class Conversation(models.Model):
     recovery_enabled = models.BooleanField(
         default=True, help_text="Rebuild the context from records when the upstream lost it."
     )
+    reasoning_effort = models.CharField(
+        max_length=10, choices=ReasoningEffort.choices, blank=True,
+        help_text="Sent as `reasoning.effort` (models that reason); empty: the model's default.",
+    )
+    max_output_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Sent as `max_output_tokens`; empty: no limit."
+    )
+    compact_threshold = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="When set, each response.create carries context_management with this compact_threshold.",
+    )
     created_via = models.CharField(
         max_length=10, choices=[("browser", "Browser"), ("gateway", "Gateway (API token)")], default="browser"
     )
+    api_token = models.ForeignKey(
+        "sessions_app.ApiToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations",
+        help_text="The API token whose gateway socket made this conversation.",
+    )
+    archived_at = models.DateTimeField(null=True, blank=True, help_text="Archived conversations leave the list.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.IDLE)
@@ -49,7 +76,8 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["owner", "-updated_at"])]
+        indexes = [models.Index(fields=["owner", "-updated_at"]),
+                   models.Index(fields=["owner", "archived_at", "-updated_at"], name="conversation_owner_archived")]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {str(self.id)[:8]}"

@@ -143,23 +143,26 @@ def owned_references(*, user, response_ids: Iterable[str] = (), item_ids: Iterab
 
 
 def conversation_for_gateway(*, user, requested: str | None, title: str, continues: str | None = None,
-                             references: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> tuple[
+                             references: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
+                             api_token_pk: int | None = None) -> tuple[
                                  ConversationView | None, Owned]:
     """The conversation a gateway socket drives, and which of the `references` (response ids, item ids)
     the user owns; raises RelayError.
 
     Named by metadata (`requested`), else the conversation of the response it `continues` when the
     user owns it (an agent's new socket carries on its chain), else a new one; but none (None) is made
-    for a create that names ids the user does not own, which the relay then refuses."""
+    for a create that names ids the user does not own, which the relay then refuses. A new one
+    remembers the API token whose socket made it (`api_token_pk`)."""
     owned = owned_references(user=user, response_ids=references[0], item_ids=references[1])
     if not requested and continues and continues in owned.responses:
         requested = str(owned.responses[continues])
     if not requested and (set(references[0]) - owned.responses.keys() or set(references[1]) - owned.items.keys()):
         return None, owned
-    return _conversation_for_gateway(user=user, requested=requested, title=title), owned
+    return _conversation_for_gateway(user=user, requested=requested, title=title, api_token_pk=api_token_pk), owned
 
 
-def _conversation_for_gateway(*, user, requested: str | None, title: str) -> ConversationView:
+def _conversation_for_gateway(*, user, requested: str | None, title: str,
+                              api_token_pk: int | None) -> ConversationView:
     if requested:
         try:
             conversation = selectors.conversation_get(user=user, pk=requested, for_write=True)
@@ -174,7 +177,7 @@ def _conversation_for_gateway(*, user, requested: str | None, title: str) -> Con
         raise relay_errors.no_upstream_profile()
     conversation = services.conversation_create(
         owner=user, title=title, profile=profile, model=profile.default_model or settings.SWITCHBOARD_DEFAULT_MODEL,
-        created_via="gateway",
+        created_via="gateway", api_token_pk=api_token_pk,
     )
     return _view(conversation, user)
 

@@ -112,6 +112,7 @@ class RelaySession:
         self.quota = quota or Quota(user_pk=user.pk)
         self.downstream.on_usage = self.quota.used
         self.ownership = Ownership(self)
+        self.api_token_pk: int | None = None
 
     # -- construction ----------------------------------------------------------------
 
@@ -124,9 +125,11 @@ class RelaySession:
     @classmethod
     def gateway(cls, *, user, send: SendText, quota: Quota | None = None,
                 on_link_open: Callable[[], None] | None = None,
-                publisher_for: PublisherFor | None = None) -> RelaySession:
-        return cls(face=GATEWAY, user=user, send=send, quota=quota, on_link_open=on_link_open,
-                   publisher_for=publisher_for)
+                publisher_for: PublisherFor | None = None, api_token_pk: int | None = None) -> RelaySession:
+        session = cls(face=GATEWAY, user=user, send=send, quota=quota, on_link_open=on_link_open,
+                      publisher_for=publisher_for)
+        session.api_token_pk = api_token_pk  # a conversation this socket makes shows which token made it
+        return session
 
     @property
     def user(self):
@@ -289,6 +292,7 @@ class RelaySession:
         conversation, owned = await on_db_thread(
             conversation_for_gateway, user=self.user, requested=requested,
             title=title_from(event.raw) or "API conversation", continues=event.previous_response_id,
+            api_token_pk=self.api_token_pk,
             references=(tuple(i for _, i in refs.response_ids), tuple(i for _, i in refs.item_ids)),
         )
         if conversation is None:  # it names ids the user does not own: refused, and no conversation made
