@@ -194,10 +194,16 @@ class ConversationAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "store", "created_via", "upstream_profile", "created_at"]
     search_fields = ["id", "title", "owner__username", "latest_response_id"]
-    readonly_fields = ["id", "created_at", "updated_at", "latest_response_id"]
+    # What happened, not settings: the relay sets status, the creating socket sets created_via and
+    # api_token, and a conversation never changes owner (its records and ids are the owner's).
+    readonly_fields = ["id", "created_at", "updated_at", "latest_response_id", "status", "created_via", "api_token"]
     raw_id_fields = ["owner"]
     date_hierarchy = "created_at"
     inlines = [ResponseInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "owner"] if obj is not None else fields
 
     @admin.display(description="responses")
     def response_count(self, obj: Conversation) -> int:

@@ -57,3 +57,39 @@ def test_admin_conversation_and_token_pages_render(client, staff_user, user):
 def test_records_are_read_only_in_admin(client, staff_user, model):
     client.force_login(staff_user)
     assert client.get(reverse(f"admin:sessions_app_{model}_add")).status_code == 403
+
+
+def test_a_conversations_owner_status_and_origin_are_read_only_in_admin(client, staff_user, user, other_user):
+    default_profile_sync()
+    token, _ = ApiToken.issue(user=user)
+    conversation = conversation_create(owner=user, title="before", created_via="gateway", api_token_pk=token.pk)
+    url = reverse("admin:sessions_app_conversation_change", args=[conversation.pk])
+    client.force_login(staff_user)
+
+    page = client.get(url).content.decode()
+    for name in ("owner", "status", "created_via", "api_token"):
+        assert f'name="{name}"' not in page, name
+    assert "Gateway (API token)" in page  # shown, not editable
+
+    # A forged POST naming them changes only what is editable.
+    form = {
+        "title": "after", "upstream_profile": conversation.upstream_profile_id, "model": conversation.model,
+        "instructions": "", "tools": "[]", "recovery_enabled": "on", "reasoning_effort": "",
+        "max_output_tokens": "", "compact_threshold": "", "archived_at_0": "", "archived_at_1": "",
+        "owner": other_user.pk, "status": "failed", "created_via": "browser", "api_token": "",
+        "responses-TOTAL_FORMS": "0", "responses-INITIAL_FORMS": "0",
+        "responses-MIN_NUM_FORMS": "0", "responses-MAX_NUM_FORMS": "0",
+    }
+    response = client.post(url, form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    conversation.refresh_from_db()
+    assert conversation.title == "after"
+    assert (conversation.owner_id, conversation.status, conversation.created_via, conversation.api_token_id) == (
+        user.pk, "idle", "gateway", token.pk)
+
+
+def test_staff_still_choose_the_owner_when_adding_a_conversation(client, staff_user):
+    client.force_login(staff_user)
+    page = client.get(reverse("admin:sessions_app_conversation_add")).content.decode()
+    assert 'name="owner"' in page
+    assert 'name="status"' not in page and 'name="created_via"' not in page
