@@ -66,11 +66,30 @@ class ChainRow:
     output_text: str
     forks_here: bool  # more than one response continues this one
     starts_branch: bool  # this response is one branch of a fork
+    attempts: int = 1  # with the failed attempts it superseded (the relay resent them): one turn
+
+
+def _standing(records: list[ResponseRecord]) -> tuple[list[ResponseRecord], dict[int, int]]:
+    """The records that are turns (a superseded attempt is folded into the one that resent it), and
+    how many attempts each turn took."""
+    superseded = {r.supersedes_id for r in records if r.supersedes_id is not None}
+    attempts: dict[int, int] = {}
+    by_pk = {r.pk: r for r in records}
+    for record in records:
+        if record.pk in superseded:
+            continue
+        count, at = 1, record
+        while at.supersedes_id in by_pk and count <= len(records):
+            count, at = count + 1, by_pk[at.supersedes_id]
+        attempts[record.pk] = count
+    return [r for r in records if r.pk not in superseded], attempts
 
 
 def conversation_chain(*, conversation: Conversation) -> list[ChainRow]:
-    """The chain as a depth-first list: each response under its `parent`, forks indented (two queries)."""
-    records = list(conversation.responses.order_by("sent_at", "pk"))
+    """The chain as a depth-first list: each response under its `parent`, forks indented (two queries).
+
+    A failed attempt the relay resent is not a branch: it folds into the turn that superseded it."""
+    records, attempts = _standing(list(conversation.responses.order_by("sent_at", "pk")))
     texts: dict[tuple[int, str], list[str]] = {}
     items = Item.objects.filter(response__conversation=conversation).order_by("position")
     for response_pk, direction, text in items.values_list("response_id", "direction", "text"):
@@ -92,6 +111,7 @@ def conversation_chain(*, conversation: Conversation) -> list[ChainRow]:
             record=record, depth=depth, forks_here=forks, starts_branch=starts_branch,
             input_text=" ".join(texts.get((record.pk, Item.Direction.INPUT), []))[:300],
             output_text=" ".join(texts.get((record.pk, Item.Direction.OUTPUT), []))[:300],
+            attempts=attempts[record.pk],
         ))
         for child in reversed(following):
             stack.append((child, depth + 1 if forks else depth, forks))

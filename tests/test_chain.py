@@ -19,9 +19,10 @@ def conversation(user):
 
 
 def add(conversation, response_id, parent=None, text="", **fields):
+    fields.setdefault("status", "completed")
     record = ResponseRecord.objects.create(
         conversation=conversation, response_id=response_id, parent=parent,
-        previous_response_id=parent.response_id if parent else "", status="completed", **fields,
+        previous_response_id=parent.response_id if parent else "", **fields,
     )
     Item.objects.create(response=record, direction="output", position=0, item_type="message", text=text,
                         raw={"type": "message"})
@@ -48,6 +49,21 @@ def test_forks_indent_their_branches_in_order(conversation):
         ("resp_1", 0), ("resp_2", 1), ("resp_3", 1), ("resp_f", 1), ("resp_f2", 1)]
     assert rows[0].forks_here and rows[1].starts_branch and rows[3].starts_branch
     assert not rows[2].starts_branch
+
+
+def test_a_resent_attempt_folds_into_its_turn_and_is_no_fork(conversation, client, staff_user):
+    r1 = add(conversation, "resp_1")
+    failed = add(conversation, None, parent=r1, status="failed", response_payload={"superseded_by": "recovery"})
+    failed_again = add(conversation, None, parent=r1, status="failed", supersedes=failed)
+    replay = add(conversation, "resp_2", parent=r1, origin="recovery_replay", supersedes=failed_again)
+    add(conversation, "resp_3", parent=replay)
+    rows = conversation_chain(conversation=conversation)
+    assert [(row.record.response_id, row.depth, row.attempts) for row in rows] == [
+        ("resp_1", 0, 1), ("resp_2", 0, 3), ("resp_3", 0, 1)]
+    assert not any(row.forks_here or row.starts_branch for row in rows)
+    client.force_login(staff_user)
+    page = client.get(reverse("admin:sessions_app_conversation_chain", args=[conversation.pk])).content.decode()
+    assert page.count(">recovered<") == 1 and "forks here" not in page
 
 
 def test_staff_chain_page_draws_the_tree_and_escapes_model_output(client, staff_user, conversation):

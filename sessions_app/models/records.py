@@ -153,6 +153,10 @@ class ResponseRecord(models.Model):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children",
         help_text="The record this one continues; empty for a chain root.",
     )
+    supersedes = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="superseded_by",
+        help_text="The failed attempt this request resent (recovery): one turn, not a fork.",
+    )
     connection = models.ForeignKey(
         UpstreamConnection, on_delete=models.SET_NULL, null=True, blank=True, related_name="responses"
     )

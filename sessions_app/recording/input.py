@@ -56,6 +56,7 @@ class RequestRow:
     # What the relay already knows of the parent (it streamed on this session), saving queries:
     # None = ask the database; True/False = whether continuing it branches the chain.
     parent_forks: bool | None = None
+    supersedes_pk: int | None = None  # the failed attempt this request resends (relay/recovery.py)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def at_once_statement(row: RequestRow) -> AtOnce | None:
         "conversation_id": row.conversation_id, "stream_id": row.stream_id or "",
         "previous_response_id": previous or "", "parent_id": parent_pk, "status": ResponseRecord.Status.QUEUED,
         "model": row.model[:100], "request_payload": row.payload, "origin": origin, "sent_at": timezone.now(),
-        "connection_id": row.connection_pk,
+        "connection_id": row.connection_pk, "supersedes_id": row.supersedes_pk,
     })
     if row.use_compacted_window:
         conversation = ResponseRecord._meta.get_field("conversation").get_db_prep_value(row.conversation_id,
@@ -246,7 +247,7 @@ def _write_request_in_transaction(row: RequestRow) -> RequestWritten:
         record = ResponseRecord(
             conversation_id=row.conversation_id, stream_id=row.stream_id or "", previous_response_id=previous or "",
             parent_id=parent_pk, status=ResponseRecord.Status.QUEUED, model=row.model[:100], request_payload=payload,
-            origin=origin, sent_at=timezone.now(), connection_id=row.connection_pk,
+            origin=origin, sent_at=timezone.now(), connection_id=row.connection_pk, supersedes_id=row.supersedes_pk,
         )
         insert_rows([record], returning=True)
         # Items are what the client added; the context a rewrite put in front of them is already in

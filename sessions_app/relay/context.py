@@ -223,10 +223,19 @@ def history_event(*, user, conversation_id: uuid.UUID) -> dict[str, Any]:
         responses.append({
             "response_id": record.response_id, "previous_response_id": record.previous_response_id or None,
             "stream_id": record.stream_id or None, "status": record.status, "origin": record.origin,
+            "record": record.pk, "parent": record.parent_id, "supersedes": record.supersedes_id,
+            "model": record.model, "incomplete_reason": record.incomplete_reason or None,
+            "sent_at": _moment(record.sent_at), "completed_at": _moment(record.completed_at),
+            "ttft_ms": _milliseconds(record.sent_at, record.first_text_at),
             "input_items": [i.raw for i in items if i.direction == "input"],
             "output_items": [i.raw for i in items if i.direction == "output"],
             "usage": _usage(record), "error": _error(record),
         })
+    compactions = [{
+        "kind": c.kind, "record": c.response_id, "created_at": _moment(c.created_at),
+        "input_tokens_before": c.input_tokens_before, "tokens_after": c.tokens_after,
+        "items_replaced": c.items_replaced,
+    } for c in conversation.compactions.order_by("created_at", "pk")]
     return {
         "type": "switchboard.history",
         "conversation": {
@@ -234,4 +243,13 @@ def history_event(*, user, conversation_id: uuid.UUID) -> dict[str, Any]:
             "status": conversation.status, "read_only": conversation.owner_id != user.pk,
         },
         "responses": responses,
+        "compactions": compactions,
     }
+
+
+def _moment(moment) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _milliseconds(start, end) -> int | None:
+    return round((end - start).total_seconds() * 1000) if start is not None and end is not None else None

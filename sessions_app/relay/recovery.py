@@ -112,7 +112,7 @@ class Recovery:
             replay = code == NOT_FOUND_CODE or host.needs_replay(row.previous_response_id, row.payload,
                                                                  host.conversation)
             row = replace(row, replay=replay, parent_pk=ticket.parent_pk, parent_forks=None, title="",
-                          connection_pk=host.open_connection_pk())
+                          connection_pk=host.open_connection_pk(), supersedes_pk=ticket.record_pk)
             await host.submit(row, raw=None, frame=None, resends=state.resends + 1, reason=code)
         except ProtocolError as exc:
             await host.downstream.refuse(exc, exc.to_event(stream_id=ticket.stream_id))

@@ -105,6 +105,8 @@ async def test_a_fork_from_the_first_of_five_is_replayed_on_the_same_socket_and_
     assert (superseded.origin, superseded.parent_id) == ("fork", first.pk)
     for replay in (same_socket, after_reconnect):
         assert (replay.origin, replay.parent_id, replay.status) == ("recovery_replay", first.pk, "completed")
+    # The resend names the attempt it replaces: one turn (pages and the admin fold them), not a fork.
+    assert same_socket.supersedes_id == superseded.pk and after_reconnect.supersedes_id is None
     children = await db(lambda: sorted(first.children.values_list("origin", flat=True)))()
     assert children == ["fork", "recovery_replay", "recovery_replay", "user"]  # the chain branches at the first
     errors = await errors_of(conversation.pk)
