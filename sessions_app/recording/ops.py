@@ -20,6 +20,7 @@ from django.utils import timezone
 from ..models import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
 from ..protocol.items import item_text, item_type
 from ..protocol.outcome import Usage
+from ..recovery import context_after
 from .statements import Statement, insert_rows, insert_statement, update_row, update_statement
 
 __all__ = [
@@ -97,6 +98,14 @@ class Started:
             "response_id": self.response_id, "status": self.status, "first_event_at": self.first_event_at})]
 
 
+def _context_length(record_pk: int) -> int:
+    """How many items the model had in context when the record's request arrived: its parent's context
+    and the items the request added (what a server-side compaction in its output replaced)."""
+    record = ResponseRecord.objects.select_related("parent").get(pk=record_pk)
+    added = Item.objects.filter(response_id=record_pk, direction=Item.Direction.INPUT).count()
+    return (len(context_after(record.parent)) if record.parent is not None else 0) + added
+
+
 @dataclass(frozen=True)
 class Finished:
     """A response (or a request that never became one) ended; everything the recorder keeps of it."""
@@ -158,7 +167,11 @@ class Finished:
         else:
             update_row(ResponseRecord, record_pk, fields)
         batch.items.extend(item_rows(record_pk, Item.Direction.OUTPUT, self.output))
-        self._record_compaction(record_pk)
+        if self.output and any(item_type(i) == "compaction" for i in self.output):
+            # The context it replaced is counted from the records: write what this batch holds first.
+            insert_rows(batch.items)
+            batch.items.clear()
+            self._record_compaction(record_pk)
 
     def _record_compaction(self, record_pk: int) -> None:
         at = max((i for i, item in enumerate(self.output) if item_type(item) == "compaction"), default=None)
@@ -167,7 +180,7 @@ class Finished:
         CompactionEvent.objects.create(
             conversation_id=self.conversation_id, response_id=record_pk, kind=CompactionEvent.Kind.SERVER_SIDE,
             input_tokens_before=self.usage.input_tokens if self.usage else None,
-            compacted_output=list(self.output[at:]),
+            items_replaced=_context_length(record_pk) + at, compacted_output=list(self.output[at:]),
         )
 
 

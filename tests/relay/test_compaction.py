@@ -24,6 +24,8 @@ async def test_a_server_side_compaction_item_is_recorded(profile, user, conversa
     assert record.produced_compaction is True
     [compaction] = await db(lambda: list(CompactionEvent.objects.filter(conversation=conversation)))()
     assert compaction.kind == "server_side" and compaction.response_id == record.pk
+    # It replaced the first turn's message and reply, and the new message: three items.
+    assert compaction.items_replaced == 3 and compaction.input_tokens_before == record.input_tokens
     assert compaction.compacted_output == final(events)["response"]["output"]
     assert await db(lambda: Item.objects.filter(response=record, item_type="compaction").count())() == 1
 
