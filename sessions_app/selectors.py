@@ -6,17 +6,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.http import Http404
 from django.utils import timezone
 
 from .models import ApiToken, Conversation, Item, ResponseRecord, UpstreamProfile
-
-
-def conversation_list(*, user) -> QuerySet[Conversation]:
-    """A user's own conversations, newest activity first (staff see only their own here too)."""
-    return Conversation.objects.filter(owner=user).select_related("upstream_profile")
+from .process import heartbeats_enabled, lease
 
 
 def conversation_get(*, user, pk, for_write: bool = False) -> Conversation:
@@ -150,3 +146,85 @@ def usage_by_day(*, days: int = 30, owner=None) -> list[UsageRow]:
         .order_by("-day", "model")
     )
     return [UsageRow(**row) for row in rows]
+
+
+# -- the dashboard ------------------------------------------------------------------------------------------
+
+SEARCH_MAX_CHARS = 200
+# A turn is a response a person started: a message, an edit (fork), a steer, or a message the relay sent with a
+# replayed context. Tool-output continuations of an agent loop and warm-ups are responses, not turns; nor is a
+# failed attempt the relay resent (`supersedes`): it folds into the turn that resent it, as in the chain.
+USER_TURN_ORIGINS = (ResponseRecord.Origin.USER, ResponseRecord.Origin.FORK, ResponseRecord.Origin.STEER,
+                     ResponseRecord.Origin.RECOVERY_REPLAY)
+IN_FLIGHT = (ResponseRecord.Status.QUEUED, ResponseRecord.Status.IN_PROGRESS)
+# However short the heartbeat, a record sent this recently still counts as streaming (its socket may not
+# have beaten yet); a dead process's leftovers stop blocking a delete after this long.
+STREAMING_WINDOW_FLOOR = timedelta(seconds=30)
+
+
+def _user_turns() -> Q:
+    return Q(origin__in=USER_TURN_ORIGINS) & ~Q(Exists(ResponseRecord.objects.filter(supersedes=OuterRef("pk"))))
+
+
+def _per_conversation(aggregate, where: Q | None = None) -> Coalesce:
+    """``aggregate`` over each conversation's responses, as a correlated subquery: the database evaluates it
+    only for the rows of the page (after LIMIT), where a JOIN + GROUP BY would aggregate all of a user's
+    conversations before paging, and the Paginator's COUNT leaves it out."""
+    rows = (ResponseRecord.objects.filter(where or Q(), conversation=OuterRef("pk")).order_by()
+            .values("conversation").annotate(value=aggregate).values("value"))
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
+def conversation_rows(*, user, query: str = "", archived: bool = False) -> QuerySet[Conversation]:
+    """The dashboard's list: the user's own conversations (staff too see only theirs), active or archived,
+    newest activity first, with ``turns`` (USER_TURN_ORIGINS) and ``tokens`` (total_tokens summed).
+
+    ``query`` keeps those whose title or any item's text (input or output) contains it, case-insensitively
+    (on SQLite, for ASCII letters only: its LIKE folds no other case). One query for the rows however many
+    there are; each conversation appears once (EXISTS, not a join to its items)."""
+    conversations = Conversation.objects.filter(owner=user, archived_at__isnull=not archived)
+    query = query.strip()[:SEARCH_MAX_CHARS]
+    if query:
+        in_items = Item.objects.filter(response__conversation=OuterRef("pk"), text__icontains=query)
+        conversations = conversations.filter(Q(title__icontains=query) | Exists(in_items))
+    return (
+        conversations.select_related("api_token").defer("instructions", "tools")  # long, and not listed
+        .annotate(turns=_per_conversation(Count("pk"), _user_turns()),
+                  tokens=_per_conversation(Sum("total_tokens")))
+        .order_by("-updated_at", "-pk")  # pk breaks ties: no row on two pages, or on none
+    )
+
+
+@dataclass(frozen=True)
+class ConversationSize:
+    """What deleting a conversation takes with it."""
+
+    turns: int
+    responses: int
+    items: int
+    tokens: int
+
+
+def conversation_size(*, conversation: Conversation) -> ConversationSize:
+    totals = conversation.responses.aggregate(
+        turns=Count("pk", filter=_user_turns()), responses=Count("pk"),
+        tokens=Coalesce(Sum("total_tokens"), 0))
+    items = Item.objects.filter(response__conversation=conversation).count()
+    return ConversationSize(items=items, **totals)
+
+
+def conversation_streaming(*, conversation: Conversation) -> bool:
+    """Whether a response of the conversation is in flight on a live socket right now.
+
+    In flight: queued or in progress. Live: its upstream socket is open and its holding process still beats
+    (any open socket when heartbeats are off), or it has no socket yet and was sent moments ago. A record a
+    dead process left in flight is not streaming: the next hub to drive the conversation ends it
+    `interrupted` (live/liveness.py), and nothing will write to it meanwhile."""
+    window = max(lease(), STREAMING_WINDOW_FLOOR)
+    since = timezone.now() - window
+    live_socket = Q(connection__isnull=False, connection__closed_at__isnull=True)
+    if heartbeats_enabled():
+        live_socket &= Q(connection__heartbeat_at__gte=since) | Q(connection__heartbeat_at__isnull=True,
+                                                                  connection__opened_at__gte=since)
+    no_socket_yet = Q(connection__isnull=True, sent_at__gte=since)
+    return conversation.responses.filter(status__in=IN_FLIGHT).filter(live_socket | no_socket_yet).exists()

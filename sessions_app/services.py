@@ -7,10 +7,12 @@ import ipaddress
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
-from .models import Conversation, UpstreamProfile
-from .selectors import default_profile
+from .models import Conversation, ResponseRecord, UpstreamProfile
+from .selectors import conversation_streaming, default_profile
 
 DEFAULT_PROFILE_NAME = "default"
 
@@ -29,6 +31,55 @@ def conversation_create(
         created_via=created_via,
         api_token_id=api_token_pk,
     )
+
+
+# The dashboard's writes. Callers pass a conversation they got from selectors.conversation_get(for_write=True):
+# its owner's, never a staff viewer's.
+
+TITLE_MAX_CHARS = Conversation._meta.get_field("title").max_length
+
+
+class ConversationStreaming(Exception):
+    """A response of the conversation is in flight: its hub would go on writing records of a deleted row."""
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    """Whitespace runs (newlines too) become one space. `update()`, so a rename is not activity: the
+    conversation keeps its place in the newest-first list."""
+    title = " ".join(title.split())
+    if not title:
+        raise ValidationError("A title needs at least one character.")
+    if len(title) > TITLE_MAX_CHARS:
+        raise ValidationError(f"A title has at most {TITLE_MAX_CHARS} characters.")
+    Conversation.objects.filter(pk=conversation.pk).update(title=title)
+    conversation.title = title
+    return conversation
+
+
+def conversation_archive(*, conversation: Conversation) -> Conversation:
+    """Out of the active list; everything else stays (its page, its sockets). Archiving twice keeps the first time."""
+    if conversation.archived_at is None:
+        conversation.archived_at = timezone.now()
+        Conversation.objects.filter(pk=conversation.pk, archived_at__isnull=True).update(
+            archived_at=conversation.archived_at)
+    return conversation
+
+
+def conversation_unarchive(*, conversation: Conversation) -> Conversation:
+    conversation.archived_at = None
+    Conversation.objects.filter(pk=conversation.pk).update(archived_at=None)
+    return conversation
+
+
+@transaction.atomic
+def conversation_delete(*, conversation: Conversation) -> int:
+    """Delete the conversation and every record of it (responses, items, errors, compactions, upstream
+    sockets); returns how many responses went. Refused (`ConversationStreaming`) while a response is in
+    flight: pages never drive sockets, so the owner waits for the end (or stops it) and deletes then."""
+    if conversation_streaming(conversation=conversation):
+        raise ConversationStreaming(str(conversation))
+    _, deleted = conversation.delete()
+    return deleted.get(ResponseRecord._meta.label, 0)
 
 
 @transaction.atomic

@@ -7,9 +7,13 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
@@ -20,11 +24,87 @@ DASHBOARD_PAGE_SIZE = 50
 
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    # `pk` breaks ties in the newest-first order, so no row shows on two pages or on none.
-    conversations = selectors.conversation_list(user=request.user).order_by("-updated_at", "-pk")
+    """The user's conversations: `?q=` searches titles and messages, `?show=archived` lists the archived."""
+    query = request.GET.get("q", "").strip()[:selectors.SEARCH_MAX_CHARS]
+    archived = request.GET.get("show") == "archived"
+    conversations = selectors.conversation_rows(user=request.user, query=query, archived=archived)
     # get_page: a missing or non-numeric page is the first, one past the end is the last.
     page = Paginator(conversations, DASHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "sessions_app/dashboard.html", {"conversations": page.object_list, "page": page})
+    kept = urlencode({key: value for key, value in (("q", query), ("show", "archived" if archived else "")) if value})
+    return render(request, "sessions_app/dashboard.html", {
+        "conversations": page.object_list, "page": page, "query": query, "archived": archived,
+        "page_query": f"{kept}&" if kept else "",  # partials/pagination.html keeps the search on every page link
+        "active_url": _dashboard_url(q=query), "archived_url": _dashboard_url(q=query, show="archived"),
+        "clear_url": _dashboard_url(show="archived" if archived else ""),
+        "here": request.get_full_path(),
+    })
+
+
+def _dashboard_url(**params: str) -> str:
+    kept = urlencode({key: value for key, value in params.items() if value})
+    return reverse("dashboard") + (f"?{kept}" if kept else "")
+
+
+def _next_url(request: HttpRequest, value: str | None) -> str:
+    """Where a dashboard action returns to (the list with its search and page), never off this site."""
+    if value and url_has_allowed_host_and_scheme(value, allowed_hosts={request.get_host()},
+                                                 require_https=request.is_secure()):
+        return value
+    return reverse("dashboard")
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_rename(request: HttpRequest, pk) -> HttpResponse:
+    """GET: a page with the form (the dashboard opens the same form inline with dashboard.js); POST renames.
+    Owner only: staff viewers of another's conversation get 404 like everyone else."""
+    conversation = selectors.conversation_get(user=request.user, pk=pk, for_write=True)
+    if request.method == "GET":
+        return render(request, "sessions_app/conversation_rename.html", {
+            "conversation": conversation, "next": _next_url(request, request.GET.get("next")),
+            "title_max": services.TITLE_MAX_CHARS})
+    try:
+        services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    else:
+        messages.success(request, f"Renamed to “{conversation.title}”.")
+    return redirect(_next_url(request, request.POST.get("next")))
+
+
+@require_POST
+def conversation_archive(request: HttpRequest, pk) -> HttpResponse:
+    conversation = services.conversation_archive(
+        conversation=selectors.conversation_get(user=request.user, pk=pk, for_write=True))
+    messages.success(request, f"Archived “{conversation}”: it is listed under Archived now.")
+    return redirect(_next_url(request, request.POST.get("next")))
+
+
+@require_POST
+def conversation_unarchive(request: HttpRequest, pk) -> HttpResponse:
+    conversation = services.conversation_unarchive(
+        conversation=selectors.conversation_get(user=request.user, pk=pk, for_write=True))
+    messages.success(request, f"“{conversation}” is back among your active conversations.")
+    return redirect(_next_url(request, request.POST.get("next")))
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_delete(request: HttpRequest, pk) -> HttpResponse:
+    """GET shows what will go and asks; POST deletes. Refused while a response streams (services)."""
+    conversation = selectors.conversation_get(user=request.user, pk=pk, for_write=True)
+    if request.method == "GET":
+        return render(request, "sessions_app/conversation_delete.html", {
+            "conversation": conversation, "size": selectors.conversation_size(conversation=conversation),
+            "streaming": selectors.conversation_streaming(conversation=conversation),
+            "next": _next_url(request, request.GET.get("next"))})
+    back, name, pk = _next_url(request, request.POST.get("next")), str(conversation), conversation.pk
+    try:
+        responses = services.conversation_delete(conversation=conversation)
+    except services.ConversationStreaming:
+        messages.error(request, f"“{name}” is streaming a response right now. Delete it once the response has "
+                                "ended.")
+        return redirect(f"{reverse('conversation_delete', args=[pk])}?{urlencode({'next': back})}")
+    messages.success(request, f"Deleted “{name}” and its {responses} response{pluralize(responses)}.")
+    return redirect(back)
 
 
 @require_POST

@@ -42,6 +42,11 @@ RULES: dict[str, tuple[str, object, object, object, object]] = {
     "dashboard": ("GET", "login", 200, 200, 200),
     "conversation_new": ("POST", "login", 302, 302, 302),
     "conversation_detail": ("GET", "login", 200, 404, 200),  # staff: read-only
+    # The dashboard's actions: the owner's alone; staff viewers of others' conversations are read-only (404).
+    "conversation_rename": ("POST", "login", 302, 404, 404),  # an empty title: refused with a message, back
+    "conversation_archive": ("POST", "login", 302, 404, 404),
+    "conversation_unarchive": ("POST", "login", 302, 404, 404),
+    "conversation_delete": ("GET", "login", 200, 404, 404),  # GET asks; the POST is tests/test_dashboard.py's
     "token_list": ("GET", "login", 200, 200, 200),
     "token_revoke": ("POST", "login", 302, 404, 404),
     "healthz": ("GET", 200, 200, 200, 200),
