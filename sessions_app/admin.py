@@ -262,8 +262,23 @@ class ResponseRecordAdmin(RecordAdmin):
     list_filter = ["status", "origin", "produced_compaction", "model", "sent_at"]
     search_fields = ["response_id", "previous_response_id", "conversation__id", "conversation__title"]
     raw_id_fields = ["conversation", "parent", "connection"]
+    readonly_fields = ["client_previous_response_id"]
     date_hierarchy = "sent_at"
     inlines = [ItemInline]
+
+    def get_fields(self, request, obj=None):
+        """What the client asked for right under what was sent."""
+        fields = [f for f in super().get_fields(request, obj) if f != "client_previous_response_id"]
+        at = fields.index("previous_response_id") + 1 if "previous_response_id" in fields else len(fields)
+        return [*fields[:at], "client_previous_response_id", *fields[at:]]
+
+    @admin.display(description="previous_response_id the client sent")
+    def client_previous_response_id(self, obj: ResponseRecord) -> str:
+        """A recovery replay went upstream as a new chain (previous_response_id as sent is empty, the request
+        as sent carries the context); the client had asked to continue its parent."""
+        if obj.origin == ResponseRecord.Origin.RECOVERY_REPLAY and obj.parent_id is not None:
+            return obj.parent.response_id or "—"
+        return obj.previous_response_id or "—"
 
     def get_urls(self):
         usage = path("usage/", self.admin_site.admin_view(self.usage_view), name="sessions_app_responserecord_usage")
