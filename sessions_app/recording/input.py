@@ -65,6 +65,7 @@ class RequestWritten:
     payload: dict[str, Any]  # what to send: the row's payload, or rewritten onto a window (compaction, replay)
     previous_response_id: str | None
     parent_pk: int | None
+    replayed: bool = False  # sent as a recovery replay: a new chain, its context rebuilt from the records
 
 
 def _write_request(row: RequestRow) -> RequestWritten:
@@ -255,7 +256,8 @@ def _write_request_in_transaction(row: RequestRow) -> RequestWritten:
         insert_rows(item_rows(record.pk, Item.Direction.INPUT, input_items(row.payload)))
         if row.title:
             Conversation.objects.filter(pk=row.conversation_id, title="").update(title=row.title[:200])
-    return RequestWritten(record_pk=record.pk, payload=payload, previous_response_id=previous, parent_pk=parent_pk)
+    return RequestWritten(record_pk=record.pk, payload=payload, previous_response_id=previous, parent_pk=parent_pk,
+                          replayed=origin == ResponseRecord.Origin.RECOVERY_REPLAY)
 
 
 def _open_connection(conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:

@@ -59,6 +59,7 @@ class Ticket:
     output_done: dict[int, dict[str, Any]] = field(default_factory=dict)
     frames: list[str] = field(default_factory=list)  # its upstream frames, when a hub keeps the live tail
     request: Any = None  # the relay's memo of what was sent, so it can resend it (recovery.py)
+    echo: dict[str, Any] | None = None  # a replay's Response objects carry these request fields (echo.py)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ Rules (PROTOCOL.md §4 "Reconnect and recovery", docs/protocol.md §3):
   error reaches the client as it is.
 * The browser face gets `switchboard.recovered` before the resent response's
   events; the gateway face gets pure protocol (the SDK sees an ordinary response).
+* A replayed request looks to the client like the continuation it asked for:
+  its Response objects carry the client's `previous_response_id` (echo.py).
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ..protocol.errors import ProtocolError
-from ..recording import RequestRow
+from ..recording import RequestRow, RequestWritten
 from .context import ConversationView
+from .echo import echo_of
 from .faces import Face
 from .lanes import Ticket
 from .stream import LIMIT_CODE, NOT_FOUND_CODE, Downstream, UpstreamLink
 
-__all__ = ["Resend", "MAX_RESENDS", "Recovery", "RecoveryHost", "recovered_event"]
+__all__ = ["Resend", "MAX_RESENDS", "Recovery", "RecoveryHost", "recovered_event", "replay_echo"]
 
 logger = logging.getLogger("sessions_app.relay")
 
@@ -55,6 +58,14 @@ def recovered_event(*, reason: str, row: RequestRow, replayed: bool) -> dict[str
     """The browser's `switchboard.recovered` notice (docs/protocol.md §3)."""
     return {"type": "switchboard.recovered", "reason": reason, "stream_id": row.stream_id,
             "previous_response_id": row.previous_response_id, "replayed": replayed}
+
+
+def replay_echo(row: RequestRow, written: RequestWritten) -> tuple[bool, dict[str, Any] | None]:
+    """Whether a create went as a new chain instead of the continuation it asked for (the notice's
+    `replayed`), and, when that was a recovery replay, the request fields its Response objects must
+    carry to look like that continuation (echo.py). A pending compaction's window is no recovery."""
+    replayed = row.replay and bool(row.previous_response_id) and written.previous_response_id is None
+    return replayed, echo_of(row.payload, written.payload) if replayed and written.replayed else None
 
 
 class RecoveryHost(Protocol):

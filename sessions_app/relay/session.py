@@ -58,7 +58,7 @@ from .lanes import Ticket
 from .limits import Quota
 from .link import UpstreamLinks, open_connection_pks
 from .ownership import Ownership
-from .recovery import Recovery, Resend
+from .recovery import Recovery, Resend, replay_echo
 from .stream import Downstream, UpstreamLink
 
 __all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession", "open_connection_pks"]
@@ -233,10 +233,10 @@ class RelaySession:
         if conversation is not None and not conversation.title and row.title:
             self.conversation = replace(conversation, title=row.title)
         text = _text(frame) if frame is not None and written.payload is raw else json.dumps(written.payload)
+        replayed, echo = replay_echo(row, written)
         ticket = Ticket(record_pk=written.record_pk, kind="create", stream_id=row.stream_id,
                         previous_response_id=written.previous_response_id, parent_pk=written.parent_pk,
-                        sent_at=timezone.now(), request=Resend(row=row, resends=resends))
-        replayed = row.replay and bool(row.previous_response_id) and written.previous_response_id is None
+                        sent_at=timezone.now(), request=Resend(row=row, resends=resends), echo=echo)
         if replayed or reason:
             await self.recovery.announce(row, replayed=replayed, reason=reason)
         await self._send_upstream(ticket, text, row.connection_pk, opening=opening)

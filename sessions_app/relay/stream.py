@@ -3,7 +3,8 @@
 The hot half of the relay (session.py holds the client half). Rules:
 
 * A frame is forwarded to the client verbatim *before* anything else is done
-  with it; bookkeeping is in memory and recording is a queued op (O(1)).
+  with it (a replay's Response events: with the client's fields, echo.py);
+  bookkeeping is in memory and recording is a queued op (O(1)).
 * relay_lanes.LaneBook says which request an event belongs to; a request ends
   with its terminal event, with an `error` that ends it, or when its socket
   closes (failed; interrupted when the client left).
@@ -43,8 +44,9 @@ from ..recording import (
 )
 from ..upstream import UpstreamSocket
 from . import errors as relay_errors
+from .echo import echoed_frame
 from .faces import Face
-from .lanes import TERMINAL_EVENTS, LaneBook, Ticket
+from .lanes import RESPONSE_EVENTS, TERMINAL_EVENTS, LaneBook, Ticket
 from .refusals import Refusals
 
 __all__ = ["UpstreamLink", "Downstream", "decode_event"]
@@ -141,6 +143,8 @@ class Downstream:
         # Routed before it is forwarded (a few dict look-ups) so a hub's tail never misses a frame it sent.
         routed = link.book.route(event)
         ticket = routed.ticket
+        if ticket is not None and ticket.echo is not None and kind in RESPONSE_EVENTS:
+            frame = echoed_frame(frame, event, ticket.echo)
         if self.keep_tail and ticket is not None:
             ticket.frames.append(frame)
         await self.to_client(frame)
