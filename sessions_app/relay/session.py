@@ -229,9 +229,9 @@ class RelaySession:
             await self.recorder.flush()  # the context is rebuilt from records: the latest must be written
         opening = self._open_beside_write()
         written = await self._write(row, row.stream_id)
-        conversation = self.conversation
-        if conversation is not None and not conversation.title and row.title:
-            self.conversation = replace(conversation, title=row.title)
+        if self.conversation is not None and not self.conversation.title and row.title:  # its first message titled it
+            self.conversation = replace(self.conversation, title=row.title)
+            await self.downstream.announce({"type": "switchboard.conversation", "title": row.title})
         text = _text(frame) if frame is not None and written.payload is raw else json.dumps(written.payload)
         replayed, echo = replay_echo(row, written)
         ticket = Ticket(record_pk=written.record_pk, kind="create", stream_id=row.stream_id,

@@ -366,8 +366,12 @@ class Downstream:
         self.refusals.record(exc, event, conversation_id=self.conversation_id)
 
     async def recording_overflowed(self) -> None:
+        await self.announce(relay_errors.recording_overflow().to_event())
+
+    async def announce(self, event: dict[str, Any]) -> None:
+        """An event only the browser face gets (`switchboard.*`, docs/protocol.md); the gateway stays pure protocol."""
         if self.face.announces:
-            await self.to_client(json.dumps(relay_errors.recording_overflow().to_event()))
+            await self.to_client(json.dumps(event))
 
     async def to_client(self, text: str) -> None:
         if self.publish is not None:
