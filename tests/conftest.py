@@ -43,7 +43,13 @@ def simulator_process():
 
 
 @pytest.fixture
-def daphne_server(transactional_db, simulator_process):
+def daphne_env() -> dict[str, str]:
+    """Extra environment for `daphne_server` (a test module overrides this fixture to change a setting)."""
+    return {}
+
+
+@pytest.fixture
+def daphne_server(transactional_db, simulator_process, daphne_env):
     """A real Daphne serving the project against the test database, with the default
     upstream profile pointed at a real simulator process."""
     from django.db import connection
@@ -54,5 +60,5 @@ def daphne_server(transactional_db, simulator_process):
     profile = default_profile_sync()
     profile.websocket_url = simulator_process.url
     profile.save()
-    with daphne_process(connection.settings_dict) as server:
+    with daphne_process(connection.settings_dict, extra_env=daphne_env) as server:
         yield server

@@ -1,6 +1,7 @@
 // The conversation page: wires the composer to the socket and the socket to the transcript.
 'use strict';
 
+import { Announcer, focusShortcut } from './announce.js';
 import { ReconnectingSocket, socketUrl } from './socket.js';
 import { Transcript } from './transcript.js';
 
@@ -18,6 +19,7 @@ const hint = document.getElementById('composer-hint');
 const connection = document.getElementById('connection-state');
 const statusBadge = document.getElementById('conversation-status');
 const transcript = new Transcript(document.getElementById('transcript'));
+const announcer = new Announcer(document.getElementById('announcer'));
 
 const state = {
   readOnly: composer.dataset.readOnly === 'true',
@@ -127,6 +129,7 @@ function onStatus(event) {
 
 function onResponseEvent(event) {
   transcript.apply(event);
+  announcer.event(event);
   if (event.stream_id) return;  // named lanes (other clients) never block this composer
   // The relay's switchboard.status events are authoritative; these keep the badge current between them.
   if (event.type === 'response.created' || event.type === 'response.queued') {
@@ -216,8 +219,18 @@ input.addEventListener('keydown', (event) => {
   }
 });
 
+/** The server titled the conversation (its first message): the heading and the window follow. */
+function onTitled(event) {
+  const heading = document.getElementById('conversation-title');
+  if (!event.title || !heading) return;
+  heading.textContent = event.title;
+  document.title = `${event.title} · Switchboard`;
+}
+
+focusShortcut(input);
 socket
   .on('switchboard.history', onHistory)
+  .on('switchboard.conversation', onTitled)
   .on('switchboard.status', onStatus)
   .on('switchboard.upstream_closed', onUpstreamClosed)
   .on('*', (event) => {
