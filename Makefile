@@ -1,4 +1,4 @@
-.PHONY: run test lint bench-simulator bench-relay
+.PHONY: run test lint screenshots bench-simulator bench-relay
 
 run:   ## set up and run Switchboard on the embedded default (http://127.0.0.1:8000)
 	scripts/run.sh
@@ -9,6 +9,9 @@ test:  ## set up and run the whole test suite (SQLite, then PostgreSQL + Redis)
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports --no-cache
+
+screenshots:  ## every user page at 1280 and 420 px into docs/screenshots/ (headless Chromium, the simulator)
+	SWITCHBOARD_SCREENSHOTS=1 .venv/bin/python -m pytest -q tests/browser/test_screenshots.py
 
 bench-simulator:
 	.venv/bin/python bench/simulator.py
