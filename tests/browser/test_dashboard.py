@@ -62,7 +62,7 @@ def test_search_finds_a_conversation_by_a_word_of_its_messages_and_rename_archiv
     ocean_row = row(page, "Ocean notes")
     expect(ocean_row.locator('td[data-label="Turns"]')).to_have_text("1")
     expect(ocean_row.locator("time")).to_have_text("just now")
-    expect(page.locator(".count")).to_contain_text("1 conversation match “NARWHAL”")
+    expect(page.locator(".count")).to_contain_text("1 conversation matches “NARWHAL”")
 
     # Rename in place: the form opens in the row, and the search stays.
     ocean_row.get_by_role("link", name="Rename").click()
