@@ -184,3 +184,16 @@ def test_a_busy_dashboard_fits_the_screen(new_page, width: int) -> None:
     expect(page.get_by_role("button", name="Delete conversation")).to_be_visible()
     assert page.evaluate("document.scrollingElement.scrollWidth") <= width
     page.screenshot(path=str(RESULTS / f"dashboard-delete-{width}.png"), full_page=True)
+
+
+def test_last_activity_stays_true_while_the_page_is_open(page: Page) -> None:
+    alice = create_user("alice", "alice-password-1")
+    new_conversation(alice, "Fresh")
+    page.clock.install()  # the page's timers and clock, moved by the test (dashboard.js refreshes each 30 s)
+    sign_in(page, "alice", "alice-password-1")
+    activity = row(page, "Fresh").locator("time")
+    expect(activity).to_have_text("just now")
+    page.clock.run_for("05:00")
+    expect(activity).to_have_text("5 min ago")
+    page.clock.run_for("03:00:00")
+    expect(activity).to_have_text("3 h ago")
