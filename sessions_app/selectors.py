@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
@@ -35,6 +36,18 @@ def conversation_responses(*, conversation: Conversation) -> QuerySet[ResponseRe
 def profiles_usable_by(*, user) -> list[UpstreamProfile]:
     profiles = UpstreamProfile.objects.filter(enabled=True).prefetch_related("allowed_users")
     return [p for p in profiles if p.usable_by(user)]
+
+
+def conversation_settings(*, conversation: Conversation) -> dict[str, Any]:
+    """What the settings form sets, as JSON (the drawer's answer, and `switchboard.settings` on the socket)."""
+    profile = conversation.upstream_profile
+    return {
+        "title": conversation.title, "upstream_profile": profile.pk if profile else None,
+        "upstream_profile_name": profile.name if profile else "", "model": conversation.model,
+        "reasoning_effort": conversation.reasoning_effort, "max_output_tokens": conversation.max_output_tokens,
+        "instructions": conversation.instructions, "tools": conversation.tools or [], "store": conversation.store,
+        "recovery_enabled": conversation.recovery_enabled, "compact_threshold": conversation.compact_threshold,
+    }
 
 
 def default_profile() -> UpstreamProfile | None:

@@ -17,10 +17,21 @@ from .selectors import conversation_streaming, default_profile
 DEFAULT_PROFILE_NAME = "default"
 
 
+#: Conversation settings a new conversation may start with beyond title, profile, model and store (forms.py).
+CREATE_SETTINGS = frozenset({"instructions", "tools", "reasoning_effort", "max_output_tokens", "recovery_enabled",
+                             "compact_threshold"})
+#: Everything `conversation_settings_update` may change.
+SETTINGS_FIELDS = frozenset({"title", "upstream_profile", "model", "store", *CREATE_SETTINGS})
+
+
 def conversation_create(
     *, owner, title: str = "", profile: UpstreamProfile | None = None, model: str = "", store: bool = False,
-    created_via: str = "browser", api_token_pk: int | None = None,
+    created_via: str = "browser", api_token_pk: int | None = None, **settings_: object,
 ) -> Conversation:
+    """A new conversation; `settings_` are more of its settings (CREATE_SETTINGS), already validated."""
+    unknown = settings_.keys() - CREATE_SETTINGS
+    if unknown:
+        raise TypeError(f"conversation_create() got unknown settings: {sorted(unknown)}")
     profile = profile or default_profile()
     return Conversation.objects.create(
         owner=owner,
@@ -30,7 +41,22 @@ def conversation_create(
         store=store,
         created_via=created_via,
         api_token_id=api_token_pk,
+        **settings_,
     )
+
+
+@transaction.atomic
+def conversation_settings_update(*, conversation: Conversation, **changes: object) -> Conversation:
+    """Change a conversation's settings (SETTINGS_FIELDS, already validated) in one write: all or nothing.
+
+    Live relays do not read the row again on their own: the page tells its socket (live/hub.py)."""
+    unknown = changes.keys() - SETTINGS_FIELDS
+    if unknown:
+        raise TypeError(f"conversation_settings_update() got unknown settings: {sorted(unknown)}")
+    for name, value in changes.items():
+        setattr(conversation, name, value)
+    conversation.save(update_fields=[*changes, "updated_at"])
+    return conversation
 
 
 # The dashboard's writes. Callers pass a conversation they got from selectors.conversation_get(for_write=True):

@@ -28,6 +28,13 @@ Rules:
 * Every upstream socket the driver opens makes sure this process's liveness
   heartbeat runs (`on_link_open`; starting it is idempotent): the relay
   leaves that to its face.
+* Settings: the driver's `ConversationView` is read again when an owner tab
+  attaches, and when an owner tab sends `switchboard.settings_changed` (it
+  saved the settings form). Only a short frame that starts like a
+  `switchboard.*` event is decoded here; every other frame goes to the
+  driver untouched. The new settings are broadcast as `switchboard.settings`;
+  hubs of other processes that see it read the view again too. An upstream
+  socket of a profile no longer chosen closes as soon as it is idle.
 """
 
 from __future__ import annotations
@@ -35,9 +42,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -45,12 +54,14 @@ from django.conf import settings
 from ..models import UpstreamConnection
 from ..relay import (
     BROWSER,
+    AttachRefused,
     ConversationView,
     RelaySession,
     Ticket,
     conversation_for_socket,
     history_event,
     open_connection_pks,
+    settings_for_socket,
 )
 from ..relay import errors as relay_errors
 from . import fanout, lifecycle, liveness
@@ -68,6 +79,10 @@ RECENT_SECONDS = 30.0  # how long an ended response's frames are kept for attach
 IDLE_POLL_SECONDS = 0.05
 CLOSE_FLUSH_SECONDS = 0.2
 ENDED = frozenset({"completed", "incomplete", "failed", "cancelled", "interrupted"})
+# A client frame that may be a control event (module rules): short, and typed switchboard.* first thing.
+CONTROL_PREFIX = re.compile(r'\s*\{\s*"type"\s*:\s*"switchboard\.')
+MAX_CONTROL_CHARS = 256
+SETTINGS_CHANGED = "switchboard.settings_changed"
 
 _HUBS: dict[uuid.UUID, ConversationHub] = {}
 
@@ -123,6 +138,12 @@ class HubClient:
             self.hub.driver.downstream.record_refusal(exc, event)  # aggregated like any client mistake
             await self.deliver(json.dumps(event))
             return
+        if text is not None and len(text) <= MAX_CONTROL_CHARS and CONTROL_PREFIX.match(text) \
+                and _control_type(text) == SETTINGS_CHANGED:
+            await self.hub.settings_changed(self)
+            return
+        if self.hub.stale_link is not None:
+            await self.hub.retire_stale_link()
         if self.hub.driver.downstream.link is None:
             try:  # a new upstream socket: first settle a dead holder's records (best effort)
                 await self.hub.remote.reap_dead_holders()
@@ -143,6 +164,14 @@ class HubClient:
                 await self._close_socket(1000)
 
 
+def _control_type(text: str) -> str | None:
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return None  # the driver refuses it as any bad frame
+    return event.get("type") if isinstance(event, dict) else None
+
+
 class ConversationHub:
     """The conversation's upstream side in this process; see the module rules (and remote.py)."""
 
@@ -156,11 +185,12 @@ class ConversationHub:
         self._recent: dict[str, tuple[float, list[str]]] = {}
         self._idle_task: asyncio.Task[None] | None = None
         self.closing = False
+        self.stale_link = None  # an upstream socket of a profile the settings no longer choose
         channel_layer = fanout.layer()
         self.publisher = (fanout.Publisher(view.id, channel_layer, backlog=self.driver.downstream.in_flight_frames)
                           if channel_layer is not None else None)
         self.remote = RemoteHalf(view.id, clients=lambda: self.clients, recorder=self.driver.recorder,
-                                 publisher=self.publisher)
+                                 publisher=self.publisher, on_settings=self._remote_settings)
 
     # -- fan-out (hot path) -------------------------------------------------------------
 
@@ -198,11 +228,61 @@ class ConversationHub:
         self.clients.append(client)
         if not client.view.read_only:
             # The owner's view carries the upstream profile, and is the freshest (settings may have changed).
-            self.driver.conversation = client.view
+            self.adopt(client.view)
             self.driver.user = client.user
         if self._idle_task is not None:
             self._idle_task.cancel()
             self._idle_task = None
+
+    # -- settings --------------------------------------------------------------------
+
+    def adopt(self, view: ConversationView) -> None:
+        """Drive with an owner's `view`, read just now, from the next create on. A title the driver gave
+        the conversation is kept; an open upstream socket of another profile is retired once idle."""
+        current = self.driver.conversation
+        if current is not None and current.title and not view.title:
+            view = replace(view, title=current.title)
+        link = self.driver.downstream.link
+        if current is not None and link is not None and link.is_open and view.profile != current.profile:
+            self.stale_link = link
+        self.driver.conversation = view
+
+    async def retire_stale_link(self) -> None:
+        """Close the upstream socket of a profile no longer chosen, unless it still streams (then later)."""
+        link, self.stale_link = self.stale_link, None
+        if link is None or link is not self.driver.downstream.link or not link.is_open:
+            return
+        if link.book.busy:
+            self.stale_link = link
+            return
+        await self.driver.links.close(Reason.IDLE, "upstream profile changed")
+
+    async def settings_changed(self, client: HubClient) -> None:
+        """An owner tab saved the settings: read them, drive with them, tell every tab."""
+        try:
+            view, event = await database_sync_to_async(settings_for_socket)(
+                user=client.user, conversation_id=self.conversation_id)
+        except AttachRefused:
+            return  # no longer the user's to see: revocation closes the socket
+        client.view = view
+        if not view.read_only:
+            self.adopt(view)
+            await self.retire_stale_link()
+        await self.broadcast(json.dumps(event))
+
+    async def _remote_settings(self) -> None:
+        """A tab on another process saved the settings: this process's driver reads them too."""
+        current = self.driver.conversation
+        if current is None or current.read_only:
+            return  # no owner has driven here: the first owner tab to attach reads them
+        try:
+            view, _ = await database_sync_to_async(settings_for_socket)(user=self.driver.user,
+                                                                        conversation_id=self.conversation_id)
+        except AttachRefused:
+            return
+        if not view.read_only:
+            self.adopt(view)
+            await self.retire_stale_link()
 
     async def detach(self, client: HubClient) -> None:
         if client in self.clients:

@@ -14,8 +14,9 @@ Rules (see fanout.py and liveness.py):
   ended `interrupted` with the remote frames' partial output (recording ops,
   then a flush, so a replay reads complete records).
 * `RemoteHalf` is held by its hub and knows nothing of it: it is handed the
-  conversation id, the hub's publisher and recorder, and a callable listing
-  the attached clients (`Attached`). It never imports hub.py.
+  conversation id, the hub's publisher and recorder, a callable listing
+  the attached clients (`Attached`), and what to call when another process
+  published `switchboard.settings` (`on_settings`). It never imports hub.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
@@ -40,6 +41,7 @@ __all__ = ["Attached", "RemoteHalf"]
 logger = logging.getLogger("sessions_app.hub")
 
 CREATED = '"response.created"'
+SETTINGS = '"switchboard.settings"'
 
 
 def _response_id(frame: str) -> str | None:
@@ -62,9 +64,11 @@ class RemoteHalf:
     """Frames other processes publish for the conversation, and the records their dead holders left open."""
 
     def __init__(self, conversation_id: uuid.UUID, *, clients: Callable[[], Iterable[Attached]],
-                 recorder: Recorder, publisher: fanout.Publisher | None) -> None:
+                 recorder: Recorder, publisher: fanout.Publisher | None,
+                 on_settings: Callable[[], Awaitable[None]] | None = None) -> None:
         self.conversation_id = conversation_id
         self._clients = clients
+        self._on_settings = on_settings
         self._recorder = recorder
         self._publisher = publisher
         self.subscriber: fanout.Subscriber | None = None
@@ -94,10 +98,17 @@ class RemoteHalf:
             await self.subscriber.stop()
 
     async def _remote(self, frames: list[str]) -> None:
+        settings_changed = False
         for frame in frames:
-            if CREATED in frame[:80]:
+            head = frame[:80]
+            if CREATED in head:
                 self.frames = []
+            elif SETTINGS in head:
+                settings_changed = True
+                continue  # not a response's frame: no tail keeps it
             self.frames.append(frame)
+        if settings_changed and self._on_settings is not None:
+            await self._on_settings()
         for client in tuple(self._clients()):
             if client.pending is not None:
                 client.pending.extend(frames)

@@ -11,11 +11,11 @@
   faces.py: what the browser and the gateway face each fill in and are told.
 """
 
-from .context import AttachRefused, ConversationView, conversation_for_socket, history_event
+from .context import AttachRefused, ConversationView, conversation_for_socket, history_event, settings_for_socket
 from .lanes import Ticket
 from .session import BROWSER, GATEWAY, Face, RelaySession, open_connection_pks
 
 __all__ = [
     "RelaySession", "Face", "BROWSER", "GATEWAY", "open_connection_pks", "Ticket", "AttachRefused",
-    "ConversationView", "conversation_for_socket", "history_event",
+    "ConversationView", "conversation_for_socket", "history_event", "settings_for_socket",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "ConversationView",
     "AttachRefused",
     "conversation_for_socket",
+    "settings_for_socket",
     "conversation_for_gateway",
     "history_event",
     "Owned",
@@ -87,6 +88,10 @@ class ConversationView:
     recovery_enabled: bool
     read_only: bool
     profile: ProfileView | None
+    # Filled into a browser's creates when it leaves them out (faces.py); empty / None: not sent.
+    reasoning_effort: str = ""
+    max_output_tokens: int | None = None
+    compact_threshold: int | None = None
 
 
 def _profile_view(profile: UpstreamProfile | None, user) -> ProfileView | None:
@@ -107,6 +112,8 @@ def _view(conversation: Conversation, user) -> ConversationView:
         latest_response_id=conversation.latest_response_id, recovery_enabled=conversation.recovery_enabled,
         read_only=read_only,
         profile=None if read_only else _profile_view(conversation.upstream_profile, user),
+        reasoning_effort=conversation.reasoning_effort, max_output_tokens=conversation.max_output_tokens,
+        compact_threshold=conversation.compact_threshold,
     )
 
 
@@ -119,6 +126,19 @@ def conversation_for_socket(*, user, conversation_id: uuid.UUID | str) -> Conver
     except Http404:
         raise AttachRefused(4404) from None
     return _view(conversation, user)
+
+
+def settings_for_socket(*, user, conversation_id: uuid.UUID | str) -> tuple[ConversationView, dict[str, Any]]:
+    """The conversation's view read again, and its `switchboard.settings` event (after the owner saved
+    the settings: live/hub.py); raises AttachRefused like `conversation_for_socket`."""
+    if not getattr(user, "is_authenticated", False):
+        raise AttachRefused(4401)
+    try:
+        conversation = selectors.conversation_get(user=user, pk=conversation_id)
+    except Http404:
+        raise AttachRefused(4404) from None
+    return _view(conversation, user), {"type": "switchboard.settings",
+                                       "settings": selectors.conversation_settings(conversation=conversation)}
 
 
 @dataclass(frozen=True)

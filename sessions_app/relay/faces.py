@@ -18,7 +18,7 @@ class Face:
 
     name: str
     announces: bool  # switchboard.* control events
-    fills_defaults: bool  # store, instructions, tools from the conversation (model is always filled)
+    fills_defaults: bool  # the conversation's settings (model is always filled; see complete_create)
 
     def complete_create(self, raw: dict[str, Any], conversation: ConversationView) -> dict[str, Any]:
         """Fill what the client left to the conversation; strip our metadata key. Same dict if unchanged."""
@@ -33,6 +33,13 @@ class Face:
                 changes["instructions"] = conversation.instructions
             if "tools" not in raw and conversation.tools:
                 changes["tools"] = conversation.tools
+            if "reasoning" not in raw and conversation.reasoning_effort:
+                changes["reasoning"] = {"effort": conversation.reasoning_effort}
+            if "max_output_tokens" not in raw and conversation.max_output_tokens is not None:
+                changes["max_output_tokens"] = conversation.max_output_tokens
+            if "context_management" not in raw and conversation.compact_threshold is not None:
+                changes["context_management"] = [{"type": "compaction",
+                                                  "compact_threshold": conversation.compact_threshold}]
         metadata = raw.get("metadata")
         if isinstance(metadata, dict) and CONVERSATION_METADATA_KEY in metadata:
             rest = {k: v for k, v in metadata.items() if k != CONVERSATION_METADATA_KEY}
