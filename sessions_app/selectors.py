@@ -30,7 +30,7 @@ def conversation_get(*, user, pk, for_write: bool = False) -> Conversation:
 
 
 def conversation_responses(*, conversation: Conversation) -> QuerySet[ResponseRecord]:
-    return conversation.responses.prefetch_related("items").order_by("sent_at", "pk")
+    return conversation.responses.prefetch_related("items", "errorevent_set").order_by("sent_at", "pk")
 
 
 def profiles_usable_by(*, user) -> list[UpstreamProfile]:

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("conversations/new/", views.conversation_new, name="conversation_new"),
     path("conversations/<uuid:pk>/", views.conversation_detail, name="conversation_detail"),
+    path("conversations/<uuid:pk>/settings/", views.conversation_settings, name="conversation_settings"),
     path("conversations/<uuid:pk>/rename/", views.conversation_rename, name="conversation_rename"),
     path("conversations/<uuid:pk>/archive/", views.conversation_archive, name="conversation_archive"),
     path("conversations/<uuid:pk>/unarchive/", views.conversation_unarchive, name="conversation_unarchive"),

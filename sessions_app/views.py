@@ -17,6 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
+from .forms import ConversationSettingsForm
 from .models import ApiToken
 
 DASHBOARD_PAGE_SIZE = 50
@@ -107,18 +108,45 @@ def conversation_delete(request: HttpRequest, pk) -> HttpResponse:
     return redirect(back)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def conversation_new(request: HttpRequest) -> HttpResponse:
-    profiles = selectors.profiles_usable_by(user=request.user)
-    chosen = request.POST.get("profile")
-    profile = next((p for p in profiles if str(p.pk) == chosen), None) or (profiles[0] if profiles else None)
-    if profile is None:
-        messages.error(request, "No upstream profile is available to you. Ask an administrator to add one.")
-        return redirect("dashboard")
-    conversation = services.conversation_create(
-        owner=request.user, title=request.POST.get("title", "").strip(), profile=profile
-    )
-    return redirect("conversation_detail", pk=conversation.pk)
+    """GET: the settings form as a page (the dashboard's dialog holds the same form); POST creates the
+    conversation once every field is valid, else shows the form again with the errors (nothing is made)."""
+    form = ConversationSettingsForm(request.POST if request.method == "POST" else None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        settings_ = form.settings()
+        conversation = services.conversation_create(
+            owner=request.user, profile=settings_.pop("upstream_profile"), **settings_)
+        return redirect("conversation_detail", pk=conversation.pk)
+    return render(request, "sessions_app/conversation_new.html", {"form": form},
+                  status=400 if form.is_bound else 200)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_settings(request: HttpRequest, pk) -> HttpResponse:
+    """The owner's settings form (the conversation page's drawer posts it with fetch and gets JSON
+    `{ok, errors: {field: [messages]}, settings}`; without JavaScript it is a page). Saved all at once,
+    or not at all; the next turn uses them once the page told its socket (docs/protocol.md §1)."""
+    conversation = selectors.conversation_get(user=request.user, pk=pk, for_write=True)
+    form = ConversationSettingsForm(request.POST if request.method == "POST" else None, user=request.user,
+                                    instance=conversation)
+    if request.method == "POST":
+        if form.is_valid():
+            conversation = services.conversation_settings_update(conversation=conversation, **form.settings())
+            if _wants_json(request):
+                return JsonResponse({"ok": True, "errors": {},
+                                     "settings": selectors.conversation_settings(conversation=conversation)})
+            messages.success(request, "Settings saved: your next message uses them.")
+            return redirect("conversation_detail", pk=conversation.pk)
+        if _wants_json(request):
+            return JsonResponse({"ok": False, "errors": form.errors_by_field()}, status=400)
+        conversation.refresh_from_db()  # the form wrote the refused values onto it
+    return render(request, "sessions_app/conversation_settings.html",
+                  {"form": form, "conversation": conversation}, status=400 if form.is_bound else 200)
 
 
 @require_GET
@@ -131,6 +159,9 @@ def conversation_detail(request: HttpRequest, pk) -> HttpResponse:
             "conversation": conversation,
             "responses": selectors.conversation_responses(conversation=conversation),
             "read_only": conversation.owner_id != request.user.pk,
+            # The settings drawer (the owner's only; conversation_settings takes what it posts).
+            "settings_form": ConversationSettingsForm(user=request.user, instance=conversation)
+            if conversation.owner_id == request.user.pk else None,
         },
     )
 

@@ -236,4 +236,9 @@ socket
   .on('*', (event) => {
     if (event.type === 'error' || event.type.startsWith('response.')) onResponseEvent(event);
   });
+// Conversation settings (static/js/settings.js): once the drawer saved them, the socket is told, so the next
+// turn uses them; what any tab saved comes back as switchboard.settings for the drawer to show.
+document.addEventListener('switchboard:settings-saved', () => socket.send({ type: 'switchboard.settings_changed' }));
+socket.on('switchboard.settings', (event) => document.dispatchEvent(
+  new CustomEvent('switchboard:settings', { detail: event.settings || {} })));
 socket.connect();

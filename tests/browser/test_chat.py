@@ -16,8 +16,10 @@ HOSTILE = '<img src=x onerror=alert(1)> <script>alert(2)</script> <b id="injecte
 
 
 def start_conversation(page: Page, title: str) -> None:
-    page.get_by_placeholder("Title (optional)").fill(title)
+    """From the dashboard: the New conversation dialog with a title and every other setting as offered."""
     page.get_by_role("button", name="New conversation").click()
+    page.get_by_role("dialog", name="New conversation").get_by_label("Title").fill(title)
+    page.get_by_role("button", name="Create conversation").click()
     expect(page.get_by_role("heading", name=title)).to_be_visible()
     composer_ready(page)
 

@@ -77,6 +77,13 @@ def test_every_user_page_fits_a_420px_window(page: Page, new_page) -> None:
     expect(page.locator("#transcript")).to_contain_text(LONG_WORD[:40])
     composer_ready(page)
     assert_fits(page, "conversation, reloaded")
+    plain = new_page(java_script_enabled=False)  # the server-rendered turns alone (turn.html) fit too
+    sign_in(plain, "alice", "alice-password-1")
+    resize(plain, NARROW)
+    plain.goto(path)
+    expect(plain.locator("#transcript .item.function_call .call-name")).to_have_text("get_weather")
+    expect(plain.locator("#transcript .item.error")).to_contain_text("rate_limit_exceeded")
+    assert_fits(plain, "conversation without scripts")
 
     page.goto("/tokens/")
     page.get_by_placeholder("Token name").fill("a phone")

@@ -42,6 +42,8 @@ RULES: dict[str, tuple[str, object, object, object, object]] = {
     "dashboard": ("GET", "login", 200, 200, 200),
     "conversation_new": ("POST", "login", 302, 302, 302),
     "conversation_detail": ("GET", "login", 200, 404, 200),  # staff: read-only
+    # The owner's alone (staff who may read a conversation may not change it). An empty POST is a valid form.
+    "conversation_settings": ("POST", "login", 302, 404, 404),
     # The dashboard's actions: the owner's alone; staff viewers of others' conversations are read-only (404).
     "conversation_rename": ("POST", "login", 302, 404, 404),  # an empty title: refused with a message, back
     "conversation_archive": ("POST", "login", 302, 404, 404),
