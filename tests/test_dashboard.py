@@ -55,7 +55,7 @@ def shown(client, query: str = "") -> list[str]:
 
 
 def row_of(html: str, title: str) -> str:
-    [row] = [chunk for chunk in html.split("<tr>") if f">{title}</a>" in chunk]
+    [row] = [chunk for chunk in html.split("<tr>") if f">{title}</span></a>" in chunk]
     return row
 
 

@@ -31,8 +31,8 @@ async def test_the_dashboard_names_the_token_that_made_a_gateway_conversation(pr
     made = await db(lambda: {c.title: c.api_token_id for c in Conversation.objects.filter(owner=user)})()
     assert made == {"Draft the release notes": token.pk, "Summarise the diff": other.pk}
     html = await db(dashboard_html)(user)
-    notes = next(row for row in html.split("<tr>") if ">Draft the release notes</a>" in row)
+    notes = next(row for row in html.split("<tr>") if ">Draft the release notes</span></a>" in row)
     assert "release bot" in notes and f"<code>{token.prefix}…</code>" in notes
-    diff = next(row for row in html.split("<tr>") if ">Summarise the diff</a>" in row)
+    diff = next(row for row in html.split("<tr>") if ">Summarise the diff</span></a>" in row)
     assert f"API token <code>{other.prefix}…</code>" in diff
     assert 'data-label="Turns">1<' in notes
