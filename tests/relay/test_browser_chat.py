@@ -19,6 +19,7 @@ async def test_attach_sends_history_then_status(profile, user, conversation_of, 
         "conversation": {"id": str(conversation.pk), "title": "First chat", "model": "gpt-5.5", "status": "idle",
                          "read_only": False},
         "responses": [],
+        "compactions": [],
     }
     assert socket.status == {"type": "switchboard.status", "status": "idle", "upstream": "disconnected",
                              "latest_response_id": None}
