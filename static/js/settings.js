@@ -337,6 +337,27 @@ class SettingsForm {
     set('recovery_enabled', settings.recovery_enabled);
     set('compact_threshold', settings.compact_threshold);
     this.reasoningNote();
+    this.markSaved();
+  }
+
+  /** The values shown now become what Cancel returns to (form.reset() restores the defaults). */
+  markSaved() {
+    for (const control of this.form.elements) {
+      if (control.type === 'checkbox') control.defaultChecked = control.checked;
+      else if (control.tagName === 'SELECT') [...control.options].forEach((option) => { option.defaultSelected = option.selected; });
+      else if (control.tagName === 'TEXTAREA' || control.tagName === 'INPUT') control.defaultValue = control.value;
+    }
+    this.savedModel = this.field('model')?.value ?? null;
+  }
+
+  /** Cancel (or Esc): back to the saved settings, no messages left. */
+  discard() {
+    clearTimeout(this.timer);
+    this.form.reset();
+    this.profileChanged(this.savedModel);
+    for (const box of this.form.querySelectorAll('[data-field]')) this.showErrors(box.dataset.field, []);
+    this.formErrors.hidden = true;
+    this.say('');
   }
 }
 
@@ -354,7 +375,7 @@ function showOnPage(settings) {
 }
 
 /** A <dialog> opened by its [data-opens] button: focus moves in, Esc or Cancel closes, focus returns. */
-function wireDialog(dialog) {
+function wireDialog(dialog, settingsForm) {
   const opener = document.querySelector(`[data-opens="${dialog.id}"]`);
   if (!opener) return;
   document.querySelectorAll('.no-script-only').forEach((link) => { link.hidden = true; });
@@ -376,14 +397,18 @@ function wireDialog(dialog) {
     if (event.target === dialog && outside && event.detail > 0) dialog.close();  // a click on the backdrop
   });
   dialog.addEventListener('close', () => {
+    if (settingsForm) settingsForm.discard();
     opener.setAttribute('aria-expanded', 'false');
     opener.focus();
   });
 }
 
+const settingsForms = new Map();
 for (const form of document.querySelectorAll('form[data-settings-form]')) {
   const settingsForm = new SettingsForm(form);
+  settingsForms.set(form, settingsForm);
   settingsForm.reasoningNote();
+  settingsForm.markSaved();
   if (settingsForm.mode === 'drawer') {
     document.addEventListener('switchboard:settings', (event) => {
       settingsForm.fill(event.detail);
@@ -392,4 +417,6 @@ for (const form of document.querySelectorAll('form[data-settings-form]')) {
     document.addEventListener('switchboard:settings-saved', (event) => showOnPage(event.detail));
   }
 }
-document.querySelectorAll('dialog.settings-dialog').forEach(wireDialog);
+for (const dialog of document.querySelectorAll('dialog.settings-dialog')) {
+  wireDialog(dialog, settingsForms.get(dialog.querySelector('form[data-settings-form]')));
+}

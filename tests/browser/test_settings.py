@@ -137,6 +137,11 @@ def test_a_change_in_the_drawer_applies_to_the_next_turn_and_reaches_other_tabs(
     page.keyboard.press("Escape")
     expect(drawer).to_be_hidden()
     expect(opener).to_be_focused()
+    opener.click()  # an edit left unsaved is dropped by Cancel: the drawer shows what was saved
+    drawer.get_by_label("Instructions").fill("Not saved")
+    drawer.get_by_role("button", name="Cancel").click()
+    expect(drawer).to_be_hidden()
+    expect(page.locator("#settings-drawer #id_instructions")).to_have_value("Answer in French.")
 
     send(page, "and now?")
     completed(page, 1)
