@@ -35,6 +35,7 @@ Rules:
   driver untouched. The new settings are broadcast as `switchboard.settings`;
   hubs of other processes that see it read the view again too. An upstream
   socket of a profile no longer chosen closes as soon as it is idle.
+* Stop: an owner tab's `switchboard.stop` stops a response (relay/stopping.py).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from django.conf import settings
 from ..models import UpstreamConnection
 from ..relay import (
     BROWSER,
+    STOP_CONTROL,
     AttachRefused,
     ConversationView,
     RelaySession,
@@ -62,6 +64,7 @@ from ..relay import (
     history_event,
     open_connection_pks,
     settings_for_socket,
+    stop_response,
 )
 from ..relay import errors as relay_errors
 from . import fanout, lifecycle, liveness
@@ -138,9 +141,14 @@ class HubClient:
             self.hub.driver.downstream.record_refusal(exc, event)  # aggregated like any client mistake
             await self.deliver(json.dumps(event))
             return
-        if text is not None and len(text) <= MAX_CONTROL_CHARS and CONTROL_PREFIX.match(text) \
-                and _control_type(text) == SETTINGS_CHANGED:
+        control = _control(text) if text is not None and len(text) <= MAX_CONTROL_CHARS \
+            and CONTROL_PREFIX.match(text) else None
+        if control is not None and control.get("type") == SETTINGS_CHANGED:
             await self.hub.settings_changed(self)
+            return
+        if control is not None and control.get("type") == STOP_CONTROL:
+            response_id = control.get("response_id")
+            await stop_response(self.hub.driver.downstream, response_id if isinstance(response_id, str) else None)
             return
         if self.hub.stale_link is not None:
             await self.hub.retire_stale_link()
@@ -164,12 +172,12 @@ class HubClient:
                 await self._close_socket(1000)
 
 
-def _control_type(text: str) -> str | None:
+def _control(text: str) -> dict | None:
     try:
         event = json.loads(text)
     except ValueError:
         return None  # the driver refuses it as any bad frame
-    return event.get("type") if isinstance(event, dict) else None
+    return event if isinstance(event, dict) else None
 
 
 class ConversationHub:

@@ -94,6 +94,7 @@ class UpstreamConnection(models.Model):
         UPSTREAM_ERROR = "upstream_error", "Upstream error / dropped"
         HANDSHAKE_FAILED = "handshake_failed", "Handshake rejected"
         SERVER_SHUTDOWN = "server_shutdown", "Server shutdown"
+        STOPPED = "stopped", "Stopped by the user"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="connections")
     upstream_profile = models.ForeignKey(UpstreamProfile, on_delete=models.SET_NULL, null=True, blank=True)

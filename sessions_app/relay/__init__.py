@@ -8,14 +8,17 @@
   60-minute limit); context.py: what the relay reads from the database before it streams;
 * ownership.py: the stored ids a client names, checked against its user's records; limits.py: the
   per-user limits; errors.py: the relay's own `error` events; refusals.py: how refusals are recorded;
-  faces.py: what the browser and the gateway face each fill in and are told.
+  faces.py: what the browser and the gateway face each fill in and are told; stopping.py: a browser's
+  Stop.
 """
 
 from .context import AttachRefused, ConversationView, conversation_for_socket, history_event, settings_for_socket
 from .lanes import Ticket
 from .session import BROWSER, GATEWAY, Face, RelaySession, open_connection_pks
+from .stopping import STOP_CONTROL, stop_response
 
 __all__ = [
     "RelaySession", "Face", "BROWSER", "GATEWAY", "open_connection_pks", "Ticket", "AttachRefused",
-    "ConversationView", "conversation_for_socket", "history_event", "settings_for_socket",
+    "ConversationView", "conversation_for_socket", "history_event", "settings_for_socket", "STOP_CONTROL",
+    "stop_response",
 ]

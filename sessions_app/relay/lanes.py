@@ -60,6 +60,7 @@ class Ticket:
     frames: list[str] = field(default_factory=list)  # its upstream frames, when a hub keeps the live tail
     request: Any = None  # the relay's memo of what was sent, so it can resend it (recovery.py)
     echo: dict[str, Any] | None = None  # a replay's Response objects carry these request fields (echo.py)
+    stopped: bool = False  # the user stopped it (stopping.py): not relayed any more, recorded cancelled
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.utils import timezone
@@ -147,7 +147,8 @@ class Downstream:
             frame = echoed_frame(frame, event, ticket.echo)
         if self.keep_tail and ticket is not None:
             ticket.frames.append(frame)
-        await self.to_client(frame)
+        if ticket is None or not ticket.stopped:
+            await self.to_client(frame)
         if ticket is not None:
             _count(ticket, kind)
             if kind == "response.output_item.done" and isinstance(event.get("output_index"), int):
@@ -179,6 +180,8 @@ class Downstream:
         ticket = link.book.running(None)
         if ticket is not None and self.keep_tail:
             ticket.frames.append(frame)
+        if ticket is not None and ticket.stopped:
+            return  # the user stopped it: counted when it ends (stopping.py)
         if self.publish is not None:
             self.publish(frame)
         if not self.client_gone:
@@ -265,16 +268,17 @@ class Downstream:
             self.link = None
         code, text = link.socket.close_code, link.socket.close_reason
         reason = link.reason or (Reason.CONNECTION_LIMIT if link.limit_reached else Reason.UPSTREAM_ERROR)
-        # Nobody to blame: the client left (gateway) or this process is shutting down (hub.drain).
-        left = reason in (Reason.CLIENT_LEFT, Reason.SERVER_SHUTDOWN)
+        # Nobody to blame: the client left (gateway) or stopped the response, or this process is shutting
+        # down (hub.drain).
+        left = reason in (Reason.CLIENT_LEFT, Reason.SERVER_SHUTDOWN, Reason.STOPPED)
         for ticket in link.book.clear():
             if (reason == Reason.CONNECTION_LIMIT and ticket.response_id is None and self.recover is not None
                     and self.recover(link, ticket, LIMIT_CODE)):
                 self.supersede(ticket)  # never started: resent on a new socket
                 continue
-            exc = None if left else relay_errors.upstream_disconnected(code, reason)
-            await self.end_ticket(ticket, Status.INTERRUPTED if left else Status.FAILED, exc,
-                                  connection_pk=link.connection_pk, update=False)
+            exc = None if left or ticket.stopped else relay_errors.upstream_disconnected(code, reason)
+            status = Status.CANCELLED if ticket.stopped else Status.INTERRUPTED if left else Status.FAILED
+            await self.end_ticket(ticket, status, exc, connection_pk=link.connection_pk, update=False)
         self.recorder.add(ConnectionClosed(link.connection_pk, code, text, reason, timezone.now(), link.carried))
         if reason not in (Reason.CLIENT_LEFT, Reason.IDLE):
             logger.info("Upstream socket of conversation %s closed: %s (code %s)", self.conversation_id, reason, code)
@@ -286,6 +290,8 @@ class Downstream:
 
     async def _end_response(self, ticket: Ticket, event: dict[str, Any], link: UpstreamLink) -> None:
         outcome = Outcome.parse(event)
+        if ticket.stopped:  # it ran on beside another response; the user had stopped it
+            outcome = replace(outcome, status=Status.CANCELLED)
         self.recorder.add(Finished(
             conversation_id=self.conversation_id, record_pk=ticket.record_pk, status=outcome.status,
             response_id=outcome.response_id or ticket.response_id, stream_id=ticket.stream_id,
@@ -307,8 +313,8 @@ class Downstream:
                 raw={"type": event.get("type"), "response_id": outcome.response_id, "error": error},
             ))
         self._ended(ticket)
-        self._failed = outcome.status not in CONTINUABLE
-        if self._failed:
+        self._failed = outcome.status not in CONTINUABLE and not ticket.stopped
+        if outcome.status not in CONTINUABLE:
             self._child_ended_badly(ticket)
         if outcome.status in CONTINUABLE and outcome.response_id:
             self.latest = outcome.response_id
