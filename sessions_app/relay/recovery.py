@@ -14,6 +14,11 @@ Rules (PROTOCOL.md §4 "Reconnect and recovery", docs/protocol.md §3):
 * J2 (and a limit close that ends requests that never started) waits for the
   old socket to close, then resends on a new one; a continuation with
   `store` other than true becomes a replay there (session.RelaySession.needs_replay).
+* `rate_limit_exceeded` on the browser face: resent after a pause (the
+  "try again in N s" of the message, doubled each time, at most
+  `RATE_WAIT_CAP` seconds), at most `RATE_RESENDS` times; the page is told
+  `switchboard.retrying` before each pause. The gateway face relays it, as a
+  direct connection would show it (its client has its own retry policy).
 * A request is resent at most `MAX_RESENDS` times; after that the upstream's
   error reaches the client as it is.
 * The browser face gets `switchboard.recovered` before the resent response's
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -36,14 +42,24 @@ from .context import ConversationView
 from .echo import echo_of
 from .faces import Face
 from .lanes import Ticket
-from .stream import LIMIT_CODE, NOT_FOUND_CODE, Downstream, UpstreamLink
+from .stream import LIMIT_CODE, NOT_FOUND_CODE, RATE_CODE, Downstream, UpstreamLink
 
 __all__ = ["Resend", "MAX_RESENDS", "Recovery", "RecoveryHost", "recovered_event", "replay_echo"]
 
 logger = logging.getLogger("sessions_app.relay")
 
 MAX_RESENDS = 2
+RATE_RESENDS = 3
+RATE_WAIT_CAP = 30.0
 LINK_CLOSE_WAIT_SECONDS = 10.0
+_TRY_AGAIN = re.compile(r"try again in\s+([\d.]+)\s*(ms|s)\b", re.IGNORECASE)
+
+
+def rate_wait(message: str, resends: int) -> float:
+    """Seconds to wait before resending after a rate limit: the upstream's hint (else 1 s), doubled per resend."""
+    hint = _TRY_AGAIN.search(message or "")
+    base = float(hint.group(1)) / (1000 if hint.group(2).lower() == "ms" else 1) if hint else 1.0
+    return min(RATE_WAIT_CAP, max(base, 0.1) * 2 ** resends)
 
 
 @dataclass(frozen=True)
@@ -91,7 +107,7 @@ class Recovery:
         self.host = host
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def recover(self, link: UpstreamLink, ticket: Ticket | None, code: str) -> bool:
+    def recover(self, link: UpstreamLink, ticket: Ticket | None, code: str, message: str = "") -> bool:
         """Called by Downstream on a J1/J2: True when the request will be resent (see module rules)."""
         conversation = self.host.conversation
         if conversation is None or not conversation.recovery_enabled or self.host.closing:
@@ -102,26 +118,35 @@ class Recovery:
         state = ticket.request
         if ticket.kind != "create" or ticket.response_id or not isinstance(state, Resend):
             return False
-        if state.resends >= MAX_RESENDS:
+        if code == RATE_CODE and not self.host.face.announces:
+            return False
+        if state.resends >= (RATE_RESENDS if code == RATE_CODE else MAX_RESENDS):
             return False
         if code == NOT_FOUND_CODE and (ticket.parent_pk is None or not state.row.previous_response_id):
             return False
-        task = asyncio.get_running_loop().create_task(self._resend(link, ticket, state, code),
+        wait = rate_wait(message, state.resends) if code == RATE_CODE else 0.0
+        task = asyncio.get_running_loop().create_task(self._resend(link, ticket, state, code, wait),
                                                       name="switchboard-recovery")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return True
 
-    async def _resend(self, link: UpstreamLink, ticket: Ticket, state: Resend, code: str) -> None:
+    async def _resend(self, link: UpstreamLink, ticket: Ticket, state: Resend, code: str, wait: float) -> None:
         host = self.host
         try:
+            if wait:
+                await host.downstream.to_client(json.dumps({
+                    "type": "switchboard.retrying", "reason": code, "stream_id": ticket.stream_id,
+                    "retry_in": round(wait, 1), "attempt": state.resends + 1, "of": RATE_RESENDS}))
+                await asyncio.sleep(wait)
             if code == LIMIT_CODE and link.reader is not None and link.reader is not asyncio.current_task():
                 await asyncio.wait([link.reader], timeout=LINK_CLOSE_WAIT_SECONDS)
             if host.closing or host.conversation is None:
                 return
             row = state.row
-            replay = code == NOT_FOUND_CODE or host.needs_replay(row.previous_response_id, row.payload,
-                                                                 host.conversation)
+            # Once the upstream lost the parent (an earlier resend was a replay), the request stays a replay.
+            replay = code == NOT_FOUND_CODE or row.replay or host.needs_replay(row.previous_response_id, row.payload,
+                                                                               host.conversation)
             row = replace(row, replay=replay, parent_pk=ticket.parent_pk, parent_forks=None, title="",
                           connection_pk=host.open_connection_pk(), supersedes_pk=ticket.record_pk)
             await host.submit(row, raw=None, frame=None, resends=state.resends + 1, reason=code)

@@ -60,9 +60,10 @@ CONTINUABLE = frozenset({"completed", "incomplete"})
 LIMIT_CODE = "websocket_connection_limit_reached"
 NOT_FOUND_CODE = "previous_response_not_found"
 # Upstream errors that mean "the connection-local cache is gone": the relay may resend the request.
-RECOVERABLE_CODES = frozenset({LIMIT_CODE, NOT_FOUND_CODE})
+RATE_CODE = "rate_limit_exceeded"
+RECOVERABLE_CODES = frozenset({LIMIT_CODE, NOT_FOUND_CODE, RATE_CODE})
 # recover(link, ticket, code) -> True when the relay takes the request over and resends it.
-Recover = Callable[["UpstreamLink", "Ticket | None", str], bool]
+Recover = Callable[..., bool]  # (link, ticket, code, message="") -> whether the request will be resent
 
 
 @dataclass(eq=False)
@@ -203,7 +204,7 @@ class Downstream:
             return False
         assert self.recover is not None
         ticket = link.book.error_target(event)
-        if not self.recover(link, ticket, code):
+        if not self.recover(link, ticket, code, str(error.get("message") or "")):
             return False
         link.limit_reached = link.limit_reached or code == LIMIT_CODE
         routed = link.book.route(event)
@@ -290,6 +291,9 @@ class Downstream:
 
     async def _end_response(self, ticket: Ticket, event: dict[str, Any], link: UpstreamLink) -> None:
         outcome = Outcome.parse(event)
+        if not outcome.output and ticket.frames and outcome.status == "failed":
+            # A failed response's final object drops what it had streamed; the records keep it.
+            outcome = replace(outcome, output=partial_output(ticket.frames, ticket.output_done))
         if ticket.stopped:  # it ran on beside another response; the user had stopped it
             outcome = replace(outcome, status=Status.CANCELLED)
         self.recorder.add(Finished(

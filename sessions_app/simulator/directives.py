@@ -4,7 +4,7 @@ Only the last user message of a create's *new* input is read, so a directive
 acts once: continuing a chain does not replay an old `/error`.  Directives
 may appear anywhere in the text, several per message (docs/simulator.md).
 
-    /tool NAME {json}   force a function call NAME with these arguments
+    /tool NAME {json}   force a function call NAME with these arguments (several: parallel calls)
     /long N             reply with exactly N tokens of filler text
     /slow MS            wait MS milliseconds between deltas
     /error CODE         answer with an `error` event of that code, no response
@@ -29,18 +29,20 @@ __all__ = ["Directives", "directive_error"]
 _TOOL_RE = re.compile(r"/tool\s+([A-Za-z0-9_.:\-]+)(?:\s+(\{.*\}))?", re.DOTALL)
 _LONG_RE = re.compile(r"/long\s+(\d+)")
 _SLOW_RE = re.compile(r"/slow\s+(\d+)")
-_ERROR_RE = re.compile(r"/error\s+([A-Za-z0-9_]+)")
+_ERROR_RE = re.compile(r"/error\s+([A-Za-z0-9_]+)(?:\s+x(\d+)\b)?")
 _FLAG_RE = re.compile(r"(?<![\w/])/(fail|incomplete|drop|compact)\b")
 MAX_LONG = 100_000
 
 
 @dataclass(frozen=True)
 class Directives:
-    tool: str | None = None
+    tool: str | None = None  # the first /tool (`calls` holds every one, for parallel calls)
     tool_arguments: dict[str, Any] | None = None
+    calls: tuple[tuple[str, dict[str, Any]], ...] = ()
     long: int | None = None
     slow_ms: int | None = None
     error: str | None = None
+    error_times: int | None = None  # `/error CODE xN`: only the first N times a socket sees this message
     fail: bool = False
     incomplete: bool = False
     drop: bool = False
@@ -50,10 +52,11 @@ class Directives:
     def parse(cls, text: str | None) -> Directives:
         if not text or "/" not in text:
             return cls()
-        tool = arguments = None
-        if match := _TOOL_RE.search(text):
-            tool = match.group(1)
-            arguments = _json_object(match.group(2))
+        # Each `/tool` up to the next one: several make parallel calls, in the order written.
+        calls = tuple((match.group(1), _json_object(match.group(2)))
+                      for segment in re.split(r"(?=/tool\s)", text)
+                      if (match := _TOOL_RE.match(segment)))
+        tool, arguments = calls[0] if calls else (None, None)
         flags = {m.group(1) for m in _FLAG_RE.finditer(text)}
         long_match = _LONG_RE.search(text)
         slow_match = _SLOW_RE.search(text)
@@ -61,9 +64,11 @@ class Directives:
         return cls(
             tool=tool,
             tool_arguments=arguments,
+            calls=calls,
             long=min(int(long_match.group(1)), MAX_LONG) if long_match else None,
             slow_ms=int(slow_match.group(1)) if slow_match else None,
             error=error_match.group(1) if error_match else None,
+            error_times=int(error_match.group(2)) if error_match and error_match.group(2) else None,
             fail="fail" in flags,
             incomplete="incomplete" in flags,
             drop="drop" in flags,

@@ -32,6 +32,7 @@ from sessions_app.protocol import errors
 from sessions_app.protocol.errors import ProtocolError, SteerError
 from sessions_app.protocol.events import CreateEvent, SteerEvent, parse_client_event, validate_generation
 from sessions_app.protocol.ids import steer_id
+from sessions_app.protocol.items import input_items, last_user_text
 from sessions_app.protocol.lanes import LaneTable, Started
 
 from .directives import directive_error
@@ -87,6 +88,7 @@ class Session:
         self._abort = abort
         self._clock = clock
         self.opened_at = clock()
+        self.errors_given: dict[str, int] = {}  # `/error CODE xN` counts, by input
         self.lanes = LaneTable()
         self.cache: dict[str | None, Record] = {}
         self.active: dict[str, Active] = {}
@@ -171,6 +173,15 @@ class Session:
         if self.draining and self.lanes.in_flight == 0:
             await self._close_for_limit()
 
+    def _error_due(self, create: CreateEvent, times: int | None) -> bool:
+        """`/error CODE xN` errs only the first N times this socket sees the same user message."""
+        if times is None:
+            return True
+        key = last_user_text(input_items(create.raw)) or ""
+        given = self.errors_given.get(key, 0)
+        self.errors_given[key] = given + 1
+        return given < times
+
     async def _run_request(self, create: CreateEvent) -> CreateEvent | None:
         """Run one response; returns the successor create when it was steered."""
         lane = create.stream_id
@@ -182,7 +193,7 @@ class Session:
             await self._send(exc.to_event(stream_id=lane))
             return None
         prepared = prepare(create, parent, parent_cached=cached)
-        if prepared.directives.error:
+        if prepared.directives.error and self._error_due(create, prepared.directives.error_times):
             self._evict_if_same_lane(create)
             exc = directive_error(prepared.directives.error, create.previous_response_id)
             await self._send(exc.to_event(stream_id=lane))

@@ -142,7 +142,9 @@ def plan_reply(
 
 
 def _strip_directives(text: str) -> str:
-    return " ".join(DIRECTIVE_RE.sub(" ", text).split())
+    """The text without directives, spaces collapsed within each line; line breaks stay (Markdown needs them)."""
+    lines = (" ".join(line.split()) for line in DIRECTIVE_RE.sub(" ", text).splitlines())
+    return "\n".join(lines).strip()
 
 
 def _reply_text(view: ContextView, directives: Directives) -> str:
@@ -177,8 +179,8 @@ def _tool_calls(
     tool_choice: Any,
     parallel: bool,
 ) -> tuple[ToolCall, ...]:
-    if directives.tool:
-        return (ToolCall(directives.tool, _dumps(directives.tool_arguments or {})),)
+    if directives.calls:
+        return tuple(ToolCall(name, _dumps(arguments)) for name, arguments in directives.calls)
     functions = [t for t in tools if t.get("type") == "function" and t.get("name")]
     if not functions or tool_choice == "none":
         return ()

@@ -9,7 +9,7 @@ import pytest
 
 from sessions_app.models import ResponseRecord, UpstreamConnection
 
-from .conftest import db, final, text_of, types
+from .conftest import db, eventually, final, text_of, types
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -97,3 +97,41 @@ async def test_a_viewer_cannot_stop(profile, user, staff_user, conversation_of, 
     event = await viewer.until(lambda e: e["type"] == "error")
     assert event[-1]["error"]["code"] == "read_only"
     await viewer.close()
+
+
+async def test_a_rate_limited_browser_turn_is_retried_after_a_pause_and_is_one_turn(
+    profile, user, conversation_of, open_browser
+):
+    conversation = await conversation_of(user)
+    socket = await open_browser(user, conversation.pk)
+    first = final(await socket.turn("remember: heron"))["response"]["id"]
+    events = await socket.turn("what did I ask you to remember? /error rate_limit_exceeded x2",
+                               previous_response_id=first)
+    retrying = [e for e in events if e["type"] == "switchboard.retrying"]
+    # Two pauses: the simulator says "try again in 1s", doubled per resend (the simulator also forgets the
+    # parent on an error, so one resend in between is a replay).
+    assert len(retrying) == 2 and all(e["retry_in"] == 2 ** (e["attempt"] - 1) for e in retrying)
+    assert "error" not in types(events) and "heron" in text_of(events)
+    def settled():
+        records = list(ResponseRecord.objects.filter(conversation=conversation).order_by("sent_at", "pk"))
+        return records if records[-1].status == "completed" else None
+
+    records = await eventually(settled)
+    attempts, turn = records[1:-1], records[-1]
+    assert {r.status for r in attempts} == {"failed"} and turn.status == "completed"
+    chain, at = [], turn
+    while at.supersedes_id is not None:  # every attempt is folded into the turn that finally answered
+        at = next(r for r in attempts if r.pk == at.supersedes_id)
+        chain.append(at)
+    assert sorted(r.pk for r in chain) == [r.pk for r in attempts]
+    await socket.close()
+
+
+async def test_the_gateway_relays_a_rate_limit_as_a_direct_connection_would(profile, user, open_gateway):
+    from sessions_app.models import ApiToken
+
+    _, raw = await db(ApiToken.issue)(user=user, name="agent")
+    socket = await open_gateway(raw)
+    events = await socket.turn("hi /error rate_limit_exceeded x1")
+    assert types(events) == ["error"] and events[-1]["error"]["code"] == "rate_limit_exceeded"
+    await socket.close()
