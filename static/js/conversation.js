@@ -2,23 +2,29 @@
 'use strict';
 
 import { Announcer, focusShortcut } from './announce.js';
+import { ChainPanel } from './chain_panel.js';
+import { explain } from './errors.js';
 import { ReconnectingSocket, socketUrl } from './socket.js';
 import { Transcript } from './transcript.js';
+import { el, partsText } from './turns.js';
 
-// Rules: the default lane carries one response at a time, so Send is disabled from the moment
-// a create is sent until that response ends. Each create continues the latest completed (or
-// incomplete) default-lane response via previous_response_id and carries only the new input;
-// the relay adds model, store, instructions and tools. While the latest response waits on
-// function calls, what the user types is sent as their output.
+// Rules: the default lane carries one response at a time, so Send gives way to Stop from the moment
+// a create is sent until that response ends; Enter meanwhile steers it. Each create continues the
+// last finished turn of the branch on screen (transcript.js) via previous_response_id and carries only
+// the new input; the relay adds model, store, instructions, tools and the other settings. While that
+// turn waits on function calls, each call gets its own answer form and all outputs go in one create.
 
 const composer = document.getElementById('composer');
 const input = document.getElementById('composer-input');
 const sendButton = document.getElementById('send-button');
 const steerButton = document.getElementById('steer-button');
+const stopButton = document.getElementById('stop-button');
 const hint = document.getElementById('composer-hint');
+const toolAnswers = document.getElementById('tool-answers');
 const connection = document.getElementById('connection-state');
 const statusBadge = document.getElementById('conversation-status');
-const transcript = new Transcript(document.getElementById('transcript'));
+const compactButton = document.getElementById('compact-button');
+const meter = document.getElementById('context-meter');
 const announcer = new Announcer(document.getElementById('announcer'));
 
 const state = {
@@ -26,12 +32,23 @@ const state = {
   ready: false,            // switchboard.history received on the current socket
   busy: false,             // a default-lane response was sent and has not ended
   inFlightId: null,        // its response id, once response.created arrived
-  latestResponseId: null,  // what the next create continues
-  pendingCalls: [],        // function calls of the latest response still waiting for output
   upstream: null,          // 'connected' | 'disconnected', from switchboard.status
-  forkFrom: null,          // editing an earlier message: the id to continue ('' = a new root), else null
+  fork: null,              // editing an earlier message: {continues: resp_… | null}
+  plainAnswer: false,      // answer pending function calls with the composer's text instead of the forms
+  lastSent: null,          // {items, continues, origin}: the last create sent from here
+  threshold: Number(meter?.dataset.threshold || 0) || null,
 };
 
+const transcript = new Transcript(document.getElementById('transcript'), {
+  onChange: () => { chain.update(); renderToolForms(); updateMeter(); updateControls(); },
+  onSteer: (kind, error) => {
+    hint.textContent = kind === 'failed' ? `Steer not applied: ${explain(error).summary}` : 'Steer accepted.';
+  },
+});
+const chain = new ChainPanel({
+  panel: document.getElementById('chain-panel'), list: document.getElementById('chain-list'),
+  toggle: document.getElementById('chain-toggle'), transcript,
+});
 const socket = new ReconnectingSocket(socketUrl(composer.dataset.socketPath), { onState: showConnection });
 
 // Why the server closed the socket for good (docs/protocol.md §1, §8).
@@ -70,78 +87,267 @@ function setBusy(busy, inFlightId = null) {
 function updateControls() {
   const live = !state.readOnly && state.ready && socket.isOpen;
   input.disabled = state.readOnly;
+  sendButton.hidden = state.busy && !state.readOnly;
   sendButton.disabled = !live || state.busy;
   steerButton.hidden = state.readOnly || !state.busy;
   steerButton.disabled = !live || !state.inFlightId;
+  stopButton.hidden = state.readOnly || !state.busy;
+  stopButton.disabled = !live;
+  if (compactButton) compactButton.disabled = !live || state.busy || !transcript.leaf();
   if (state.readOnly) {
     hint.textContent = 'Read-only: you are viewing someone else\'s conversation.';
-  } else if (state.forkFrom !== null) {
+  } else if (state.fork) {
     hint.textContent = 'Editing an earlier message: Send forks the conversation from before it (Esc cancels).';
-  } else if (state.pendingCalls.length) {
-    const call = state.pendingCalls[0];
-    hint.textContent = `Your next message is sent as the output of ${call.name} (${call.call_id}).`;
-  } else {
-    hint.textContent = state.busy ? 'Responding… (Steer adds to the running response)' : '';
+  } else if (state.busy) {
+    hint.textContent = state.inFlightId ? 'Responding… Enter steers the reply with what you type; Esc stops it.'
+      : 'Sending…';
+  } else if (pendingCalls().length) {
+    hint.textContent = state.plainAnswer ? 'Your message is sent as the output of every pending call.'
+      : 'Answer each function call below; Send sends all the outputs together.';
+  } else if (!hint.dataset.sticky) {
+    hint.textContent = '';
   }
 }
 
-function functionCalls(output) {
-  return (output || []).filter((item) => item && item.type === 'function_call' && item.call_id);
+function updateMeter() {
+  if (!meter) return;
+  const tokens = transcript.contextTokens();
+  const gauge = meter.querySelector('meter');
+  const label = meter.querySelector('.context-label');
+  label.textContent = tokens === null ? 'Context: –' : `Context: ${tokens} tokens${state.threshold ? ` of ${state.threshold}` : ''}`;
+  gauge.hidden = !state.threshold || tokens === null;
+  if (state.threshold) {
+    gauge.max = state.threshold;
+    gauge.high = state.threshold * 0.8;
+    gauge.value = Math.min(tokens || 0, state.threshold);
+  }
 }
 
-/** A response on the default lane ended: it is what the next create continues. */
-function continueFrom(response) {
-  state.latestResponseId = response.id || state.latestResponseId;
-  state.pendingCalls = functionCalls(response.output);
+// -- function calls: one answer form per pending call -------------------------------
+
+function pendingCalls() {
+  return state.fork ? [] : transcript.pendingCalls();
 }
+
+function renderToolForms() {
+  const calls = state.readOnly || state.plainAnswer ? [] : pendingCalls();
+  const shown = [...toolAnswers.querySelectorAll('.tool-answer')].map((form) => form.dataset.callId).join(' ');
+  if (shown === calls.map((call) => call.call_id).join(' ')) return;
+  const forms = calls.map((call, index) => {
+    const box = el('section', 'tool-answer');
+    box.dataset.callId = call.call_id;
+    const title = el('h3', '', call.name || 'function');
+    title.append(' ', el('code', '', call.call_id));
+    let args = call.arguments || '';
+    try { args = JSON.stringify(JSON.parse(args), null, 2); } catch (error) { /* shown as sent */ }
+    const field = el('textarea');
+    field.id = `tool-output-${index}`;
+    field.rows = 2;
+    const label = el('label', 'visually-hidden', `Output of ${call.name} (${call.call_id})`);
+    label.htmlFor = field.id;
+    const json = el('label', 'json');
+    const check = el('input');
+    check.type = 'checkbox';
+    check.className = 'as-json';
+    json.append(check, 'Output is JSON (checked before sending)');
+    const error = el('p', 'field-error');
+    error.hidden = true;
+    error.id = `${field.id}-error`;
+    field.setAttribute('aria-describedby', error.id);
+    box.append(title, el('pre', '', args), label, field, json, error);
+    return box;
+  });
+  const plain = el('button', 'link', 'Answer in plain text instead');
+  plain.type = 'button';
+  plain.dataset.plain = 'true';
+  toolAnswers.replaceChildren(...forms, ...(forms.length ? [plain] : []));
+  toolAnswers.hidden = !forms.length;
+}
+
+/** The outputs of the forms, or null (with inline errors shown) when one is not valid. */
+function toolOutputs() {
+  let valid = true;
+  const outputs = [...toolAnswers.querySelectorAll('.tool-answer')].map((box) => {
+    const field = box.querySelector('textarea');
+    const error = box.querySelector('.field-error');
+    const text = field.value;
+    error.hidden = true;
+    field.removeAttribute('aria-invalid');
+    let problem = text.trim() ? '' : 'Write this call\'s output.';
+    if (!problem && box.querySelector('.as-json').checked) {
+      try { JSON.parse(text); } catch (exc) { problem = `Not valid JSON: ${exc.message}`; }
+    }
+    if (problem) {
+      valid = false;
+      error.textContent = problem;
+      error.hidden = false;
+      field.setAttribute('aria-invalid', 'true');
+    }
+    return { type: 'function_call_output', call_id: box.dataset.callId, output: text };
+  });
+  if (!valid) toolAnswers.querySelector('[aria-invalid]')?.focus();
+  return valid ? outputs : null;
+}
+
+// -- sending ------------------------------------------------------------------------
+
+function userMessage(text) {
+  return { type: 'message', role: 'user', content: [{ type: 'input_text', text }] };
+}
+
+/** Send a create continuing `continues` (resp_… or null) with `items`; true if it left. */
+function create(items, continues, origin) {
+  const frame = { type: 'response.create', input: items };
+  if (continues) frame.previous_response_id = continues;
+  if (!socket.send(frame)) {
+    hint.textContent = 'Not connected: your message was kept.';
+    return false;
+  }
+  state.lastSent = { items, continues, origin };
+  transcript.startLocalTurn(items, { origin, continues });
+  setBusy(true, null);
+  return true;
+}
+
+function send() {
+  if (sendButton.disabled || state.busy) return;
+  const text = input.value.trim();
+  const calls = pendingCalls();
+  let items;
+  let origin = 'user';
+  if (calls.length && !state.plainAnswer) {
+    items = toolOutputs();
+    if (!items) return;
+    origin = 'tool_output';
+  } else if (!text) {
+    return;
+  } else if (calls.length) {
+    items = calls.map((call) => ({ type: 'function_call_output', call_id: call.call_id, output: text }));
+    origin = 'tool_output';
+  } else {
+    items = [userMessage(text)];
+  }
+  const continues = state.fork ? state.fork.continues : (transcript.leaf()?.responseId || null);
+  if (!create(items, continues, state.fork ? 'fork' : origin)) return;
+  state.fork = null;
+  state.plainAnswer = false;
+  input.value = '';
+  toolAnswers.replaceChildren();
+  toolAnswers.hidden = true;
+}
+
+function steer() {
+  const text = input.value.trim();
+  if (!text) return;
+  if (!state.inFlightId) {
+    hint.textContent = 'Wait a moment: the reply has not started yet, so it cannot be steered.';
+    return;
+  }
+  if (socket.send({ type: 'response.steer', previous_response_id: state.inFlightId, input: text })) {
+    transcript.addSteer(text);
+    hint.textContent = 'Steer sent…';
+    input.value = '';
+  }
+}
+
+/** Stop: the reply ends for the user at once; the relay stops it upstream (docs/protocol.md). */
+function stop() {
+  if (!state.busy) return;
+  socket.send({ type: 'switchboard.stop', ...(state.inFlightId ? { response_id: state.inFlightId } : {}) });
+  transcript.abandon('', 'cancelled');
+  setBusy(false);
+  showStatus('idle');
+  hint.textContent = 'Stopped.';
+}
+
+function retry(key) {
+  const turn = transcript.turn(key);
+  if (!turn || state.busy) return;
+  const parent = transcript.turn(turn.parent);
+  create(turn.inputs.slice(), parent?.responseId || turn.previousResponseId || null, turn.origin === 'fork' ? 'fork' : 'user');
+}
+
+function continueTurn(key) {
+  const turn = transcript.turn(key);
+  if (!turn?.responseId || state.busy) return;
+  create([userMessage('Continue exactly where you stopped.')], turn.responseId, 'user');
+}
+
+/** A turn sent from here failed: its text goes back into the composer (rate limits the relay already
+ *  retried, announcing it with switchboard.retrying). */
+function failed() {
+  const message = state.lastSent?.items.find((item) => item.type === 'message');
+  if (message && !input.value.trim()) {
+    input.value = partsText(message.content);
+    hint.dataset.sticky = 'true';
+    hint.textContent = 'Not sent: your message is back in the box. Retry, or edit and send it again.';
+  }
+}
+
+// -- compaction -----------------------------------------------------------------------
+
+async function compactNow() {
+  compactButton.disabled = true;
+  const csrf = document.cookie.split('; ').find((row) => row.startsWith('csrftoken='))?.split('=')[1] || '';
+  try {
+    const response = await fetch(compactButton.dataset.url, {
+      method: 'POST', headers: { 'X-CSRFToken': decodeURIComponent(csrf) }, credentials: 'same-origin',
+    });
+    const body = await response.json();
+    if (!response.ok) throw body.error || { code: `http_${response.status}` };
+    const key = transcript.keyOf(body.base_response_id);
+    if (key) {
+      transcript.standalone.set(key, body);
+      transcript.render();
+    }
+    hint.textContent = `Compacted: ${body.items_replaced} items replaced. The next message starts from the summary.`;
+  } catch (error) {
+    const words = explain(error);
+    hint.textContent = `Compaction failed: ${words.summary} (${words.detail})`;
+  } finally {
+    updateControls();
+  }
+}
+
+// -- socket events ----------------------------------------------------------------------
 
 function onHistory(event) {
   const conversation = event.conversation || {};
   state.readOnly = state.readOnly || Boolean(conversation.read_only);
   transcript.editable = !state.readOnly;
-  transcript.renderHistory(event.responses);
-  state.latestResponseId = null;
-  state.pendingCalls = [];
-  let inFlight = null;
-  for (const record of event.responses || []) {
-    if (record.stream_id) continue;
-    if (record.status === 'completed' || record.status === 'incomplete') {
-      state.latestResponseId = record.response_id;
-      state.pendingCalls = functionCalls(record.output_items);
-    }
-    inFlight = (record.status === 'in_progress' || record.status === 'queued') ? record : null;
-  }
+  const wanted = new URLSearchParams(window.location.search).get('response');
+  transcript.renderHistory(event, { select: state.ready ? null : wanted });
   showStatus(conversation.status);
   state.ready = true;
-  setBusy(Boolean(inFlight), inFlight && inFlight.response_id);
+  const inFlight = transcript.inFlight('');
+  setBusy(Boolean(inFlight), inFlight && inFlight.responseId);
 }
 
 function onStatus(event) {
   showStatus(event.status);
-  if (event.latest_response_id) state.latestResponseId = event.latest_response_id;
   if (event.upstream) {
     state.upstream = event.upstream;
     showConnection(socket.isOpen ? 'open' : 'connecting', {});
   }
-  // A 'failed' status is followed by the error event of the request that failed: that event,
-  // not this status, ends the turn, so the error shows on the turn it belongs to.
 }
 
 function onResponseEvent(event) {
+  const stopped = transcript.turn(transcript.keyOf(event.response?.id));
+  if (stopped && stopped.status === 'cancelled' && !event.stream_id) return;  // the user stopped it
   transcript.apply(event);
   announcer.event(event);
   if (event.stream_id) return;  // named lanes (other clients) never block this composer
-  // The relay's switchboard.status events are authoritative; these keep the badge current between them.
   if (event.type === 'response.created' || event.type === 'response.queued') {
+    delete hint.dataset.sticky;
     setBusy(true, event.response && event.response.id);
     showStatus('streaming');
   } else if (event.type === 'response.completed' || event.type === 'response.incomplete') {
-    continueFrom(event.response || {});
     setBusy(false);
     showStatus('idle');
   } else if (event.type === 'response.failed' || event.type === 'error') {
     setBusy(false);
     showStatus('failed');
+    failed();
   }
 }
 
@@ -155,70 +361,6 @@ function onUpstreamClosed(event) {
   }
 }
 
-function newInput(text) {
-  if (state.pendingCalls.length && state.forkFrom === null) {
-    return state.pendingCalls.map((call) => ({ type: 'function_call_output', call_id: call.call_id, output: text }));
-  }
-  return [{ type: 'message', role: 'user', content: [{ type: 'input_text', text }] }];
-}
-
-function send() {
-  const text = input.value.trim();
-  if (!text || sendButton.disabled) return;
-  const items = newInput(text);
-  const forking = state.forkFrom !== null;
-  const continues = forking ? state.forkFrom : state.latestResponseId;
-  const frame = { type: 'response.create', input: items };
-  if (continues) frame.previous_response_id = continues;
-  if (!socket.send(frame)) {
-    hint.textContent = 'Not connected: your message was kept.';
-    return;
-  }
-  const origin = forking ? 'fork' : (state.pendingCalls.length ? 'tool_output' : 'user');
-  transcript.startLocalTurn(items, origin, continues || null);
-  state.pendingCalls = [];
-  state.forkFrom = null;
-  input.value = '';
-  setBusy(true, null);
-}
-
-function steer() {
-  const text = input.value.trim();
-  if (!text || !state.inFlightId) return;
-  if (socket.send({ type: 'response.steer', previous_response_id: state.inFlightId, input: text })) {
-    transcript.addSteer(text);
-    input.value = '';
-  }
-}
-
-composer.addEventListener('submit', (event) => {
-  event.preventDefault();
-  send();
-});
-input.addEventListener('keydown', (event) => {
-  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    send();
-  }
-});
-steerButton.addEventListener('click', steer);
-// Editing an earlier user message forks the conversation from that message's parent.
-transcript.root.addEventListener('click', (event) => {
-  const button = event.target.closest('button.edit');
-  if (!button || state.readOnly) return;
-  state.forkFrom = button.dataset.continues || '';
-  input.value = button.dataset.text || '';
-  input.focus();
-  updateControls();
-});
-input.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape' && state.forkFrom !== null) {
-    state.forkFrom = null;
-    input.value = '';
-    updateControls();
-  }
-});
-
 /** The server titled the conversation (its first message): the heading and the window follow. */
 function onTitled(event) {
   const heading = document.getElementById('conversation-title');
@@ -227,11 +369,66 @@ function onTitled(event) {
   document.title = `${event.title} · Switchboard`;
 }
 
+// -- the user's hands -----------------------------------------------------------------
+
+composer.addEventListener('submit', (event) => {
+  event.preventDefault();
+  if (state.busy) steer();
+  else send();
+});
+input.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    if (state.busy) steer();
+    else send();
+  } else if (event.key === 'Escape' && state.fork) {
+    state.fork = null;
+    input.value = '';
+    updateControls();
+  }
+});
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && state.busy && !document.querySelector('dialog[open]')) stop();
+});
+steerButton.addEventListener('click', steer);
+stopButton.addEventListener('click', stop);
+compactButton?.addEventListener('click', compactNow);
+toolAnswers.addEventListener('click', (event) => {
+  if (!event.target.closest('button[data-plain]')) return;
+  state.plainAnswer = true;
+  renderToolForms();
+  updateControls();
+  input.focus();
+});
+transcript.root.addEventListener('click', (event) => {
+  const target = event.target.closest('button');
+  if (!target || !transcript.root.contains(target)) return;
+  if (target.dataset.switch) {
+    transcript.switchSibling(target.closest('.switcher').dataset.key, Number(target.dataset.switch));
+  } else if (target.dataset.action === 'retry' && !state.readOnly) {
+    retry(target.dataset.key);
+  } else if (target.dataset.action === 'continue' && !state.readOnly) {
+    continueTurn(target.dataset.key);
+  } else if (target.classList.contains('edit') && !state.readOnly) {
+    // Editing an earlier user message branches the conversation from that message's parent.
+    const turn = transcript.turn(target.closest('.turn').dataset.key);
+    state.fork = { continues: transcript.turn(turn?.parent)?.responseId || null };
+    input.value = target.dataset.text || '';
+    input.focus();
+    updateControls();
+  }
+});
+
 focusShortcut(input);
 socket
   .on('switchboard.history', onHistory)
   .on('switchboard.conversation', onTitled)
   .on('switchboard.status', onStatus)
+  .on('switchboard.recovered', (event) => transcript.recovered(event))
+  .on('switchboard.retrying', (event) => {
+    transcript.retrying(event);
+    if (!event.stream_id) hint.textContent = `Rate limited: Switchboard retries in ${event.retry_in} s…`;
+  })
   .on('switchboard.upstream_closed', onUpstreamClosed)
   .on('*', (event) => {
     if (event.type === 'error' || event.type.startsWith('response.')) onResponseEvent(event);
@@ -239,6 +436,12 @@ socket
 // Conversation settings (static/js/settings.js): once the drawer saved them, the socket is told, so the next
 // turn uses them; what any tab saved comes back as switchboard.settings for the drawer to show.
 document.addEventListener('switchboard:settings-saved', () => socket.send({ type: 'switchboard.settings_changed' }));
-socket.on('switchboard.settings', (event) => document.dispatchEvent(
-  new CustomEvent('switchboard:settings', { detail: event.settings || {} })));
+socket.on('switchboard.settings', (event) => {
+  const settings = event.settings || {};
+  if ('compact_threshold' in settings) {
+    state.threshold = Number(settings.compact_threshold) || null;
+    updateMeter();
+  }
+  document.dispatchEvent(new CustomEvent('switchboard:settings', { detail: settings }));
+});
 socket.connect();

@@ -35,13 +35,19 @@ export function renderMarkdown(text) {
 /** Copy `text` to the clipboard, telling the user on `button` how it went. */
 export async function copyText(button, text) {
   const label = button.textContent;
+  const named = button.getAttribute('aria-label');
+  let said = 'Copied';
   try {
     await navigator.clipboard.writeText(text);
-    button.textContent = 'Copied';
   } catch (error) {
-    button.textContent = 'Copy failed';
+    said = 'Copy failed';  // no clipboard here (an insecure origin, or permission refused)
   }
-  setTimeout(() => { button.textContent = label; }, 1500);
+  button.textContent = said;
+  if (named) button.setAttribute('aria-label', said);
+  setTimeout(() => {
+    button.textContent = label;
+    if (named) button.setAttribute('aria-label', named);
+  }, 1500);
 }
 
 function addCodeCopyButtons(root) {

@@ -1,311 +1,355 @@
-// The transcript: renders recorded turns and live Responses events into #transcript, text only.
+// The transcript: the conversation as a tree of turns, showing one branch (root to leaf) at a time.
 'use strict';
 
-// Rules: model and user text reach the DOM through textContent / text nodes only, never
-// innerHTML. The markup mirrors templates/sessions_app/partials/turn.html so server-rendered
-// and live turns look alike. Live events are routed by lane (stream_id, '' = default lane)
-// to the turn in flight there, and by item_id (or output_index) to the item they extend.
+// Rules:
+// * Every turn is keyed: `r<pk>` from the records, `l<n>` for one sent from this page (until the
+//   records name it: a reload then keys it by its record). Live events reach a turn by response id,
+//   else by lane (stream_id, '' = default lane) while it is in flight.
+// * A turn's parent is the turn it continues (its previous response); a resent attempt the relay
+//   superseded is folded into the turn that superseded it (tree.js), so a recovered request is one
+//   turn with a note, live and after a reload alike.
+// * The page shows the path through the selected turn, continued down the branch with the latest
+//   activity; the next message continues the last finished turn of that path.
+// * Compaction: a server-side compaction item is a divider inside its turn; a standalone compaction
+//   is a divider after the turn it compacted. Both show the items replaced (counted along the path
+//   the same way live and after a reload) and the tokens before → after.
 
-const STATUS_LABELS = {
-  sending: 'Sending', queued: 'Queued', in_progress: 'In progress', completed: 'Completed',
-  incomplete: 'Incomplete', failed: 'Failed', cancelled: 'Cancelled', interrupted: 'Interrupted (socket died)',
-};
-const ORIGIN_LABELS = {
-  user: 'User message', tool_output: 'Tool output', fork: 'Fork', recovery_replay: 'Recovery replay',
-  steer: 'Steered successor', warmup: 'Warm-up (generate: false)',
-};
+import { ConversationTree } from './tree.js';
+import { el, recoveredNote, TurnView } from './turns.js';
+
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete']);
+const ENDED = new Set(['completed', 'incomplete', 'failed', 'cancelled', 'interrupted']);
+// A stopped or interrupted response is continued too: the relay replays what it had said (stopping.py).
+const CONTINUABLE = new Set(['completed', 'incomplete', 'cancelled', 'interrupted']);
+const BADLY = new Set(['failed', 'interrupted', 'cancelled']);
 
-function el(tag, className = '', text = null) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== null && text !== undefined) node.textContent = String(text);
-  return node;
+/** A turn the next message does not continue: it failed, or ended before the upstream named a response.
+ *  It stays in view where it happened (tree.js), and is no branch. */
+function dead(turn) {
+  return turn.status === 'failed' || (BADLY.has(turn.status) && !turn.responseId);
 }
 
-/** Text of a content value: a string, or a list of parts (input_text, output_text, refusal…). */
-export function partsText(content) {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return '';
-  return content.map((part) => {
-    if (!part || typeof part !== 'object') return '';
-    if (part.type === 'refusal') return part.refusal || '';
-    return typeof part.text === 'string' ? part.text : '';
-  }).join('');
+function moment(iso) {
+  const value = iso ? Date.parse(iso) : NaN;
+  return Number.isNaN(value) ? 0 : value;
 }
 
-export function usageText(usage) {
-  if (!usage || usage.total_tokens === undefined || usage.total_tokens === null) return '';
-  const cached = usage.cached_input_tokens ?? usage.input_tokens_details?.cached_tokens ?? 0;
-  return `${usage.input_tokens} in (${cached} cached) · ${usage.output_tokens} out · ${usage.total_tokens} total`;
-}
-
-function errorText(error) {
-  if (!error) return 'Unknown error';
-  const code = error.code || error.type || 'error';
-  return error.message ? `${code}: ${error.message}` : code;
-}
-
-function itemKind(item) {
-  if (typeof item === 'string') return 'message';
-  return item.type || (item.role ? 'message' : 'other');
-}
-
-/** One item of a turn (a message, a function call, its output, reasoning, a compaction…). */
-class ItemView {
-  constructor(item, direction) {
-    if (typeof item === 'string') item = { type: 'message', role: 'user', content: item };
-    this.kind = itemKind(item);
-    this.id = item.id || null;
-    this.parts = new Map();
-    this.el = el('div', `item ${direction} ${this.kind}`);
-    if (this.id) this.el.dataset.itemId = this.id;
-    this.who = el('span', 'who');
-    this.el.append(this.who);
-    this.render(item, direction);
-  }
-
-  render(item, direction) {
-    switch (this.kind) {
-      case 'message':
-        this.who.textContent = item.role || (direction === 'input' ? 'user' : 'assistant');
-        this.setText(0, partsText(item.content));
-        break;
-      case 'function_call':
-      case 'custom_tool_call': {
-        this.who.textContent = 'function call';
-        const code = el('code', 'call');
-        this.name = el('span', 'call-name', item.name || '');
-        this.args = el('span', 'call-arguments', item.arguments ?? item.input ?? '');
-        code.append(this.name, '(', this.args, ')');
-        this.el.append(code);
-        if (item.call_id) this.el.append(' ', el('span', 'badge call-id', item.call_id));
-        break;
-      }
-      case 'function_call_output':
-      case 'custom_tool_call_output':
-        this.who.textContent = item.call_id ? `function output · ${item.call_id}` : 'function output';
-        this.el.append(el('pre', 'call-output', partsText(item.output)));
-        break;
-      case 'reasoning':
-        this.who.textContent = 'reasoning';
-        (item.summary || []).forEach((part, index) => this.setText(index, partsText([part])));
-        break;
-      case 'compaction':
-        this.who.textContent = 'compaction';
-        this.marker = el('p', 'marker', item.encrypted_content ? 'Context compacted' : 'Compacting context…');
-        this.el.append(this.marker);
-        break;
-      default:
-        this.who.textContent = this.kind;
-        this.el.append(el('pre', 'raw', JSON.stringify(item, null, 2)));
-    }
-  }
-
-  /** The paragraph for content part / summary `index`, created on first use. */
-  part(index) {
-    if (!this.parts.has(index)) {
-      const paragraph = el('p');
-      this.parts.set(index, paragraph);
-      this.el.append(paragraph);
-    }
-    return this.parts.get(index);
-  }
-
-  appendText(index, delta) {
-    this.part(index ?? 0).append(document.createTextNode(delta || ''));
-  }
-
-  setText(index, text) {
-    this.part(index ?? 0).textContent = text || '';
-  }
-
-  appendArguments(delta) {
-    if (this.args) this.args.append(document.createTextNode(delta || ''));
-  }
-
-  /** The item as it finally is (output_item.done or the terminal response): the truth wins. */
-  finish(item) {
-    if (this.kind === 'message') {
-      if (typeof item.content === 'string') this.setText(0, item.content);
-      else (item.content || []).forEach((part, index) => this.setText(index, partsText([part])));
-    } else if ((this.kind === 'function_call' || this.kind === 'custom_tool_call') && this.args) {
-      this.name.textContent = item.name || this.name.textContent;
-      this.args.textContent = item.arguments ?? item.input ?? this.args.textContent;
-    } else if (this.kind === 'reasoning') {
-      (item.summary || []).forEach((part, index) => this.setText(index, partsText([part])));
-    } else if (this.kind === 'compaction' && this.marker) {
-      this.marker.textContent = 'Context compacted';
-    }
-    this.el.classList.add('done');
-  }
-}
-
-/** One response: header (id, lane, origin, status, usage), its input items, its output items. */
-class TurnView {
-  constructor({ responseId = null, lane = '', origin = 'user', status = 'in_progress', continues = null } = {}) {
-    this.items = new Map();
-    this.continues = continues || null;  // the response this one continues (its parent), if any
-    this.el = el('article', 'turn');
-    const header = el('header');
-    this.idEl = el('code', 'response-id');
-    this.statusEl = el('span', 'status');
-    this.usageEl = el('span', 'usage');
-    header.append(this.idEl);
-    this.lane = lane;
-    if (lane) header.append(el('span', 'badge lane', `lane ${lane}`));
-    header.append(el('span', 'badge origin', ORIGIN_LABELS[origin] || origin), this.statusEl, this.usageEl);
-    this.el.append(header);
-    this.setResponseId(responseId);
-    this.setStatus(status);
-  }
-
-  setResponseId(responseId) {
-    this.responseId = responseId || null;
-    this.idEl.textContent = responseId || '(not created)';
-    this.el.dataset.responseId = responseId || '';
-  }
-
-  setStatus(status) {
-    this.status = status;
-    this.el.className = `turn ${status}`;
-    this.statusEl.className = `status ${status}`;
-    this.statusEl.textContent = STATUS_LABELS[status] || status;
-  }
-
-  setUsage(usage) {
-    this.usageEl.textContent = usageText(usage);
-    this.usageEl.title = 'input / cached / output / reasoning';
-  }
-
-  addItem(item, direction, key = null) {
-    const view = new ItemView(item, direction);
-    this.el.append(view.el);
-    const itemKey = key ?? view.id;
-    if (itemKey) this.items.set(itemKey, view);
-    return view;
-  }
-
-  /** The live item an event refers to, by item_id, else by output_index. */
-  item(event) {
-    return this.items.get(event.item_id) || this.items.get(`#${event.output_index}`) || null;
-  }
-
-  outputItem(item, outputIndex) {
-    const existing = (item.id && this.items.get(item.id)) || this.items.get(`#${outputIndex}`);
-    if (existing) return existing;
-    const view = this.addItem(item, 'output');
-    this.items.set(`#${outputIndex}`, view);
-    return view;
-  }
-
-  addError(error, label = 'error') {
-    const box = el('div', 'item error');
-    box.append(el('span', 'who', label), el('p', '', errorText(error)));
-    this.el.append(box);
-  }
-
-  addNote(text) {
-    this.el.append(el('p', 'note', text));
-  }
-
-  /** The terminal response: status, usage, and any output item the stream did not show. */
-  finish(response) {
-    this.setResponseId(response.id || this.responseId);
-    this.setStatus(response.status || 'completed');
-    this.setUsage(response.usage);
-    (response.output || []).forEach((item, index) => this.outputItem(item, index).finish(item));
-    if (response.error) this.addError(response.error);
-    if (response.incomplete_details?.reason) this.addNote(`Stopped early: ${response.incomplete_details.reason}`);
-  }
+function isUserMessage(item) {
+  if (typeof item === 'string') return true;
+  return Boolean(item) && (item.type === 'message' || (!item.type && item.role)) && (item.role || 'user') === 'user';
 }
 
 export class Transcript {
-  constructor(root) {
+  constructor(root, { onChange = () => {}, onSteer = () => {} } = {}) {
     this.root = root;
-    this.editable = false;  // user messages get an Edit button (forks from before them)
-    this.active = new Map();  // lane -> TurnView in flight (or sent and awaiting response.created)
-    this.turns = new Map();  // response id -> TurnView, for late terminal events
-    this.steered = new Set();  // lanes whose last response ended 'steered': a successor follows
+    this.onChange = onChange;
+    this.onSteer = onSteer;
+    this.editable = false;
+    this.tree = new ConversationTree();
+    this.turns = new Map();       // key -> turn
+    this.active = new Map();      // lane -> key of the turn in flight there
+    this.selected = null;         // the key the shown path runs through (null: the default path)
+    this.steered = new Set();     // lanes whose last response ended 'steered': a successor follows
+    this.steers = new Map();      // lane -> steering texts sent, shown on the successor they start
+    this.standalone = new Map();  // key -> standalone compaction figures after that turn
+    this.localCount = 0;
+    this.path = [];
   }
 
-  /** Replaces the server-rendered turns with the recorded history (switchboard.history). */
-  renderHistory(responses) {
-    this.active.clear();
+  // -- building turns ------------------------------------------------------------------
+
+  turn(key) {
+    return this.turns.get(key) || null;
+  }
+
+  keyOf(responseId) {
+    return responseId ? this.tree.keyOf(responseId) : null;
+  }
+
+  add(fields) {
+    const turn = {
+      key: fields.key, record: null, responseId: null, previousResponseId: null, parent: null, supersedes: null,
+      lane: '', origin: 'user', status: 'sending', usage: null, error: null, incompleteReason: null,
+      sentAt: new Date().toISOString(), ttftMs: null, model: '', recovered: false, inputs: [], outputs: [],
+      activity: Date.now(), ...fields,
+    };
+    turn.view = new TurnView(turn);
+    this.turns.set(turn.key, turn);
+    this.tree.upsert({ key: turn.key, responseId: turn.responseId, parent: turn.parent, supersedes: turn.supersedes,
+      activity: turn.activity, dead: dead(turn) });
+    return turn;
+  }
+
+  addInputs(turn, items, { steer = false } = {}) {
+    for (const item of items) {
+      turn.inputs.push(item);
+      const editable = this.editable && !turn.lane && !steer && isUserMessage(item);
+      turn.view.addInput(item, { editable, steer });
+    }
+  }
+
+  /** Touch a turn: its branch becomes the latest activity, and its views show its state. */
+  touch(turn) {
+    turn.activity = Math.max(turn.activity, Date.now());
+    this.tree.upsert({ key: turn.key, responseId: turn.responseId, activity: turn.activity, dead: dead(turn) });
+    turn.view.refresh();
+  }
+
+  // -- the records ---------------------------------------------------------------------
+
+  /** Replaces the transcript with the records (switchboard.history); `select`: a resp_… to show. */
+  renderHistory(history, { select = null } = {}) {
+    this.tree = new ConversationTree();
     this.turns.clear();
-    const turns = (responses || []).map((record) => {
-      const turn = new TurnView({
-        responseId: record.response_id, lane: record.stream_id || '', origin: record.origin || 'user',
-        status: record.status || 'completed', continues: record.parent_response_id ?? record.previous_response_id,
+    this.active.clear();
+    this.standalone.clear();
+    const records = history.responses || [];
+    const superseded = new Set(records.map((r) => r.supersedes).filter((pk) => pk !== null && pk !== undefined));
+    const byRecord = new Map(records.map((r) => [r.record, r]));
+    const firstAttempt = (record) => {  // a resent turn is shown as it was first sent
+      let at = record;
+      for (let hops = 0; at.supersedes != null && byRecord.has(at.supersedes) && hops < records.length; hops++) {
+        at = byRecord.get(at.supersedes);
+      }
+      return at;
+    };
+    for (const record of records) {
+      // A steer the upstream refused started nothing: not a turn (live, it was a passing notice).
+      if (record.origin === 'steer' && !record.response_id && ENDED.has(record.status)) continue;
+      const key = `r${record.record}`;
+      const turn = this.add({
+        key, record: record.record, responseId: record.response_id || null,
+        previousResponseId: record.previous_response_id || null,
+        parent: record.parent != null ? `r${record.parent}` : null,
+        supersedes: record.supersedes != null ? `r${record.supersedes}` : null,
+        lane: record.stream_id || '', origin: record.origin || 'user', status: record.status || 'completed',
+        usage: record.usage, error: record.error, incompleteReason: record.incomplete_reason,
+        sentAt: firstAttempt(record).sent_at, ttftMs: record.ttft_ms, model: record.model || '',
+        recovered: record.supersedes != null || record.origin === 'recovery_replay',
+        recoveredReason: firstAttempt(record) === record ? null : firstAttempt(record).error?.code || null,
+        activity: moment(record.completed_at || record.sent_at),
       });
-      (record.input_items || []).forEach((item) => this.addInput(turn, item));
+      this.addInputs(turn, record.input_items || [], { steer: record.origin === 'steer' });
       (record.output_items || []).forEach((item, index) => {
-        turn.outputItem(item, index).finish(item);
+        turn.outputs[index] = item;
+        turn.view.outputItem(item, index).finish(item);
       });
-      turn.setUsage(record.usage);
-      if (record.response_id) this.turns.set(record.response_id, turn);
-      if (record.error) turn.addError(record.error);
-      if (record.status === 'in_progress' || record.status === 'queued') this.active.set(record.stream_id || '', turn);
-      return turn.el;
-    });
-    if (turns.length) {
-      this.root.replaceChildren(...turns);
-    } else {
-      this.root.replaceChildren(el('p', 'empty', 'No turns yet.'));
+      if (superseded.has(record.record)) continue;  // folded into the attempt that superseded it
+      if (record.status === 'in_progress' || record.status === 'queued') this.active.set(turn.lane, key);
     }
-    this.scrollToEnd();
-  }
-
-  /** A turn the user just sent on the default lane; live events attach to it. */
-  startLocalTurn(items, origin = 'user', continues = null) {
-    return this.follow(() => {
-      const turn = new TurnView({ origin, status: 'sending', continues });
-      items.forEach((item) => this.addInput(turn, item));
-      this.append(turn);
-      this.active.set('', turn);
-      return turn;
-    });
-  }
-
-  /** An input item; a user message on the default lane can be edited, which forks the chain before it. */
-  addInput(turn, item) {
-    const view = turn.addItem(item, 'input');
-    const isUserMessage = view.kind === 'message' && (typeof item === 'string' || (item.role || 'user') === 'user');
-    if (this.editable && isUserMessage && !turn.lane) {
-      const button = el('button', 'link edit', 'Edit');
-      button.type = 'button';
-      button.title = 'Edit this message: the conversation forks from before it';
-      button.dataset.continues = turn.continues || '';
-      button.dataset.text = typeof item === 'string' ? item : partsText(item.content);
-      view.who.after(button);
+    for (const compaction of history.compactions || []) {
+      if (compaction.kind === 'standalone' && compaction.record != null) {
+        this.standalone.set(`r${compaction.record}`, compaction);
+      }
     }
-    return view;
+    const chosen = select ? this.keyOf(select) : null;
+    this.selected = chosen;
+    this.render();
+    if (chosen) this.reveal(chosen);
+    else this.scrollToEnd();
   }
 
-  /** Steering text, shown on the default lane's turn in flight. */
+  // -- the shown path ------------------------------------------------------------------
+
+  /** Draws the path through the selected turn: its turns, their switchers, notes and dividers. */
+  render() {
+    const path = this.tree.path(this.selected);
+    this.path = path;
+    const onPath = new Set(path);
+    const nodes = [];
+    let context = 0;  // items the model has in context along this path, as compactions count them
+    let compactedAt = null;  // the divider waiting for the next turn's input tokens
+    for (const key of this.tree.display(path)) {
+      const turn = this.turns.get(key);
+      if (!onPath.has(key)) {  // a dead attempt, shown where it happened; the model never saw it
+        turn.view.setSwitcher(0, 0);
+        this.decorate(turn);
+        nodes.push(turn.view.el);
+        continue;
+      }
+      const attempt = this.lastAttempt(turn);
+      if (compactedAt) {
+        compactedAt.after = attempt.usage?.input_tokens ?? null;
+        compactedAt.view.setFigures(compactedAt);
+        compactedAt = null;
+      }
+      context += attempt.inputs.length;
+      attempt.outputs.forEach((item, index) => {
+        if (item?.type === 'compaction') {
+          const view = attempt.view.outputItem(item, index);
+          compactedAt = { view, replaced: context + index, before: attempt.usage?.input_tokens ?? null, after: null };
+          view.setFigures(compactedAt);
+          context = attempt.outputs.length - index;
+        }
+      });
+      if (!attempt.outputs.some((item) => item?.type === 'compaction')) context += attempt.outputs.length;
+      const { index, count } = this.tree.position(key);
+      turn.view.setSwitcher(index, count);
+      this.decorate(turn);
+      nodes.push(turn.view.el);
+      const standalone = this.standalone.get(key);
+      if (standalone) {
+        nodes.push(this.divider(standalone, context));
+        context = 1;
+      }
+    }
+    if (compactedAt) compactedAt.view.setFigures(compactedAt);
+    if (!nodes.length) nodes.push(el('p', 'empty', 'No turns yet.'));
+    this.root.replaceChildren(...nodes);
+    this.onChange();
+  }
+
+  /** The record that stands for a turn (a superseded attempt's view is its superseder's). */
+  lastAttempt(turn) {
+    return this.turns.get(this.tree.standing(turn.key)) || turn;
+  }
+
+  divider(compaction, context) {
+    const box = el('div', 'item divider standalone-compaction');
+    box.append(el('span', 'who', 'context compacted'));
+    const replaced = compaction.items_replaced || context;
+    const figures = [`Compacted on request · ${replaced} item${replaced === 1 ? '' : 's'} replaced`];
+    if (compaction.input_tokens_before != null) {
+      figures.push(`${compaction.input_tokens_before} → ${compaction.tokens_after ?? '?'} tokens`);
+    }
+    box.append(el('p', 'marker', figures.join(' · ')));
+    return box;
+  }
+
+  /** Notes and actions of a turn, from its state. */
+  decorate(turn) {
+    const view = turn.view;
+    view.refresh();
+    if (turn.recovered) view.note('recovered', recoveredNote(turn.recoveredReason));
+    view.noteIncomplete(turn.incompleteReason);
+    view.showError(ENDED.has(turn.status) && turn.status !== 'completed' ? turn.error : null);
+    const actions = [];
+    if (!this.editable) { view.setActions([]); return; }
+    if (turn.status === 'failed' || turn.status === 'interrupted' || turn.status === 'cancelled') {
+      actions.push(['retry', 'Retry', 'Send the same message again from the same point']);
+    }
+    if (turn.status === 'incomplete' && turn.incompleteReason === 'max_output_tokens') {
+      actions.push(['continue', 'Continue', 'Ask the model to go on where it stopped']);
+    }
+    view.setActions(actions);
+  }
+
+  /** Show the path through `key`, and scroll to that turn. */
+  select(key) {
+    if (!this.turns.has(key)) return;
+    this.selected = key;
+    this.render();
+    this.reveal(key);
+  }
+
+  /** Switch the turn `key` to its sibling `step` (-1 / +1) away. */
+  switchSibling(key, step) {
+    const { index, siblings } = this.tree.position(key);
+    const target = siblings[index + step];
+    if (target === undefined) return;
+    this.selected = target;
+    this.render();
+    this.turns.get(target)?.view.el.scrollIntoView({ block: 'nearest' });
+  }
+
+  reveal(key) {
+    const view = this.turns.get(this.tree.standing(key))?.view || this.turns.get(key)?.view;
+    if (!view) return;
+    view.el.scrollIntoView({ block: 'center' });
+    view.el.classList.add('highlight');
+    setTimeout(() => view.el.classList.remove('highlight'), 2000);
+  }
+
+  /** The default-lane turn the next message continues: the last finished one on the shown path. */
+  leaf() {
+    for (let i = this.path.length - 1; i >= 0; i--) {
+      const turn = this.turns.get(this.path[i]);
+      if (!turn.lane && turn.responseId && CONTINUABLE.has(turn.status)) return turn;
+    }
+    return null;
+  }
+
+  /** The last turn of the shown path (whatever its state). */
+  tail() {
+    return this.path.length ? this.turns.get(this.path[this.path.length - 1]) : null;
+  }
+
+  /** Function calls of the shown leaf that no later turn answered. */
+  pendingCalls() {
+    const leaf = this.leaf();
+    if (!leaf || leaf !== this.tail()) return [];
+    return leaf.outputs.filter((item) => item && item.type === 'function_call' && item.call_id);
+  }
+
+  /** Input tokens of the latest finished turn on the path (the context meter). */
+  contextTokens() {
+    for (let i = this.path.length - 1; i >= 0; i--) {
+      const usage = this.turns.get(this.path[i]).usage;
+      if (usage && usage.input_tokens != null) return usage.input_tokens;
+    }
+    return null;
+  }
+
+  // -- live ----------------------------------------------------------------------------
+
+  /** A turn the user just sent on the default lane, continuing `continues` (a resp_… or null). */
+  startLocalTurn(items, { origin = 'user', continues = null } = {}) {
+    const key = `l${++this.localCount}`;
+    const turn = this.add({ key, parent: this.keyOf(continues), previousResponseId: continues, origin, status: 'sending' });
+    this.addInputs(turn, items);
+    this.active.set('', key);
+    this.selected = key;
+    this.follow(() => this.render());
+    return turn;
+  }
+
+  /** Steering text sent for the default lane's turn in flight: it shows on the successor it starts
+   *  (as the records keep it); until then the turn says a steer is on its way. */
   addSteer(text) {
-    this.follow(() => {
-      const turn = this.active.get('');
-      if (!turn) return;
-      turn.addItem({ type: 'message', role: 'user', content: text }, 'input').who.textContent = 'user · steer';
-    });
+    const turn = this.turns.get(this.active.get(''));
+    if (!turn) return;
+    if (!this.steers.has('')) this.steers.set('', []);
+    this.steers.get('').push(text);
+    turn.view.note('steer', `Steering: “${text}”`);
+  }
+
+  /** The relay resent the lane's request (switchboard.recovered): one turn, with a note. */
+  recovered(event) {
+    const turn = this.turns.get(this.active.get(event.stream_id || ''));
+    if (!turn) return;
+    turn.recovered = true;
+    turn.recoveredReason = turn.recoveredReason || (event.reason === 'new_upstream_socket' ? null : event.reason);
+    turn.view.notes.querySelector('.note[data-kind="retrying"]')?.remove();
+    this.decorate(turn);
+  }
+
+  /** The relay waits before resending the lane's request (switchboard.retrying): said on the turn. */
+  retrying(event) {
+    const turn = this.turns.get(this.active.get(event.stream_id || ''));
+    if (!turn) return;
+    turn.recoveredReason = turn.recoveredReason || event.reason;
+    turn.view.note('retrying', `Rate limited by the upstream: retrying in ${event.retry_in} s `
+      + `(attempt ${event.attempt} of ${event.of}).`);
   }
 
   notice(text, kind = 'info') {
     this.follow(() => this.root.append(el('p', `notice ${kind}`, text)));
   }
 
-  /** Ends the lane's turn as `status` without a terminal event (e.g. the upstream socket died). */
+  /** Ends the lane's turn as `status` without a terminal event (the upstream socket died, Stop). */
   abandon(lane, status) {
-    const turn = this.active.get(lane);
-    if (!turn) return;
-    turn.setStatus(status);
+    const turn = this.turns.get(this.active.get(lane));
+    if (!turn) return null;
+    turn.status = status;
     this.active.delete(lane);
+    this.touch(turn);
+    this.decorate(turn);
+    this.onChange();
+    return turn;
   }
 
-  append(turn) {
-    this.root.querySelector(':scope > .empty')?.remove();
-    this.root.append(turn.el);
+  inFlight(lane = '') {
+    return this.turns.get(this.active.get(lane)) || null;
   }
 
   apply(event) {
@@ -320,19 +364,15 @@ export class Transcript {
     if (type === 'response.created' || type === 'response.queued' || type === 'response.in_progress') {
       return this.started(lane, event.response || {}, type === 'response.queued' ? 'queued' : 'in_progress');
     }
-    const turn = this.turns.get(event.response?.id) || this.active.get(lane);
+    const turn = this.turns.get(this.keyOf(event.response?.id)) || this.turns.get(this.active.get(lane));
     if (!turn) return undefined;
-    if (TERMINAL.has(type)) {
-      turn.finish(event.response || {});
-      if (event.response?.incomplete_details?.reason === 'steered') this.steered.add(lane);
-      if (this.active.get(lane) === turn) this.active.delete(lane);
-      return undefined;
-    }
+    if (TERMINAL.has(type)) return this.finished(lane, turn, event.response || {});
     switch (type) {
       case 'response.output_item.added':
-        return turn.outputItem(event.item || {}, event.output_index);
+        return turn.view.outputItem(event.item || {}, event.output_index);
       case 'response.output_item.done':
-        return turn.outputItem(event.item || {}, event.output_index).finish(event.item || {});
+        turn.outputs[event.output_index] = event.item || {};
+        return turn.view.outputItem(event.item || {}, event.output_index).finish(event.item || {});
       case 'response.output_text.delta':
       case 'response.refusal.delta':
         return this.liveItem(turn, event, 'message').appendText(event.content_index, event.delta);
@@ -353,51 +393,82 @@ export class Transcript {
 
   /** The item an event extends; created from the event when its output_item.added never came. */
   liveItem(turn, event, kind) {
-    const existing = turn.item(event);
+    const existing = turn.view.item(event);
     if (existing) return existing;
     const stub = { id: event.item_id, type: kind, role: kind === 'message' ? 'assistant' : undefined };
-    return turn.outputItem(stub, event.output_index);
+    return turn.view.outputItem(stub, event.output_index);
   }
 
   started(lane, response, status) {
-    let turn = this.active.get(lane);
+    let turn = this.turns.get(this.keyOf(response.id)) || this.turns.get(this.active.get(lane));
     if (turn && turn.responseId && response.id && turn.responseId !== response.id) turn = null;
     if (!turn) {
       // Sent by another tab or client, or a steered successor: a turn with no input shown.
-      turn = new TurnView({ lane, origin: this.steered.has(lane) ? 'steer' : 'user' });
+      const continues = response.previous_response_id || null;
+      const steering = this.steered.has(lane) ? this.steers.get(lane) || [] : [];
+      turn = this.add({ key: `l${++this.localCount}`, parent: this.keyOf(continues), previousResponseId: continues,
+        lane, origin: this.steered.has(lane) ? 'steer' : 'user', status });
+      this.addInputs(turn, steering.map((text) => ({ type: 'message', role: 'user', content: text })),
+        { steer: true });
       this.steered.delete(lane);
-      this.append(turn);
-      this.active.set(lane, turn);
+      this.steers.delete(lane);
+      this.turns.get(turn.parent)?.view.notes.querySelector('.note[data-kind="steer"]')?.remove();
+      if (!lane && this.path.includes(turn.parent)) this.selected = turn.key;
     }
-    if (response.id) {
-      turn.setResponseId(response.id);
-      this.turns.set(response.id, turn);
-    }
-    turn.setStatus(status);
+    this.active.set(lane, turn.key);
+    turn.responseId = response.id || turn.responseId;
+    turn.model = response.model || turn.model;
+    turn.status = status;
+    turn.firstEventAt = turn.firstEventAt || Date.now();
+    this.touch(turn);
+    this.render();
+    return turn;
+  }
+
+  finished(lane, turn, response) {
+    turn.responseId = response.id || turn.responseId;
+    turn.status = response.status || 'completed';
+    turn.usage = response.usage || turn.usage;
+    turn.error = response.error || null;
+    turn.incompleteReason = response.incomplete_details?.reason || null;
+    (response.output || []).forEach((item, index) => {
+      turn.outputs[index] = item;
+      turn.view.outputItem(item, index).finish(item);
+    });
+    if (turn.incompleteReason === 'steered') this.steered.add(lane);
+    if (this.active.get(lane) === turn.key) this.active.delete(lane);
+    this.touch(turn);
+    this.render();
     return turn;
   }
 
   error(lane, event) {
-    const turn = this.active.get(lane);
-    if (turn) {
-      turn.addError(event.error);
-      turn.setStatus('failed');
-      this.active.delete(lane);
-    } else {
-      const box = new TurnView({ lane, origin: 'user', status: 'failed' });
-      box.addError(event.error);
-      this.append(box);
+    let turn = this.turns.get(this.active.get(lane));
+    if (!turn) {
+      turn = this.add({ key: `l${++this.localCount}`, lane, status: 'failed' });
+      if (!lane) this.selected = turn.key;
     }
+    turn.status = 'failed';
+    turn.error = event.error || { code: 'error' };
+    this.active.delete(lane);
+    this.touch(turn);
+    this.render();
+    return turn;
   }
 
+  /** Steer replies are passing feedback (the successor, or nothing, is what the records keep). */
   steerReply(event) {
-    const turn = this.active.get(event.stream_id || '');
+    const lane = event.stream_id || '';
+    const turn = this.turns.get(this.active.get(lane)) || this.turns.get(this.keyOf(event.steer?.previous_response_id));
     const kind = event.type.slice('response.steer.'.length);
     if (kind === 'failed') {
-      if (turn) turn.addError(event.error, 'steer failed');
-      else this.root.append(el('p', 'notice error', `Steer failed: ${errorText(event.error)}`));
-    } else if (turn) {
-      turn.addNote(kind === 'accepted' ? 'Steer accepted' : `Steer pending: ${event.reason || ''}`);
+      this.steers.get(lane)?.pop();
+      turn?.view.notes.querySelector('.note[data-kind="steer"]')?.remove();
+      this.onSteer('failed', event.error);
+    } else {
+      turn?.view.note('steer', kind === 'accepted' ? 'Steer accepted: the reply restarts with it.'
+        : 'Steer waiting for the tool output.');
+      this.onSteer(kind, null);
     }
   }
 

@@ -6,20 +6,23 @@
 // A superseded attempt is not a turn: the attempt that superseded it takes its place. Siblings are
 // the turns that continue the same parent (roots are siblings of each other): an edit, a retry or a
 // fork. The default path follows, at each fork, the branch with the latest activity.
+// A dead attempt (it failed, so the next message does not continue it) is no branch: it is shown in
+// line with the path it was made from, in the order things happened.
 // The index is rebuilt once after a change (O(n)), so agent chains of thousands of turns stay cheap.
 
 const ROOT = null;
 
 export class ConversationTree {
   constructor() {
-    this.nodes = new Map();      // record key -> {key, responseId, parent, supersedes, activity}
+    this.nodes = new Map();      // record key -> {key, responseId, parent, supersedes, activity, dead}
     this.byResponse = new Map(); // resp_… -> record key
     this.cache = null;
   }
 
-  /** Add or update a turn: {key, responseId?, parent?, supersedes?, activity?}. */
+  /** Add or update a turn: {key, responseId?, parent?, supersedes?, activity?, dead?}. */
   upsert(turn) {
-    const node = this.nodes.get(turn.key) || { key: turn.key, parent: null, supersedes: null, activity: 0 };
+    const node = this.nodes.get(turn.key)
+      || { key: turn.key, parent: null, supersedes: null, activity: 0, order: this.nodes.size };
     for (const [name, value] of Object.entries(turn)) if (value !== undefined) node[name] = value;
     this.nodes.set(node.key, node);
     if (node.responseId) this.byResponse.set(node.responseId, node.key);
@@ -44,12 +47,14 @@ export class ConversationTree {
     };
     const parentOf = new Map();
     const children = new Map([[ROOT, []]]);
+    const dead = new Map();
     for (const node of this.nodes.values()) {  // Map order: the order turns were added (sent)
       if (supersededBy.has(node.key)) continue;
       const parent = node.parent != null && this.nodes.has(node.parent) ? standing(node.parent) : ROOT;
       parentOf.set(node.key, parent);
-      if (!children.has(parent)) children.set(parent, []);
-      children.get(parent).push(node.key);
+      const into = node.dead ? dead : children;
+      if (!into.has(parent)) into.set(parent, []);
+      into.get(parent).push(node.key);
     }
     // Latest activity under each turn: children always come after their parent in send order, so
     // one backwards pass folds every subtree into its root.
@@ -60,7 +65,7 @@ export class ConversationTree {
       const parent = parentOf.get(order[i]);
       if (parent !== ROOT) latest.set(parent, Math.max(latest.get(parent), latest.get(order[i])));
     }
-    this.cache = { standing, parentOf, children, latest };
+    this.cache = { standing, parentOf, children, dead, latest };
     return this.cache;
   }
 
@@ -74,6 +79,19 @@ export class ConversationTree {
     return this.index().children.get(key) || [];
   }
 
+  /** Dead attempts made from `key` (null: the roots), in the order they were sent. */
+  deadEnds(key) {
+    return this.index().dead.get(key) || [];
+  }
+
+  /** What to show for `path`: its turns and the dead attempts made from them (or as roots), in the
+   *  order they were sent. */
+  display(path) {
+    const shown = [...path, ...this.deadEnds(ROOT)];
+    for (const key of path) shown.push(...this.deadEnds(key));
+    return shown.sort((a, b) => this.nodes.get(a).order - this.nodes.get(b).order);
+  }
+
   parent(key) {
     return this.index().parentOf.get(this.standing(key)) ?? ROOT;
   }
@@ -83,7 +101,9 @@ export class ConversationTree {
     const { parentOf, children, latest } = this.index();
     const path = [];
     if (key !== null && this.nodes.has(key)) {
-      for (let at = this.standing(key); at !== ROOT && !path.includes(at); at = parentOf.get(at) ?? ROOT) {
+      let start = this.standing(key);
+      if (this.nodes.get(start).dead) start = parentOf.get(start) ?? ROOT;
+      for (let at = start; at !== ROOT && !path.includes(at); at = parentOf.get(at) ?? ROOT) {
         path.unshift(at);
       }
     }
@@ -99,6 +119,7 @@ export class ConversationTree {
   position(key) {
     const standing = this.standing(key);
     const siblings = this.children(this.parent(standing));
-    return { index: siblings.indexOf(standing), count: siblings.length, siblings };
+    const index = siblings.indexOf(standing);
+    return { index, count: index < 0 ? 0 : siblings.length, siblings };
   }
 }

@@ -98,10 +98,14 @@ def fill_conversation(page: Page) -> None:
     answered(page, "Hello! Plan for **launch day**:\n- ship the relay\n- write the `docs`\n1. test\n2. release",
              "You said:")
     answered(page, '/tool get_weather {"city": "Lisbon", "unit": "celsius"}', "get_weather")
-    expect(page.locator("#composer-hint")).to_contain_text("output of get_weather")
-    answered(page, '{"forecast": "sunny", "high": 24}', "The get_weather tool returned")
+    answer = page.locator(".tool-answer textarea")
+    expect(answer).to_be_visible()
+    answer.fill('{"forecast": "sunny", "high": 24}')
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#transcript")).to_contain_text("The get_weather tool returned")
+    composer_ready(page)
     answered(page, f"Which id was it? {LONG_WORD}", LONG_WORD[:40])
-    answered(page, "/error rate_limit_exceeded", "rate_limit_exceeded")
+    answered(page, "/error invalid_value", "invalid_value")
 
 
 def run_axe(page: Page) -> list[dict]:

@@ -56,3 +56,12 @@ def send(page: Page, text: str) -> None:
     box = page.get_by_label("Message")
     box.fill(text)
     box.press("Enter")
+
+
+def same_transcript(page: Page, before: str) -> None:
+    """The transcript's visible text equals `before` (a reload must not change it); the diff when not."""
+    import difflib
+
+    after = page.locator("#transcript").inner_text()
+    assert after == before, "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), "live", "reloaded",
+                                                          lineterm=""))

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser.support import RESULTS, composer_ready, create_user, orm, send, sign_in
+from tests.browser.support import RESULTS, composer_ready, create_user, orm, same_transcript, send, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -146,12 +146,22 @@ def test_a_tool_call_directive_renders_a_function_call_and_its_output_goes_back(
     call = turn(page, 0).locator(".item.output.function_call")
     expect(turn(page, 0)).to_have_class(re.compile(r"\bcompleted\b"))
     expect(call.locator(".call-name")).to_have_text("get_weather")
-    expect(call.locator(".call-arguments")).to_have_text('{"city":"Paris"}')
+    expect(call.locator(".call-arguments")).to_have_text('{ "city": "Paris" }')  # pretty-printed
     call_id = call.locator(".call-id").inner_text()
     assert call_id.startswith("call_")
-    expect(page.locator("#composer-hint")).to_contain_text(f"output of get_weather ({call_id})")
+    expect(page.locator("#composer-hint")).to_contain_text("Answer each function call below")
+    answer = page.get_by_label(f"Output of get_weather ({call_id})")
+    expect(answer).to_be_visible()
 
-    send(page, '{"temp_c": 18}')  # answered as the function's output
+    # Declared JSON is checked before anything is sent.
+    answer.fill("{not json")
+    page.get_by_label("Output is JSON (checked before sending)").check()
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".tool-answer .field-error")).to_contain_text("Not valid JSON")
+    assert len([f for f in frames if f.get("type") == "response.create"]) == 1
+
+    answer.fill('{"temp_c": 18}')
+    page.get_by_role("button", name="Send").click()
     expect(turn(page, 1)).to_have_class(re.compile(r"\bcompleted\b"))
     expect(turn(page, 1).locator(".item.input.function_call_output")).to_contain_text('{"temp_c": 18}')
     expect(turn(page, 1).locator(".item.output.message")).to_contain_text(
@@ -159,6 +169,42 @@ def test_a_tool_call_directive_renders_a_function_call_and_its_output_goes_back(
     )
     creates = [frame for frame in frames if frame.get("type") == "response.create"]
     assert creates[1]["input"] == [{"type": "function_call_output", "call_id": call_id, "output": '{"temp_c": 18}'}]
+    expect(page.locator(".tool-answer")).to_have_count(0)
+
+
+def test_parallel_function_calls_are_answered_each_in_its_own_form_and_sent_together(page: Page) -> None:
+    create_user("alice", "alice-password-1")
+    frames = record_sent_frames(page)
+    sign_in(page, "alice", "alice-password-1")
+    start_conversation(page, "Two calls")
+
+    send(page, '/tool get_weather {"city":"Paris"} /tool get_time {"zone":"CET"}')
+    expect(turn(page, 0)).to_have_class(re.compile(r"\bcompleted\b"))
+    calls = turn(page, 0).locator(".item.output.function_call")
+    expect(calls).to_have_count(2)
+    ids = [calls.nth(i).locator(".call-id").inner_text() for i in range(2)]
+    page.get_by_label(f"Output of get_weather ({ids[0]})").fill("sunny")
+    page.get_by_label(f"Output of get_time ({ids[1]})").fill("14:05")
+    page.get_by_role("button", name="Send").click()
+    expect(turn(page, 1)).to_have_class(re.compile(r"\bcompleted\b"))
+    reply = turn(page, 1).locator(".item.output.message")
+    expect(reply).to_contain_text("The get_weather tool returned sunny.")
+    expect(reply).to_contain_text("The get_time tool returned 14:05.")
+    creates = [frame for frame in frames if frame.get("type") == "response.create"]
+    assert creates[1]["input"] == [
+        {"type": "function_call_output", "call_id": ids[0], "output": "sunny"},
+        {"type": "function_call_output", "call_id": ids[1], "output": "14:05"},
+    ]
+
+    # Answering in plain text instead: the composer's text goes to every call.
+    send(page, '/tool a {} /tool b {}')
+    expect(page.locator(".tool-answer")).to_have_count(2)
+    page.get_by_role("button", name="Answer in plain text instead").click()
+    expect(page.locator(".tool-answer")).to_have_count(0)
+    send(page, "done")
+    expect(turn(page, 3)).to_have_class(re.compile(r"\bcompleted\b"))
+    last = [frame for frame in frames if frame.get("type") == "response.create"][-1]
+    assert [item["output"] for item in last["input"]] == ["done", "done"]
 
 
 def test_a_staff_viewer_of_someone_elses_conversation_gets_no_usable_composer(page: Page) -> None:
@@ -189,17 +235,31 @@ def test_a_failed_response_and_an_error_event_are_shown_and_the_composer_recover
 
     send(page, "/fail")
     expect(turn(page, 0)).to_have_class(re.compile(r"\bfailed\b"))
-    expect(turn(page, 0).locator(".item.error")).to_contain_text("server_error")
+    error = turn(page, 0).locator(".item.error")
+    expect(error).to_contain_text("The model service had an internal error.")  # in words, with the code
+    expect(error).to_contain_text("server_error")
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    expect(page.get_by_label("Message")).to_have_value("/fail")  # the failed text is back, to retry or edit
 
-    send(page, "/error rate_limit_exceeded")
+    send(page, "/error invalid_value")
     expect(turn(page, 1)).to_have_class(re.compile(r"\bfailed\b"))
-    expect(turn(page, 1).locator(".item.error")).to_contain_text("rate_limit_exceeded")
+    expect(turn(page, 1).locator(".item.error")).to_contain_text("invalid_value")
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
 
-    send(page, "hello again")
+    # A rate limit is retried by the relay after the pause the upstream asks for: one turn, with a note.
+    send(page, "hello again /error rate_limit_exceeded x1")
     expect(turn(page, 2)).to_have_class(re.compile(r"\bcompleted\b"))
-    expect(turn(page, 2).locator(".item.output.message")).to_contain_text('Hello! You said: "hello again".')
+    expect(turn(page, 2).locator(".item.output.message")).to_contain_text('Hello! You said: "hello again')
+    expect(turn(page, 2)).to_contain_text("Retried: the upstream was rate limiting")
+    expect(page.locator("#transcript > article.turn")).to_have_count(3)
+
+    # Retry on a failed turn sends the same input again from the same point.
+    turn(page, 0).get_by_role("button", name="Retry").click()
+    expect(page.locator("#transcript > article.turn.failed")).to_have_count(3)  # /fail fails again
+    before = page.locator("#transcript").inner_text()
+    page.reload()
+    expect(page.locator("#transcript > article.turn.failed")).to_have_count(3)
+    same_transcript(page, before)
 
 
 def test_send_waits_while_a_reply_streams_and_steer_redirects_it(page: Page) -> None:
@@ -211,25 +271,33 @@ def test_send_waits_while_a_reply_streams_and_steer_redirects_it(page: Page) -> 
     send(page, "/slow 40 /long 60")
     expect(turn(page, 0)).to_have_class(re.compile(r"\bin_progress\b"))
     expect(turn(page, 0).locator(".item.output.message")).not_to_have_text("")  # deltas are arriving
-    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    # While it streams, Send gives way to Stop, and Enter steers.
+    expect(page.get_by_role("button", name="Send")).to_be_hidden()
+    expect(page.get_by_role("button", name="Stop")).to_be_enabled()
+    expect(page.locator("#composer-hint")).to_contain_text("Enter steers")
     steer = page.get_by_role("button", name="Steer")
     expect(steer).to_be_enabled()
     running_id = turn(page, 0).get_attribute("data-response-id")
 
     page.get_by_label("Message").fill("remember: steer worked")
     steer.click()
-    expect(turn(page, 0).locator(".item.input.message").last).to_contain_text("remember: steer worked")
     steers = [frame for frame in frames if frame.get("type") == "response.steer"]
     assert steers == [{"type": "response.steer", "previous_response_id": running_id, "input": "remember: steer worked"}]
 
-    # The steered response stops early and its successor answers the steering text.
+    # The steered response stops early and its successor, which shows the steering text, answers it.
     expect(turn(page, 0)).to_have_class(re.compile(r"\bincomplete\b"))
-    expect(turn(page, 0)).to_contain_text("Stopped early: steered")
+    expect(turn(page, 0)).to_contain_text("Steered: the reply was ended")
     successor = turn(page, 1)
     expect(successor).to_have_class(re.compile(r"\bcompleted\b"))
-    expect(successor.locator(".badge.origin")).to_have_text("Steered successor")
+    expect(successor.locator(".badge.origin")).to_have_text("Steered")
+    expect(successor.locator(".item.input.message")).to_contain_text("remember: steer worked")
     expect(successor.locator(".item.output.message")).to_contain_text("Okay, I will remember: steer worked.")
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    before = page.locator("#transcript").inner_text()
+    page.reload()
+    composer_ready(page)
+    expect(turn(page, 1).locator(".item.output.message")).to_contain_text("Okay, I will remember: steer worked.")
+    same_transcript(page, before)
 
 
 def test_reasoning_summaries_and_compaction_markers_render(page: Page) -> None:

@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.support import create_user, orm, send, sign_in
+from tests.browser.support import create_user, orm, same_transcript, send, sign_in
 from tests.browser.test_chat import record_sent_frames, start_conversation, turn
 
 pytestmark = pytest.mark.browser
@@ -32,12 +32,32 @@ def test_editing_an_earlier_message_forks_from_its_parent(page: Page) -> None:
     expect(page.locator("#composer-hint")).to_contain_text("forks the conversation")
     box.fill("remember: gamma")
     box.press("Enter")
-    expect(turn(page, 2)).to_have_class(re.compile(r"\bcompleted\b"))
+    # The page shows the new branch: the abandoned one is out of view, and the edited message says 2 / 2.
+    edited = turn(page, 1)
+    expect(edited).to_have_class(re.compile(r"\bcompleted\b"))
+    expect(edited.locator(".item.input.message")).to_contain_text("remember: gamma")
+    expect(edited.locator(".switcher .position")).to_have_text("2 / 2")
+    expect(page.locator("#transcript")).not_to_contain_text("remember: beta")
+    expect(page.locator("#transcript > article.turn")).to_have_count(2)
 
     send(page, "what did I ask you to remember?")
-    answer = turn(page, 3)
+    answer = turn(page, 2)
     expect(answer).to_have_class(re.compile(r"\bcompleted\b"))
     expect(answer.locator(".item.output.message")).to_contain_text("You asked me to remember: alpha; gamma.")
+    expect(answer.locator(".item.output.message")).to_contain_text("[context items: 5]")
+
+    # ‹ goes back to the first branch, with its own tail; › comes back, and a reload opens on the latest.
+    edited.get_by_role("button", name="Previous version").click()
+    expect(turn(page, 1).locator(".switcher .position")).to_have_text("1 / 2")
+    expect(page.locator("#transcript")).to_contain_text("remember: beta")
+    expect(page.locator("#transcript")).not_to_contain_text("remember: gamma")
+    expect(page.locator("#transcript > article.turn")).to_have_count(2)
+    turn(page, 1).get_by_role("button", name="Next version").click()
+    expect(page.locator("#transcript > article.turn")).to_have_count(3)
+    before = page.locator("#transcript").inner_text()
+    page.reload()
+    expect(turn(page, 2).locator(".item.output.message")).to_contain_text("alpha; gamma")
+    same_transcript(page, before)
 
     creates = [f for f in frames if f.get("type") == "response.create"]
     assert creates[2]["previous_response_id"] == first_id  # the edit continued the first response
@@ -56,3 +76,9 @@ def test_editing_an_earlier_message_forks_from_its_parent(page: Page) -> None:
     assert rows[2][1] == first_id and rows[1][1] == first_id  # two children of the first: a fork
     assert rows[2][2] in ("fork", "recovery_replay")  # the lane's cache held beta: the branch is replayed
     assert rows[3][1] == rows[2][0]  # the conversation goes on along the edited branch
+
+    # A link to a response opens on its branch.
+    beta_id = rows[1][0]
+    page.goto(f"{page.url.split('?')[0]}?response={beta_id}")
+    expect(turn(page, 1).locator(".switcher .position")).to_have_text("1 / 2")
+    expect(page.locator("#transcript")).to_contain_text("remember: beta")

@@ -82,7 +82,7 @@ def test_every_user_page_fits_a_420px_window(page: Page, new_page) -> None:
     resize(plain, NARROW)
     plain.goto(path)
     expect(plain.locator("#transcript .item.function_call .call-name")).to_have_text("get_weather")
-    expect(plain.locator("#transcript .item.error")).to_contain_text("rate_limit_exceeded")
+    expect(plain.locator("#transcript .item.error")).to_contain_text("invalid_value")
     assert_fits(plain, "conversation without scripts")
 
     page.goto("/tokens/")
@@ -127,7 +127,7 @@ def test_the_composer_buttons_stay_on_screen_while_a_response_streams_at_420px(p
     expect(page.locator("#transcript")).to_contain_text(FILLER_RUN)  # deltas are arriving
     expect(page.locator("#composer-hint")).to_contain_text("Responding")
     for where in ("following the stream", "scrolled back to the top"):
-        for button in ("#steer-button", "#send-button"):
+        for button in ("#steer-button", "#stop-button"):
             found = in_viewport(page, button)
             assert found["inside"], f"{button} off screen ({where}): {found}"
         assert_fits(page, f"conversation while streaming, {where}")

@@ -103,7 +103,12 @@ def test_every_page_works_under_the_policy_and_the_chat_streams(watched) -> None
     turn(page, 1).get_by_role("button", name="Edit").click()
     page.get_by_label("Message").fill("remember: harbour")
     page.get_by_label("Message").press("Enter")
-    expect(turn(page, 2)).to_have_class(re.compile(r"\bcompleted\b"))
+    expect(turn(page, 1)).to_contain_text("Okay, I will remember: harbour.")  # the new branch, in place
+    expect(turn(page, 1).locator(".switcher .position")).to_have_text("2 / 2")
+    # The chain panel draws both branches.
+    page.get_by_role("button", name="Chain").click()
+    expect(page.locator("#chain-list li")).to_have_count(3)
+    expect(page.locator("#chain-list .mark.fork")).to_have_count(1)
     conversation_path = page.evaluate("location.pathname")
     page.reload()
     composer_ready(page)
