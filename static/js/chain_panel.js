@@ -72,7 +72,9 @@ export class ChainPanel {
     const shown = new Set(path);
     const current = path.length ? path[path.length - 1] : null;
     const items = [];
-    const stack = tree.children(null).slice().reverse().map((key) => [key, 0, tree.children(null).length > 1]);
+    const roots = tree.children(null);
+    const stack = [...tree.deadEnds(null), ...roots].sort((a, b) => tree.nodes.get(b).order - tree.nodes.get(a).order)
+      .map((key) => [key, 0, roots.length > 1 && roots.includes(key)]);
     while (stack.length) {
       const [key, depth, branch] = stack.pop();
       const turn = turns.get(key);
@@ -82,6 +84,8 @@ export class ChainPanel {
       const forks = children.length > 1;
       items.push(this.node(attempt, key, depth, { branch, forks, shown: shown.has(key), current: key === current }));
       for (const child of children.slice().reverse()) stack.push([child, Math.min(MAX_DEPTH, depth + (forks ? 1 : 0)), forks]);
+      // Failed attempts made from here: drawn after it, at its depth (they are no branch).
+      for (const failed of tree.deadEnds(key).slice().reverse()) stack.push([failed, depth, false]);
     }
     if (!items.length) {
       const empty = document.createElement('li');

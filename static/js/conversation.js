@@ -162,6 +162,7 @@ function renderToolForms() {
   plain.dataset.plain = 'true';
   toolAnswers.replaceChildren(...forms, ...(forms.length ? [plain] : []));
   toolAnswers.hidden = !forms.length;
+  input.hidden = forms.length > 0;  // the forms are the answer; "plain text instead" brings the box back
 }
 
 /** The outputs of the forms, or null (with inline errors shown) when one is not valid. */
@@ -234,6 +235,7 @@ function send() {
   input.value = '';
   toolAnswers.replaceChildren();
   toolAnswers.hidden = true;
+  input.hidden = false;
 }
 
 function steer() {

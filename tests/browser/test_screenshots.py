@@ -21,7 +21,7 @@ from tests.browser.pages import (
     resize,
     seed_conversations,
 )
-from tests.browser.support import composer_ready, create_user, sign_in
+from tests.browser.support import composer_ready, create_user, send, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -71,8 +71,38 @@ def test_every_page_at_both_widths(new_page) -> None:
     shoot(page, "conversation", whole=False)  # its top: the heading, the first turns
     shoot(page, "conversation-end", whole=False, at_end=True)  # its end: the long id wrapped, the error
 
+    # Two parallel function calls, each with its own answer form.
+    send(page, '/tool get_weather {"city": "Lisbon"} /tool get_time {"zone": "WET"}')
+    expect(page.locator(".tool-answer")).to_have_count(2)
+    shoot(page, "conversation-tools", whole=False, at_end=True)
+    for index, text in enumerate(("sunny, 24 °C", "14:05")):
+        page.locator(".tool-answer textarea").nth(index).fill(text)
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#transcript")).to_contain_text("The get_time tool returned 14:05.")
+    composer_ready(page)
+
+    # A branch: a message edited; the chain panel draws both branches.
+    page.locator("#transcript > article.turn", has_text="Which id was it?").get_by_role("button", name="Edit").click()
+    page.get_by_label("Message").fill("Which **launch week** task comes first?")
+    page.get_by_label("Message").press("Enter")
+    expect(page.locator("#transcript .switcher .position").first).to_have_text("2 / 2")
+    composer_ready(page)
+    page.get_by_role("button", name="Chain").click()
+    expect(page.locator("#chain-list .mark.fork")).to_have_count(1)
+    page.evaluate("window.scrollTo(0, 0)")
+    shoot(page, "conversation-chain", whole=False)
+    page.get_by_role("complementary", name="Chain").get_by_role("button", name="Close").click()
+    page.locator("[data-opens='settings-drawer']").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    shoot(page, "conversation-settings", whole=False)
+    page.keyboard.press("Escape")
+
     page.goto("/")
     shoot(page, "dashboard")
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.get_by_role("dialog", name="New conversation")).to_be_visible()
+    shoot(page, "new-conversation", whole=False)
+    page.keyboard.press("Escape")
 
     page.goto("/tokens/")
     page.get_by_placeholder("Token name").fill("laptop")
