@@ -261,6 +261,8 @@ def history_event(*, user, conversation_id: uuid.UUID) -> dict[str, Any]:
         "conversation": {
             "id": str(conversation.pk), "title": conversation.title, "model": conversation.model,
             "status": conversation.status, "read_only": conversation.owner_id != user.pk,
+            # A tab that (re)attaches shows what the next turn will use, not what it loaded with.
+            "settings": selectors.conversation_settings(conversation=conversation),
         },
         "responses": responses,
         "compactions": compactions,

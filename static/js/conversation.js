@@ -319,6 +319,7 @@ function onHistory(event) {
   transcript.editable = !state.readOnly;
   const wanted = new URLSearchParams(window.location.search).get('response');
   transcript.renderHistory(event, { select: state.ready ? null : wanted });
+  if (conversation.settings) applySettings(conversation.settings);
   showStatus(conversation.status);
   state.ready = true;
   const inFlight = transcript.inFlight('');
@@ -438,12 +439,12 @@ socket
 // Conversation settings (static/js/settings.js): once the drawer saved them, the socket is told, so the next
 // turn uses them; what any tab saved comes back as switchboard.settings for the drawer to show.
 document.addEventListener('switchboard:settings-saved', () => socket.send({ type: 'switchboard.settings_changed' }));
-socket.on('switchboard.settings', (event) => {
-  const settings = event.settings || {};
+function applySettings(settings) {
   if ('compact_threshold' in settings) {
     state.threshold = Number(settings.compact_threshold) || null;
     updateMeter();
   }
   document.dispatchEvent(new CustomEvent('switchboard:settings', { detail: settings }));
-});
+}
+socket.on('switchboard.settings', (event) => applySettings(event.settings || {}));
 socket.connect();

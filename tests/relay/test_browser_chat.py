@@ -17,10 +17,11 @@ async def test_attach_sends_history_then_status(profile, user, conversation_of, 
     assert socket.history == {
         "type": "switchboard.history",
         "conversation": {"id": str(conversation.pk), "title": "First chat", "model": "gpt-5.5", "status": "idle",
-                         "read_only": False},
+                         "read_only": False, "settings": socket.history["conversation"]["settings"]},
         "responses": [],
         "compactions": [],
     }
+    assert socket.history["conversation"]["settings"]["model"] == "gpt-5.5"
     assert socket.status == {"type": "switchboard.status", "status": "idle", "upstream": "disconnected",
                              "latest_response_id": None}
 

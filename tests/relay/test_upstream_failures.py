@@ -43,9 +43,10 @@ async def point_profile_at(profile, url: str, key: str | None = None) -> None:
 async def test_each_documented_upstream_error_is_relayed_and_recorded(
     code, profile, user, conversation_of, open_browser
 ):
-    # The two "cache is gone" codes are recovered from by default (tests/resilience/): relayed only without.
+    # The two "cache is gone" codes, and rate limits on the browser face, are recovered from by default
+    # (tests/resilience/, tests/relay/test_stop.py): relayed only without.
     conversation = await conversation_of(user)
-    if code in ("previous_response_not_found", "websocket_connection_limit_reached"):
+    if code in ("previous_response_not_found", "websocket_connection_limit_reached", "rate_limit_exceeded"):
         await db(type(conversation).objects.filter(pk=conversation.pk).update)(recovery_enabled=False)
     socket = await open_browser(user, conversation.pk)
     events = await socket.turn(f"please /error {code}")
