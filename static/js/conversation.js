@@ -5,8 +5,9 @@ import { Announcer, focusShortcut } from './announce.js';
 import { ChainPanel } from './chain_panel.js';
 import { explain } from './errors.js';
 import { ReconnectingSocket, socketUrl } from './socket.js';
+import { ToolAnswers } from './tool_answers.js';
 import { Transcript } from './transcript.js';
-import { el, partsText } from './turns.js';
+import { partsText } from './turns.js';
 
 // Rules: the default lane carries one response at a time, so Send gives way to Stop from the moment
 // a create is sent until that response ends; Enter meanwhile steers it. Each create continues the
@@ -20,7 +21,6 @@ const sendButton = document.getElementById('send-button');
 const steerButton = document.getElementById('steer-button');
 const stopButton = document.getElementById('stop-button');
 const hint = document.getElementById('composer-hint');
-const toolAnswers = document.getElementById('tool-answers');
 const connection = document.getElementById('connection-state');
 const statusBadge = document.getElementById('conversation-status');
 const compactButton = document.getElementById('compact-button');
@@ -34,13 +34,12 @@ const state = {
   inFlightId: null,        // its response id, once response.created arrived
   upstream: null,          // 'connected' | 'disconnected', from switchboard.status
   fork: null,              // editing an earlier message: {continues: resp_… | null}
-  plainAnswer: false,      // answer pending function calls with the composer's text instead of the forms
   lastSent: null,          // {items, continues, origin}: the last create sent from here
   threshold: Number(meter?.dataset.threshold || 0) || null,
 };
 
 const transcript = new Transcript(document.getElementById('transcript'), {
-  onChange: () => { chain.update(); renderToolForms(); updateMeter(); updateControls(); },
+  onChange: () => { chain.update(); answers.show(state.readOnly ? [] : pendingCalls()); updateMeter(); updateControls(); },
   onSteer: (kind, error) => {
     hint.textContent = kind === 'failed' ? `Steer not applied: ${explain(error).summary}` : 'Steer accepted.';
   },
@@ -49,6 +48,7 @@ const chain = new ChainPanel({
   panel: document.getElementById('chain-panel'), list: document.getElementById('chain-list'),
   toggle: document.getElementById('chain-toggle'), transcript,
 });
+const answers = new ToolAnswers(document.getElementById('tool-answers'), input, { onPlain: () => updateControls() });
 const socket = new ReconnectingSocket(socketUrl(composer.dataset.socketPath), { onState: showConnection });
 
 // Why the server closed the socket for good (docs/protocol.md §1, §8).
@@ -102,7 +102,7 @@ function updateControls() {
     hint.textContent = state.inFlightId ? 'Responding… Enter steers the reply with what you type; Esc stops it.'
       : 'Sending…';
   } else if (pendingCalls().length) {
-    hint.textContent = state.plainAnswer ? 'Your message is sent as the output of every pending call.'
+    hint.textContent = answers.plain ? 'Your message is sent as the output of every pending call.'
       : 'Answer each function call below; Send sends all the outputs together.';
   } else if (!hint.dataset.sticky) {
     hint.textContent = '';
@@ -127,67 +127,6 @@ function updateMeter() {
 
 function pendingCalls() {
   return state.fork ? [] : transcript.pendingCalls();
-}
-
-function renderToolForms() {
-  const calls = state.readOnly || state.plainAnswer ? [] : pendingCalls();
-  const shown = [...toolAnswers.querySelectorAll('.tool-answer')].map((form) => form.dataset.callId).join(' ');
-  if (shown === calls.map((call) => call.call_id).join(' ')) return;
-  const forms = calls.map((call, index) => {
-    const box = el('section', 'tool-answer');
-    box.dataset.callId = call.call_id;
-    const title = el('h3', '', call.name || 'function');
-    title.append(' ', el('code', '', call.call_id));
-    let args = call.arguments || '';
-    try { args = JSON.stringify(JSON.parse(args), null, 2); } catch (error) { /* shown as sent */ }
-    const field = el('textarea');
-    field.id = `tool-output-${index}`;
-    field.rows = 2;
-    const label = el('label', 'visually-hidden', `Output of ${call.name} (${call.call_id})`);
-    label.htmlFor = field.id;
-    const json = el('label', 'json');
-    const check = el('input');
-    check.type = 'checkbox';
-    check.className = 'as-json';
-    json.append(check, 'Output is JSON (checked before sending)');
-    const error = el('p', 'field-error');
-    error.hidden = true;
-    error.id = `${field.id}-error`;
-    field.setAttribute('aria-describedby', error.id);
-    box.append(title, el('pre', '', args), label, field, json, error);
-    return box;
-  });
-  const plain = el('button', 'link', 'Answer in plain text instead');
-  plain.type = 'button';
-  plain.dataset.plain = 'true';
-  toolAnswers.replaceChildren(...forms, ...(forms.length ? [plain] : []));
-  toolAnswers.hidden = !forms.length;
-  input.hidden = forms.length > 0;  // the forms are the answer; "plain text instead" brings the box back
-}
-
-/** The outputs of the forms, or null (with inline errors shown) when one is not valid. */
-function toolOutputs() {
-  let valid = true;
-  const outputs = [...toolAnswers.querySelectorAll('.tool-answer')].map((box) => {
-    const field = box.querySelector('textarea');
-    const error = box.querySelector('.field-error');
-    const text = field.value;
-    error.hidden = true;
-    field.removeAttribute('aria-invalid');
-    let problem = text.trim() ? '' : 'Write this call\'s output.';
-    if (!problem && box.querySelector('.as-json').checked) {
-      try { JSON.parse(text); } catch (exc) { problem = `Not valid JSON: ${exc.message}`; }
-    }
-    if (problem) {
-      valid = false;
-      error.textContent = problem;
-      error.hidden = false;
-      field.setAttribute('aria-invalid', 'true');
-    }
-    return { type: 'function_call_output', call_id: box.dataset.callId, output: text };
-  });
-  if (!valid) toolAnswers.querySelector('[aria-invalid]')?.focus();
-  return valid ? outputs : null;
 }
 
 // -- sending ------------------------------------------------------------------------
@@ -216,8 +155,8 @@ function send() {
   const calls = pendingCalls();
   let items;
   let origin = 'user';
-  if (calls.length && !state.plainAnswer) {
-    items = toolOutputs();
+  if (calls.length && !answers.plain) {
+    items = answers.outputs();
     if (!items) return;
     origin = 'tool_output';
   } else if (!text) {
@@ -231,11 +170,8 @@ function send() {
   const continues = state.fork ? state.fork.continues : (transcript.leaf()?.responseId || null);
   if (!create(items, continues, state.fork ? 'fork' : origin)) return;
   state.fork = null;
-  state.plainAnswer = false;
   input.value = '';
-  toolAnswers.replaceChildren();
-  toolAnswers.hidden = true;
-  input.hidden = false;
+  answers.clear();
 }
 
 function steer() {
@@ -396,13 +332,6 @@ document.addEventListener('keydown', (event) => {
 steerButton.addEventListener('click', steer);
 stopButton.addEventListener('click', stop);
 compactButton?.addEventListener('click', compactNow);
-toolAnswers.addEventListener('click', (event) => {
-  if (!event.target.closest('button[data-plain]')) return;
-  state.plainAnswer = true;
-  renderToolForms();
-  updateControls();
-  input.focus();
-});
 transcript.root.addEventListener('click', (event) => {
   const target = event.target.closest('button');
   if (!target || !transcript.root.contains(target)) return;

@@ -14,8 +14,9 @@
 //   is a divider after the turn it compacted. Both show the items replaced (counted along the path
 //   the same way live and after a reload) and the tokens before → after.
 
+import { turnsFromHistory } from './history.js';
 import { ConversationTree } from './tree.js';
-import { el, recoveredNote, TurnView } from './turns.js';
+import { el, recoveredNote, standaloneDivider, TurnView } from './turns.js';
 
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete']);
 const ENDED = new Set(['completed', 'incomplete', 'failed', 'cancelled', 'interrupted']);
@@ -27,11 +28,6 @@ const BADLY = new Set(['failed', 'interrupted', 'cancelled']);
  *  It stays in view where it happened (tree.js), and is no branch. */
 function dead(turn) {
   return turn.status === 'failed' || (BADLY.has(turn.status) && !turn.responseId);
-}
-
-function moment(iso) {
-  const value = iso ? Date.parse(iso) : NaN;
-  return Number.isNaN(value) ? 0 : value;
 }
 
 function isUserMessage(item) {
@@ -103,45 +99,17 @@ export class Transcript {
     this.turns.clear();
     this.active.clear();
     this.standalone.clear();
-    const records = history.responses || [];
-    const superseded = new Set(records.map((r) => r.supersedes).filter((pk) => pk !== null && pk !== undefined));
-    const byRecord = new Map(records.map((r) => [r.record, r]));
-    const firstAttempt = (record) => {  // a resent turn is shown as it was first sent
-      let at = record;
-      for (let hops = 0; at.supersedes != null && byRecord.has(at.supersedes) && hops < records.length; hops++) {
-        at = byRecord.get(at.supersedes);
-      }
-      return at;
-    };
-    for (const record of records) {
-      // A steer the upstream refused started nothing: not a turn (live, it was a passing notice).
-      if (record.origin === 'steer' && !record.response_id && ENDED.has(record.status)) continue;
-      const key = `r${record.record}`;
-      const turn = this.add({
-        key, record: record.record, responseId: record.response_id || null,
-        previousResponseId: record.previous_response_id || null,
-        parent: record.parent != null ? `r${record.parent}` : null,
-        supersedes: record.supersedes != null ? `r${record.supersedes}` : null,
-        lane: record.stream_id || '', origin: record.origin || 'user', status: record.status || 'completed',
-        usage: record.usage, error: record.error, incompleteReason: record.incomplete_reason,
-        sentAt: firstAttempt(record).sent_at, ttftMs: record.ttft_ms, model: record.model || '',
-        recovered: record.supersedes != null || record.origin === 'recovery_replay',
-        recoveredReason: firstAttempt(record) === record ? null : firstAttempt(record).error?.code || null,
-        activity: moment(record.completed_at || record.sent_at),
-      });
-      this.addInputs(turn, record.input_items || [], { steer: record.origin === 'steer' });
-      (record.output_items || []).forEach((item, index) => {
+    const { turns, standalone } = turnsFromHistory(history);
+    for (const { fields, inputs, outputs, steer, inFlight } of turns) {
+      const turn = this.add(fields);
+      this.addInputs(turn, inputs, { steer });
+      outputs.forEach((item, index) => {
         turn.outputs[index] = item;
         turn.view.outputItem(item, index).finish(item);
       });
-      if (superseded.has(record.record)) continue;  // folded into the attempt that superseded it
-      if (record.status === 'in_progress' || record.status === 'queued') this.active.set(turn.lane, key);
+      if (inFlight) this.active.set(turn.lane, turn.key);
     }
-    for (const compaction of history.compactions || []) {
-      if (compaction.kind === 'standalone' && compaction.record != null) {
-        this.standalone.set(`r${compaction.record}`, compaction);
-      }
-    }
+    this.standalone = standalone;
     const chosen = select ? this.keyOf(select) : null;
     this.selected = chosen;
     this.render();
@@ -189,7 +157,7 @@ export class Transcript {
       nodes.push(turn.view.el);
       const standalone = this.standalone.get(key);
       if (standalone) {
-        nodes.push(this.divider(standalone, context));
+        nodes.push(standaloneDivider(standalone, context));
         context = 1;
       }
     }
@@ -202,18 +170,6 @@ export class Transcript {
   /** The record that stands for a turn (a superseded attempt's view is its superseder's). */
   lastAttempt(turn) {
     return this.turns.get(this.tree.standing(turn.key)) || turn;
-  }
-
-  divider(compaction, context) {
-    const box = el('div', 'item divider standalone-compaction');
-    box.append(el('span', 'who', 'context compacted'));
-    const replaced = compaction.items_replaced || context;
-    const figures = [`Compacted on request · ${replaced} item${replaced === 1 ? '' : 's'} replaced`];
-    if (compaction.input_tokens_before != null) {
-      figures.push(`${compaction.input_tokens_before} → ${compaction.tokens_after ?? '?'} tokens`);
-    }
-    box.append(el('p', 'marker', figures.join(' · ')));
-    return box;
   }
 
   /** Notes and actions of a turn, from its state. */

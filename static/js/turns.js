@@ -355,3 +355,17 @@ export class TurnView {
     this.inputs.prepend(nav);
   }
 }
+
+/** The divider a standalone compaction (Compact now) leaves after the turn it compacted. `context`: the
+ *  items in context there, counted along the path, when the record does not say. */
+export function standaloneDivider(compaction, context) {
+  const box = el('div', 'item divider standalone-compaction');
+  box.append(el('span', 'who', 'context compacted'));
+  const replaced = compaction.items_replaced || context;
+  const figures = [`Compacted on request · ${replaced} item${replaced === 1 ? '' : 's'} replaced`];
+  if (compaction.input_tokens_before != null) {
+    figures.push(`${compaction.input_tokens_before} → ${compaction.tokens_after ?? '?'} tokens`);
+  }
+  box.append(el('p', 'marker', figures.join(' · ')));
+  return box;
+}

@@ -1,0 +1,55 @@
+// switchboard.history as turns: what each recorded response is on the page (no DOM here).
+'use strict';
+
+// Rules (docs/protocol.md §1): a turn is keyed `r<record pk>`; a resent attempt keeps its place
+// under `supersedes` (the tree folds it) and the turn that superseded it is shown as first sent, with
+// the reason its first attempt failed; a steer the upstream refused started nothing and is no turn.
+
+const ENDED = new Set(['completed', 'incomplete', 'failed', 'cancelled', 'interrupted']);
+
+function moment(iso) {
+  const value = iso ? Date.parse(iso) : NaN;
+  return Number.isNaN(value) ? 0 : value;
+}
+
+/** [{fields, inputs, outputs, steer, inFlight}] for the transcript, and the standalone compactions by turn key. */
+export function turnsFromHistory(history) {
+  const records = history.responses || [];
+  const superseded = new Set(records.map((r) => r.supersedes).filter((pk) => pk !== null && pk !== undefined));
+  const byRecord = new Map(records.map((r) => [r.record, r]));
+  const firstAttempt = (record) => {
+    let at = record;
+    for (let hops = 0; at.supersedes != null && byRecord.has(at.supersedes) && hops < records.length; hops++) {
+      at = byRecord.get(at.supersedes);
+    }
+    return at;
+  };
+  const turns = [];
+  for (const record of records) {
+    if (record.origin === 'steer' && !record.response_id && ENDED.has(record.status)) continue;
+    const first = firstAttempt(record);
+    turns.push({
+      fields: {
+        key: `r${record.record}`, record: record.record, responseId: record.response_id || null,
+        previousResponseId: record.previous_response_id || null,
+        parent: record.parent != null ? `r${record.parent}` : null,
+        supersedes: record.supersedes != null ? `r${record.supersedes}` : null,
+        lane: record.stream_id || '', origin: record.origin || 'user', status: record.status || 'completed',
+        usage: record.usage, error: record.error, incompleteReason: record.incomplete_reason,
+        sentAt: first.sent_at, ttftMs: record.ttft_ms, model: record.model || '',
+        recovered: record.supersedes != null || record.origin === 'recovery_replay',
+        recoveredReason: first === record ? null : first.error?.code || null,
+        activity: moment(record.completed_at || record.sent_at),
+      },
+      inputs: record.input_items || [],
+      outputs: record.output_items || [],
+      steer: record.origin === 'steer',
+      inFlight: !superseded.has(record.record) && (record.status === 'in_progress' || record.status === 'queued'),
+    });
+  }
+  const standalone = new Map();
+  for (const compaction of history.compactions || []) {
+    if (compaction.kind === 'standalone' && compaction.record != null) standalone.set(`r${compaction.record}`, compaction);
+  }
+  return { turns, standalone };
+}
