@@ -28,6 +28,10 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    reads_metrics = models.BooleanField(
+        "may read /metrics", default=False,
+        help_text="Staff grant this to a monitoring system's token; it also opens the gateway as its user.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -133,3 +133,20 @@ class UpstreamProfile(models.Model):
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
+
+
+class ModelPrice(models.Model):
+    """What a model costs, per million tokens: staff keep it in the admin; usage pages estimate cost from it."""
+
+    model = models.CharField(max_length=100, unique=True, help_text="As responses name it, e.g. gpt-5.5.")
+    input_per_million = models.DecimalField("input, per 1M tokens", max_digits=12, decimal_places=4)
+    cached_input_per_million = models.DecimalField("cached input, per 1M tokens", max_digits=12, decimal_places=4)
+    output_per_million = models.DecimalField("output, per 1M tokens", max_digits=12, decimal_places=4)
+    currency = models.CharField(max_length=3, default="USD")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
