@@ -5,7 +5,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from sessions_app import views
+from sessions_app import staff_views, views
 
 
 class FaviconRedirect(RedirectView):
@@ -27,6 +27,10 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("accounts/signup/", views.signup, name="signup"),
+    # Staff views beside the admin (sessions_app/staff_views.py), before its catch-all: staff only via admin_view.
+    path("admin/overview/", admin.site.admin_view(staff_views.overview), name="staff_overview"),
+    path("admin/errors/", admin.site.admin_view(staff_views.errors), name="staff_errors"),
+    path("admin/usage-cost/", admin.site.admin_view(staff_views.usage), name="staff_usage"),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico where a page names no icon (the admin's pages).
     path("favicon.ico", login_not_required(FaviconRedirect.as_view()), name="favicon"),

@@ -114,7 +114,9 @@ class UpstreamConnection(models.Model):
 
     class Meta:
         ordering = ["-opened_at"]
-        indexes = [models.Index(fields=["conversation", "opened_at"])]
+        # closed_at: the overview counts the sockets that ended in a window, by reason (0009).
+        indexes = [models.Index(fields=["conversation", "opened_at"]),
+                   models.Index(fields=["closed_at", "close_reason"], name="connection_closed_reason")]
 
     def __str__(self) -> str:
         return f"Upstream socket #{self.pk} ({self.get_close_reason_display()})"
@@ -184,6 +186,8 @@ class ResponseRecord(models.Model):
         indexes = [
             models.Index(fields=["conversation", "sent_at"]),
             models.Index(fields=["status"]),
+            # The staff pages aggregate every response of a time window (0009).
+            models.Index(fields=["sent_at"], name="response_sent_at"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["response_id"], condition=models.Q(response_id__isnull=False),
@@ -265,6 +269,7 @@ class ErrorEvent(models.Model):
         indexes = [
             models.Index(fields=["code", "-created_at"]),
             models.Index(fields=["conversation", "-created_at"]),
+            models.Index(fields=["created_at"], name="error_created_at"),  # staff pages' windows (0009)
         ]
 
     def __str__(self) -> str:
@@ -291,7 +296,8 @@ class CompactionEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["conversation", "-created_at"])]
+        indexes = [models.Index(fields=["conversation", "-created_at"]),
+                   models.Index(fields=["created_at"], name="compaction_created_at")]  # staff pages (0009)
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} compaction"

@@ -1,0 +1,337 @@
+"""Aggregates for the staff pages (overview, errors, usage) and the dashboard's usage block: reads only.
+
+Every figure is aggregated in the database (GROUP BY over a time window), so a page costs a fixed number
+of queries whatever the number of records; the indexes of migration 0009 make the window filters cheap.
+Buckets are UTC hours (a day's window) or UTC days (a week's and longer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Aggregate, Count, F, FloatField, Func, Q, Sum
+from django.db.models.functions import Coalesce, TruncDay, TruncHour
+from django.utils import timezone
+
+from .models import ClientSocket, CompactionEvent, ErrorEvent, ModelPrice, ResponseRecord, UpstreamConnection
+from .process import heartbeats_enabled, lease
+
+WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
+FAILED = (ResponseRecord.Status.FAILED, ResponseRecord.Status.INTERRUPTED)
+QUANTILES = (0.5, 0.95)
+MILLION = Decimal(1_000_000)
+
+
+def window_start(window: str, *, now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - WINDOWS.get(window, WINDOWS["day"])
+
+
+def bucket_of(window: str):
+    return "hour" if window == "day" else "day"
+
+
+def _trunc(name: str, unit: str):
+    return (TruncHour if unit == "hour" else TruncDay)(name, tzinfo=UTC)
+
+
+def bucket_floor(at: datetime, unit: str) -> datetime:
+    at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0) if unit == "day" else at
+
+
+def bucket_range(since: datetime, until: datetime, unit: str) -> list[datetime]:
+    """Every bucket of the window, the empty ones included (a chart's x axis)."""
+    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
+    at, out = bucket_floor(since, unit), []
+    while at <= until:
+        out.append(at)
+        at += step
+    return out
+
+
+# -- live sockets --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LiveSockets:
+    browser: int
+    gateway: int
+    upstream: int
+
+
+def live_sockets() -> LiveSockets:
+    """Sockets open now. A process that died stops beating: its rows stop counting after one lease."""
+    since = timezone.now() - lease()
+    clients = ClientSocket.objects.all()
+    upstream = UpstreamConnection.objects.filter(closed_at__isnull=True)
+    if heartbeats_enabled():
+        clients = clients.filter(heartbeat_at__gte=since)
+        upstream = upstream.filter(Q(heartbeat_at__gte=since) | Q(heartbeat_at__isnull=True, opened_at__gte=since))
+    faces = dict(clients.values_list("face").annotate(n=Count("pk")).values_list("face", "n"))
+    return LiveSockets(browser=faces.get("browser", 0), gateway=faces.get("gateway", 0), upstream=upstream.count())
+
+
+# -- responses, errors, time to first text -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HourRow:
+    bucket: datetime
+    responses: int
+    failed: int
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed / self.responses if self.responses else 0.0
+
+
+def responses_over_time(*, since: datetime, unit: str) -> list[HourRow]:
+    """Responses sent per bucket and how many of them ended failed or interrupted (one query)."""
+    rows = (ResponseRecord.objects.filter(sent_at__gte=since).annotate(bucket=_trunc("sent_at", unit))
+            .values("bucket").annotate(n=Count("pk"), failed=Count("pk", filter=Q(status__in=FAILED))))
+    found = {bucket_floor(r["bucket"], unit): r for r in rows}
+    return [HourRow(bucket=b, responses=found[b]["n"] if b in found else 0, failed=found[b]["failed"] if b in found
+                    else 0) for b in bucket_range(since, timezone.now(), unit)]
+
+
+@dataclass(frozen=True)
+class TtftRow:
+    bucket: datetime
+    p50: float | None
+    p95: float | None
+
+
+class PercentileCont(Aggregate):
+    """PostgreSQL's ordered-set aggregate: the continuous percentile (linear interpolation) of a group."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, fraction: float, **extra) -> None:
+        super().__init__(expression, fraction=float(fraction), **extra)
+
+
+def _ttft_ms() -> Func:
+    """PostgreSQL: milliseconds from sending a request to its first text delta."""
+    return Func(F("first_text_at"), F("sent_at"), template="(EXTRACT(EPOCH FROM (%(expressions)s)) * 1000)",
+                arg_joiner=" - ", output_field=FloatField())
+
+
+def ttft_over_time(*, since: datetime, unit: str) -> list[TtftRow]:
+    """p50 and p95 of time to first text per bucket, computed in the database.
+
+    PostgreSQL: `percentile_cont` (an ordered-set aggregate) per bucket, one query. SQLite has no
+    percentile aggregate, so one query numbers each bucket's values in order (ROW_NUMBER and COUNT over
+    the bucket, window functions SQLite has had since 3.25) and returns only the two rows around each
+    quantile's rank; Python interpolates between them exactly as percentile_cont does. So both databases
+    give the same figures, no values travel but the 2-4 per bucket, and nothing is sampled.
+    """
+    records = ResponseRecord.objects.filter(sent_at__gte=since, first_text_at__isnull=False)
+    if connection.vendor == "postgresql":
+        rows = (records.annotate(bucket=_trunc("sent_at", unit)).values("bucket")
+                .annotate(p50=PercentileCont(_ttft_ms(), 0.5), p95=PercentileCont(_ttft_ms(), 0.95)))
+        found = {bucket_floor(r["bucket"], unit): (r["p50"], r["p95"]) for r in rows}
+    else:
+        found = _sqlite_percentiles(since=since, unit=unit)
+    return [TtftRow(bucket=b, p50=found.get(b, (None, None))[0], p95=found.get(b, (None, None))[1])
+            for b in bucket_range(since, timezone.now(), unit)]
+
+
+def _sqlite_percentiles(*, since: datetime, unit: str) -> dict[datetime, tuple[float | None, float | None]]:
+    fmt = "%Y-%m-%d %H:00:00" if unit == "hour" else "%Y-%m-%d 00:00:00"
+    ranks = " OR ".join(f"rn - 1 IN (CAST({q} * (n - 1) AS INTEGER), CAST({q} * (n - 1) AS INTEGER) + 1)"
+                        for q in QUANTILES)
+    table = ResponseRecord._meta.db_table
+    ttft = "(julianday(first_text_at) - julianday(sent_at)) * 86400000.0"
+    bucket = f"strftime('{fmt}', sent_at)"
+    sql = (f"SELECT bucket, ttft, rn, n FROM (SELECT {bucket} AS bucket, {ttft} AS ttft, "
+           f"ROW_NUMBER() OVER (PARTITION BY {bucket} ORDER BY {ttft}) AS rn, "
+           f"COUNT(*) OVER (PARTITION BY {bucket}) AS n FROM {table} "
+           f"WHERE sent_at >= %s AND first_text_at IS NOT NULL) WHERE {ranks}")
+    values: dict[str, dict[int, float]] = {}
+    counts: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(since)])
+        for bucket, ttft, rn, n in cursor.fetchall():
+            values.setdefault(bucket, {})[rn - 1] = ttft
+            counts[bucket] = n
+    out = {}
+    for bucket, by_rank in values.items():
+        at = datetime.strptime(bucket, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        out[at] = tuple(_interpolate(by_rank, counts[bucket], q) for q in QUANTILES)
+    return out
+
+
+def _interpolate(by_rank: dict[int, float], n: int, q: float) -> float:
+    """percentile_cont's definition: the value at rank q*(n-1), interpolated between its neighbours."""
+    position = q * (n - 1)
+    low = math.floor(position)
+    if low + 1 >= n or low + 1 not in by_rank:
+        return by_rank[low]
+    return by_rank[low] + (by_rank[low + 1] - by_rank[low]) * (position - low)
+
+
+# -- tokens, cost ---------------------------------------------------------------------------------------------
+
+def cost(*, input_tokens: int, cached_input_tokens: int, output_tokens: int, price: ModelPrice | None
+         ) -> Decimal | None:
+    """(input - cached) × input price + cached × cached price + output × output price, prices per million.
+
+    Input tokens include the cached ones (the Responses API's `usage`), hence the subtraction. None
+    when the model has no price: a page says "no price" rather than a wrong 0."""
+    if price is None:
+        return None
+    cached = min(cached_input_tokens, input_tokens)
+    return ((input_tokens - cached) * price.input_per_million + cached * price.cached_input_per_million
+            + output_tokens * price.output_per_million) / MILLION
+
+
+@dataclass
+class UsageRow:
+    """Tokens of one user, token or model over a window, and their estimated cost."""
+
+    label: str
+    responses: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cost: Decimal | None = Decimal(0)  # of the priced models only
+    priced: bool = False  # some of it had a price
+    unpriced: set[str] = field(default_factory=set)  # models seen without a price
+
+    @property
+    def unpriced_models(self) -> list[str]:
+        return sorted(self.unpriced)
+
+    def add(self, row: dict, price: ModelPrice | None, model: str) -> None:
+        self.responses += row["responses"]
+        for name in ("input_tokens", "cached_input_tokens", "output_tokens", "total_tokens"):
+            setattr(self, name, getattr(self, name) + row[name])
+        part = cost(input_tokens=row["input_tokens"], cached_input_tokens=row["cached_input_tokens"],
+                    output_tokens=row["output_tokens"], price=price)
+        if part is None:
+            if row["input_tokens"] or row["output_tokens"]:
+                self.unpriced.add(model or "(no model)")
+        elif self.cost is not None:
+            self.cost += part
+            self.priced = True
+
+
+SUMS = {name: Coalesce(Sum(name), 0) for name in ("input_tokens", "cached_input_tokens", "output_tokens",
+                                                  "total_tokens")}
+GROUPS = {
+    "user": ("conversation__owner__username",),
+    "token": ("conversation__api_token__prefix", "conversation__api_token__name"),
+    "model": (),
+}
+
+
+def prices() -> dict[str, ModelPrice]:
+    return {p.model: p for p in ModelPrice.objects.all()}
+
+
+def usage(*, since: datetime, by: str, owner=None) -> list[UsageRow]:
+    """Usage grouped `by` user, token or model, each group's cost summed per model (cost is per model)."""
+    records = ResponseRecord.objects.filter(sent_at__gte=since)
+    if owner is not None:
+        records = records.filter(conversation__owner=owner)
+    keys = GROUPS[by]
+    rows = records.values(*keys, "model").annotate(responses=Count("pk"), **SUMS).order_by()
+    table, groups = prices(), {}
+    for row in rows:
+        label = _label(by, row)
+        group = groups.setdefault(label, UsageRow(label=label))
+        group.add(row, table.get(row["model"]), row["model"])
+    return sorted(groups.values(), key=lambda g: (-g.total_tokens, g.label))
+
+
+def _label(by: str, row: dict) -> str:
+    if by == "user":
+        return row["conversation__owner__username"]
+    if by == "token":
+        prefix = row["conversation__api_token__prefix"]
+        return f"{row['conversation__api_token__name'] or 'API token'} ({prefix}…)" if prefix else "Browser"
+    return row["model"] or "(no model)"
+
+
+def total(rows: Iterable[UsageRow], label: str = "Total") -> UsageRow:
+    out = UsageRow(label=label)
+    for row in rows:
+        out.responses += row.responses
+        for name in ("input_tokens", "cached_input_tokens", "output_tokens", "total_tokens"):
+            setattr(out, name, getattr(out, name) + getattr(row, name))
+        out.unpriced |= row.unpriced
+        out.priced = out.priced or row.priced
+        out.cost = None if out.cost is None or row.cost is None else out.cost + row.cost
+    return out
+
+
+@dataclass(frozen=True)
+class TokensByWindow:
+    label: str
+    day: int
+    week: int
+
+
+def tokens_by(*, by: str, now: datetime | None = None) -> list[TokensByWindow]:
+    """Total tokens per user or model over the last day and the last week (one query)."""
+    now = now or timezone.now()
+    key = "conversation__owner__username" if by == "user" else "model"
+    rows = (ResponseRecord.objects.filter(sent_at__gte=window_start("week", now=now)).values(key)
+            .annotate(day=Coalesce(Sum("total_tokens", filter=Q(sent_at__gte=window_start("day", now=now))), 0),
+                      week=Coalesce(Sum("total_tokens"), 0)).order_by("-week", key))
+    return [TokensByWindow(label=r[key] or "(no model)", day=r["day"], week=r["week"]) for r in rows]
+
+
+# -- errors, compactions, socket endings ----------------------------------------------------------------------
+
+def top_error_codes(*, since: datetime, limit: int = 10) -> list[dict]:
+    """Codes by how often they happened (a client error row counts `count` occurrences)."""
+    return list(ErrorEvent.objects.filter(created_at__gte=since).values("code")
+                .annotate(events=Coalesce(Sum("count"), 0), rows=Count("pk")).order_by("-events", "code")[:limit])
+
+
+def errors_over_time(*, since: datetime, unit: str, codes: list[str]) -> dict[str, list[int]]:
+    """Occurrences per bucket of each of `codes` (one query), aligned with bucket_range."""
+    buckets = bucket_range(since, timezone.now(), unit)
+    index = {b: i for i, b in enumerate(buckets)}
+    out = {code: [0] * len(buckets) for code in codes}
+    rows = (ErrorEvent.objects.filter(created_at__gte=since, code__in=codes)
+            .annotate(bucket=_trunc("created_at", unit)).values("code", "bucket").annotate(n=Sum("count")))
+    for row in rows:
+        at = index.get(bucket_floor(row["bucket"], unit))
+        if at is not None:
+            out[row["code"]][at] += row["n"]
+    return out
+
+
+def recent_errors(*, code: str | None = None, limit: int = 50) -> list[ErrorEvent]:
+    """The latest errors (of one code), with what the page links to: their conversation and response."""
+    rows = ErrorEvent.objects.select_related("conversation", "response")
+    if code is not None:
+        rows = rows.filter(code=code)
+    return list(rows.order_by("-created_at", "-pk")[:limit])
+
+
+def compaction_savings(*, since: datetime) -> dict:
+    """How many compactions ran and the tokens they took out of the context (before - after)."""
+    known = Q(input_tokens_before__isnull=False, tokens_after__isnull=False)
+    return CompactionEvent.objects.filter(created_at__gte=since).aggregate(
+        compactions=Count("pk"),
+        before=Coalesce(Sum("input_tokens_before", filter=known), 0),
+        after=Coalesce(Sum("tokens_after", filter=known), 0),
+    )
+
+
+def socket_endings(*, since: datetime) -> list[tuple[str, str, int]]:
+    """(reason, its label, upstream sockets that closed for it) over the window, most frequent first."""
+    labels = dict(UpstreamConnection.CloseReason.choices)
+    rows = (UpstreamConnection.objects.filter(closed_at__gte=since).values("close_reason")
+            .annotate(n=Count("pk")).order_by("-n", "close_reason"))
+    return [(r["close_reason"], str(labels.get(r["close_reason"], r["close_reason"] or "unknown")), r["n"])
+            for r in rows]
