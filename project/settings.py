@@ -297,3 +297,5 @@ SWITCHBOARD_LIMIT_TOKENS_PER_DAY = env.int("SWITCHBOARD_LIMIT_TOKENS_PER_DAY", d
 # How often each process re-checks the credentials of its open sockets (revocation.py): a logout,
 # password change, deactivation, token revocation or lost staff flag closes them within this time.
 SWITCHBOARD_REVOCATION_SECONDS = env.float("SWITCHBOARD_REVOCATION_SECONDS", default=2.0)
+# /metrics (sessions_app/metrics.py): its time-to-first-text histogram covers responses sent this recently.
+SWITCHBOARD_METRICS_TTFT_WINDOW_SECONDS = env.int("SWITCHBOARD_METRICS_TTFT_WINDOW_SECONDS", default=3600)

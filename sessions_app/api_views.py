@@ -1,4 +1,4 @@
-"""JSON endpoints for programs and the chat page (not pages: no templates).
+"""Endpoints for programs and the chat page (not pages: no templates): JSON, and /metrics for Prometheus.
 
 Auth: an `Authorization: Bearer sb_…` personal token, or the Django session.
 Session requests must pass the CSRF check (the chat page sends the
@@ -9,17 +9,16 @@ that header on its own.
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors
+from . import metrics, selectors
 from .client_address import request_client_address
 from .compaction import CompactionFailed, conversation_compact
 from .relay import limits
-from .throttle import throttled, token_prefix
-from .token_guard import Reason, failure_log, token_authenticate
+from .token_guard import Throttled, bearer_authenticate
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
@@ -27,26 +26,28 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
                                    "code": code, "message": message}}, status=status)
 
 
+def _bearer(request: HttpRequest, raw: str, *, face: str):
+    """(token, None) or (None, the error response). Same throttle and log as the gateway socket
+    (token_guard.py): refused before any lookup."""
+    found = bearer_authenticate(raw=raw.strip(), address=request_client_address(request), face=face)
+    if isinstance(found, Throttled):
+        response = JsonResponse({"error": {
+            "type": "rate_limit_error", "code": "too_many_failed_attempts",
+            "message": f"Too many failed authentication attempts; try again in {found.retry_after} s.",
+        }}, status=429)
+        response["Retry-After"] = str(found.retry_after)
+        return None, response
+    if found is None:
+        return None, _error(401, "invalid_token", "The API token is invalid or revoked.")
+    return found, None
+
+
 def _authenticated_user(request: HttpRequest):
     """(user, None) or (None, the error response): token first, then session + CSRF."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        # Same throttle and log as the gateway socket (token_guard.py): refused before any lookup.
-        address, prefix = request_client_address(request), token_prefix(token.strip())
-        refused = throttled(address=address, prefix=prefix)
-        if refused is not None:
-            failure_log(face="api", reason=Reason.THROTTLED, address=address, prefix=prefix,
-                        retry_after=refused.retry_after)
-            response = JsonResponse({"error": {
-                "type": "rate_limit_error", "code": "too_many_failed_attempts",
-                "message": f"Too many failed authentication attempts; try again in {refused.retry_after} s.",
-            }}, status=429)
-            response["Retry-After"] = str(refused.retry_after)
-            return None, response
-        api_token = token_authenticate(raw=token.strip(), address=address, face="api")
-        if api_token is None:
-            return None, _error(401, "invalid_token", "The API token is invalid or revoked.")
-        return api_token.user, None
+        api_token, failure = _bearer(request, token, face="api")
+        return (api_token.user if api_token is not None else None), failure
     if not request.user.is_authenticated:
         return None, _error(401, "not_authenticated", "Sign in or send an API token.")
     rejected = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
@@ -89,3 +90,23 @@ def conversation_compact_view(request: HttpRequest, pk) -> JsonResponse:
         "output": compaction.compacted_output,
         "created_at": compaction.created_at.isoformat(),
     })
+
+
+@login_not_required  # a monitoring system sends a token; anonymous requests get 401, not the sign-in page
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus' scrape (metrics.py): staff signed in, or an API token that may read metrics."""
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        api_token, failure = _bearer(request, raw, face="metrics")
+        if failure is not None:
+            return failure
+        if not api_token.reads_metrics:
+            return _error(403, "metrics_not_allowed", "This API token may not read metrics.")
+    elif not request.user.is_authenticated:
+        refused = _error(401, "not_authenticated", "Sign in as staff or send an API token that may read metrics.")
+        refused["WWW-Authenticate"] = 'Bearer realm="switchboard"'
+        return refused
+    elif not request.user.is_staff:
+        return _error(403, "staff_only", "Only staff may read metrics.")
+    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)

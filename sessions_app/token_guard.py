@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import enum
 import logging
+from dataclasses import dataclass
 
 from .models import TOKEN_PREFIX, ApiToken, hash_token
-from .throttle import failure_record, token_prefix
+from .throttle import failure_record, throttled, token_prefix
 
-__all__ = ["Reason", "SECURITY_LOG", "failure_log", "token_authenticate"]
+__all__ = ["Reason", "SECURITY_LOG", "Throttled", "bearer_authenticate", "failure_log", "token_authenticate"]
 
 SECURITY_LOG = logging.getLogger("sessions_app.security")
 
@@ -62,3 +63,24 @@ def token_authenticate(*, raw: str | None, address: str | None, face: str) -> Ap
     failure_record(address=address, prefix=prefix)
     failure_log(face=face, reason=_failure_reason(raw), address=address, prefix=prefix)
     return None
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """Too many failures from this address or token prefix: refused before any lookup."""
+
+    retry_after: int
+
+
+def bearer_authenticate(*, raw: str, address: str | None, face: str) -> ApiToken | Throttled | None:
+    """An HTTP request's `Authorization: Bearer` token: throttle first, then the lookup (sync).
+
+    The token (`.user` loaded), `Throttled` while the throttle refuses, or None for a refused token
+    (counted and logged)."""
+    prefix = token_prefix(raw)
+    refused = throttled(address=address, prefix=prefix)
+    if refused is not None:
+        failure_log(face=face, reason=Reason.THROTTLED, address=address, prefix=prefix,
+                    retry_after=refused.retry_after)
+        return Throttled(refused.retry_after)
+    return token_authenticate(raw=raw, address=address, face=face)

@@ -14,5 +14,6 @@ urlpatterns = [
     path("tokens/", views.token_list, name="token_list"),
     path("tokens/<int:pk>/revoke/", views.token_revoke, name="token_revoke"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", api_views.metrics_view, name="metrics"),
     path("api/conversations/<uuid:pk>/compact", api_views.conversation_compact_view, name="conversation_compact"),
 ]

@@ -66,6 +66,7 @@ from .ops import (
     apply_batch,
     batch_statements,
 )
+from .stats import flush_observed
 
 # The ops are part of this module's interface: the relay builds them and hands them to `Recorder.add`.
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "ConnectionClosed",
     "ConversationState",
     "on_db_thread",
+    "queued_ops",
 ]
 
 logger = logging.getLogger("sessions_app.recording")
@@ -242,9 +244,11 @@ class Writer:
                     pass
             while len(batch) < self.batch_size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
+            started = time.monotonic()
             try:
                 await self._write(batch)
             finally:
+                flush_observed(time.monotonic() - started)
                 for _ in batch:
                     self.queue.task_done()
 
@@ -299,6 +303,11 @@ def _sqlite_groups() -> Groups:
 def shared_writer() -> Writer:
     """The running loop's writer."""
     return per_loop(_WRITERS, Writer)
+
+
+def queued_ops() -> int:
+    """Ops waiting in this process's shared writers (any thread may ask: a snapshot, for /metrics)."""
+    return sum(writer.queue.qsize() for writer in list(_WRITERS.values()))
 
 
 class Recorder:

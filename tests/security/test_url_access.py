@@ -52,6 +52,7 @@ RULES: dict[str, tuple[str, object, object, object, object]] = {
     "token_list": ("GET", "login", 200, 200, 200),
     "token_revoke": ("POST", "login", 302, 404, 404),
     "healthz": ("GET", 200, 200, 200, 200),
+    "metrics": ("GET", 401, 403, 403, 200),  # staff, or a token that reads metrics (tests/relay/test_metrics.py)
     "favicon": ("GET", 301, 301, 301, 301),
     "conversation_compact": ("POST", 401, None, 404, 404),  # owner: the compaction itself is tested elsewhere
 }
