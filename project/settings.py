@@ -252,11 +252,21 @@ if not DEBUG:
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
+# One JSON object per line (json, the default without DEBUG) or plain text (text, the default with it);
+# no key, token or message text in either (sessions_app/logs.py) unless SWITCHBOARD_LOG_MESSAGE_TEXT
+# lets the DEBUG lines that carry it through, for debugging.
+SWITCHBOARD_LOG_FORMAT = env.str("SWITCHBOARD_LOG_FORMAT", default="text" if DEBUG else "json")
+if SWITCHBOARD_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("SWITCHBOARD_LOG_FORMAT must be json or text.")
+SWITCHBOARD_LOG_MESSAGE_TEXT = env.bool("SWITCHBOARD_LOG_MESSAGE_TEXT", default=False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "sessions_app.redaction.RedactSecretsFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
+    "formatters": {"json": {"()": "sessions_app.logs.JsonFormatter"}, "text": {"()": "sessions_app.logs.TextFormatter"}},
+    "filters": {"redact": {"()": "sessions_app.redaction.RedactSecretsFilter"},
+                "message_text": {"()": "sessions_app.logs.MessageTextFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact", "message_text"],
+                             "formatter": SWITCHBOARD_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

@@ -125,6 +125,8 @@ class UpstreamLinks:
             await socket.close()
             raise relay_errors.recording_failed() from None
         link = UpstreamLink(socket=socket, connection_pk=connection_pk)
+        logger.info("Upstream socket opened", extra={"conversation_id": str(conversation.id),
+                                                     "connection_id": connection_pk})
         link.reader = asyncio.get_running_loop().create_task(self._read(link), name="switchboard-upstream-reader")
         self.downstream.link = link
         _DRIVERS[conversation.id] = self
@@ -136,7 +138,8 @@ class UpstreamLinks:
     async def _record_failed_open(self, exc: UpstreamError) -> None:
         conversation = self.host.conversation
         assert conversation is not None and conversation.profile is not None
-        logger.warning("Upstream for conversation %s did not open: %s", conversation.id, exc)
+        logger.warning("Upstream for conversation %s did not open: %s", conversation.id, exc,
+                       extra={"conversation_id": str(conversation.id)})
         self.host.recorder.add(ConnectionFailed(
             conversation_id=conversation.id, profile_id=conversation.profile.pk,
             url=conversation.profile.target.url, close_code=getattr(exc, "status", None), close_text=str(exc),

@@ -281,8 +281,7 @@ class Downstream:
             status = Status.CANCELLED if ticket.stopped else Status.INTERRUPTED if left else Status.FAILED
             await self.end_ticket(ticket, status, exc, connection_pk=link.connection_pk, update=False)
         self.recorder.add(ConnectionClosed(link.connection_pk, code, text, reason, timezone.now(), link.carried))
-        if reason not in (Reason.CLIENT_LEFT, Reason.IDLE):
-            logger.info("Upstream socket of conversation %s closed: %s (code %s)", self.conversation_id, reason, code)
+        logger.info("Upstream socket closed: %s (code %s)", reason, code, extra=self.log_ids(None, link.connection_pk))
         if self.face.announces and not left:
             await self.to_client(json.dumps({"type": "switchboard.upstream_closed", "reason": reason, "code": code}))
         await self.update_status()
@@ -306,6 +305,8 @@ class Downstream:
             first_event_at=ticket.first_event_at, first_text_at=ticket.first_text_at, completed_at=timezone.now(),
             events_received=ticket.events,
         ))
+        logger.info("Response %s", outcome.status,
+                    extra=self.log_ids(outcome.response_id or ticket.response_id, link.connection_pk))
         if self.on_usage is not None and outcome.usage is not None:
             self.on_usage(outcome.usage.total_tokens)
         if outcome.status == "failed":
@@ -340,6 +341,8 @@ class Downstream:
             first_event_at=ticket.first_event_at, first_text_at=ticket.first_text_at, completed_at=timezone.now(),
             events_received=ticket.events,
         ))
+        logger.log(logging.INFO if exc is None else logging.WARNING, "Response %s%s", status,
+                   f" ({exc.code})" if exc is not None else "", extra=self.log_ids(ticket.response_id, connection_pk))
         if exc is not None:
             event = exc.to_event(stream_id=ticket.stream_id)
             self.recorder.add(ErrorRow.from_event(event, source=exc.source, conversation_id=self.conversation_id,
@@ -351,6 +354,11 @@ class Downstream:
         self._ended(ticket)
         if update:
             await self.update_status()
+
+    def log_ids(self, response_id: str | None, connection_pk: int | None) -> dict[str, Any]:
+        """`extra=` for a log line: what this stream knows of the ids (sessions_app/logs.py)."""
+        return {"conversation_id": str(self.conversation_id) if self.conversation_id else None,
+                "response_id": response_id, "connection_id": connection_pk}
 
     def sent_child(self, ticket: Ticket) -> None:
         if ticket.parent_pk is not None:
