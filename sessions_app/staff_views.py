@@ -54,6 +54,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     endings = {reason: (label, n) for reason, label, n in analytics.socket_endings(since=since)}
     for reason in WATCHED_ENDINGS:
         endings.setdefault(reason.value, (str(reason.label), 0))
+    tokens_by_user, tokens_by_model = analytics.tokens_by_user_and_model()
     ending_rows = sorted(((label, n, reason) for reason, (label, n) in endings.items()), key=lambda r: (-r[1], r[0]))
     return _page(
         request, "admin/sessions_app/overview.html", "Overview", window=window, window_label=WINDOW_LABELS[window],
@@ -71,7 +72,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             title=f"Time to first text per {unit}, p50 and p95", unit=" ms")),
         ttft_legend=mark_safe(charts.legend(["p50", "p95"])),  # noqa: S308
         ttft_rows=[r for r in ttft if r.p50 is not None],
-        tokens_by_user=analytics.tokens_by(by="user"), tokens_by_model=analytics.tokens_by(by="model"),
+        tokens_by_user=tokens_by_user, tokens_by_model=tokens_by_model,
         top_errors=[{**row, "known": row["code"] in CATALOG} for row in analytics.top_error_codes(since=since)],
         savings=savings, saved=saved, saved_percent=(100.0 * saved / savings["before"]) if savings["before"] else 0,
         endings=ending_rows,

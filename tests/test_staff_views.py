@@ -202,3 +202,24 @@ def test_dashboard_shows_only_the_users_own_usage(known, user, other_user):
     assert "1530" not in block and "1,530" not in block and "m-b" not in block
     block = section(client_for(other_user).get(reverse("dashboard")).content.decode(), "my-usage")
     assert "m-b" in block and "m-a" not in block and "3 responses" in block
+
+
+def test_pages_cost_a_fixed_number_of_queries(known, staff_user):
+    """Aggregated in the database: the query count does not grow with the records. (The query log also
+    formats each SQL with its parameters, so a literal % in a strftime must be escaped right.)"""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = client_for(staff_user)
+    counts = {}
+    for name in PAGES:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(reverse(name) + "?window=week").status_code == 200
+        counts[name] = len(queries)
+    ResponseRecord.objects.bulk_create(
+        ResponseRecord(conversation=known["bob"], model=f"m-{i % 3}", sent_at=timezone.now() - timedelta(hours=i % 90),
+                       first_text_at=timezone.now(), total_tokens=i) for i in range(300))
+    for name in PAGES:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(reverse(name) + "?window=week").status_code == 200
+        assert len(queries) == counts[name], name
