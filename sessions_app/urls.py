@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api_views, views
+from . import api_views, export_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -16,4 +16,5 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", api_views.metrics_view, name="metrics"),
     path("api/conversations/<uuid:pk>/compact", api_views.conversation_compact_view, name="conversation_compact"),
+    path("api/conversations/<uuid:pk>/", export_views.conversation_export_view, name="conversation_export"),
 ]

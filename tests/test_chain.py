@@ -63,7 +63,7 @@ def test_a_resent_attempt_folds_into_its_turn_and_is_no_fork(conversation, clien
     assert not any(row.forks_here or row.starts_branch for row in rows)
     client.force_login(staff_user)
     page = client.get(reverse("admin:sessions_app_conversation_chain", args=[conversation.pk])).content.decode()
-    assert page.count(">recovered<") == 1 and "forks here" not in page
+    assert page.count(">recovered, 3 attempts<") == 1 and "forks here" not in page
 
 
 def test_staff_chain_page_draws_the_tree_and_escapes_model_output(client, staff_user, conversation):

@@ -153,15 +153,15 @@ def test_every_page_works_under_the_policy_and_the_chat_streams(watched) -> None
     page.goto(f"/admin/sessions_app/conversation/{conversation_pk}/chain/")
     # The writer batches records a moment behind the page: a fork shows as two indented branches.
     for _ in range(20):
-        if page.locator("ul.chain > li.depth-1").count() >= 2:
+        if page.locator("ol.sb-tree li.sb-branch").count() >= 2:
             break
         page.wait_for_timeout(250)
         page.reload()
-    expect(page.locator("ul.chain > li.depth-1")).not_to_have_count(0)
+    expect(page.locator("ol.sb-tree li.sb-branch")).not_to_have_count(0)
     rem = pixels(page, "html", "fontSize")
-    assert pixels(page, "ul.chain > li.depth-1", "marginLeft") == pytest.approx(2 * rem)
-    assert pixels(page, "ul.chain > li.depth-0", "marginLeft") == 0
-    assert pixels(page, "ul.chain > li", "borderLeftWidth") == 3  # admin-chain.css applies
+    assert pixels(page, "li.sb-branch > ol.sb-tree", "marginLeft") == pytest.approx(1.4 * rem)
+    assert pixels(page, "ol[data-tree-root]", "marginLeft") == 0
+    assert pixels(page, "li.sb-node", "borderLeftWidth") == 3  # admin-chain.css applies
     page.screenshot(path=str(RESULTS / "csp-admin-chain.png"), full_page=True)
 
     assert log.documents >= 20

@@ -55,6 +55,7 @@ RULES: dict[str, tuple[str, object, object, object, object]] = {
     "metrics": ("GET", 401, 403, 403, 200),  # staff, or a token that reads metrics (tests/relay/test_metrics.py)
     "favicon": ("GET", 301, 301, 301, 301),
     "conversation_compact": ("POST", 401, None, 404, 404),  # owner: the compaction itself is tested elsewhere
+    "conversation_export": ("GET", 401, 200, 404, 200),  # staff: read-only, as the conversation page
 }
 
 
