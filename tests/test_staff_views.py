@@ -121,12 +121,12 @@ def test_overview_figures_match_the_fixture(known, staff_user):
     assert figure(html, "live-upstream") == "1"
     assert figure(html, "responses") == "6"  # the 3-day-old one is outside the day
     assert figure(html, "error-rate") == "33.3%"  # failed + interrupted of 6
-    assert figure(html, "compaction") == "1200"
-    assert "2 compactions: 1500 → 300 (80%)" in section(html, "compaction")
+    assert figure(html, "compaction") == "1,200"
+    assert "2 compactions: 1,500 → 300 (80%)" in section(html, "compaction")
     # percentile_cont of 100, 200, 300, 400: p50 = 250, p95 = 300 + 0.85 × 100 = 385.
     assert cells(html, "ttft-table") == [[known["hour"].strftime("%Y-%m-%d %H:%M"), "250", "385"]]
-    assert cells(html, "tokens-by-user") == [["bob", "30", "1530"], ["alice", "600", "600"]]
-    assert cells(html, "tokens-by-model") == [["m-b", "30", "1530"], ["m-a", "600", "600"]]
+    assert cells(html, "tokens-by-user") == [["bob", "30", "1,530"], ["alice", "600", "600"]]
+    assert cells(html, "tokens-by-model") == [["m-b", "30", "1,530"], ["m-a", "600", "600"]]
     assert cells(html, "top-errors") == [["invalid_json", "5"], ["previous_response_not_found", "2"]]
     assert cells(html, "socket-endings") == [
         ["Connection limit (60 min)", "3"], ["Upstream error / dropped", "2"], ["Idle timeout", "1"],
@@ -178,10 +178,10 @@ def test_usage_and_cost_page(known, staff_user):
     html = client_for(staff_user).get(reverse("staff_usage")).content.decode()
     # Alice, 4 × (100 in, 40 cached, 50 out): (240 × 2 + 160 × 0.5 + 200 × 8) / 1M = 0.00216.
     assert cells(html, "usage-by-user") == [
-        ["bob", "3", "1020", "0", "510", "1530", "— (no price: m-b)"],
+        ["bob", "3", "1,020", "0", "510", "1,530", "— (no price: m-b)"],
         ["alice", "4", "400", "160", "200", "600", "0.0022"]]
     assert cells(html, "usage-by-model")[1] == ["m-a", "4", "400", "160", "200", "600", "0.0022"]
-    assert cells(html, "usage-by-token") == [["Browser", "7", "1420", "160", "710", "2130",
+    assert cells(html, "usage-by-token") == [["Browser", "7", "1,420", "160", "710", "2,130",
                                               "0.0022 (no price: m-b)"]]
     assert analytics.usage(since=timezone.now() - timedelta(days=7), by="user")[1].cost == Decimal("0.00216")
 
