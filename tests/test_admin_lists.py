@@ -92,3 +92,7 @@ def test_readonly_json_is_pretty_printed_and_collapsible(client, staff_user, wor
     assert '<details class="sb-json"><summary>' in html
     assert "{\n  &quot;type&quot;: &quot;response.create&quot;," in html  # indented, escaped
     assert "css/admin-lists.css" in html and "js/admin_copy.js" in html
+    # Times with milliseconds, computed durations, booleans in words (no red cross).
+    assert re.search(r"<time datetime=[^>]+>\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}</time>", html)
+    assert "420 ms" in html and "2.0 s" in html
+    assert "icon-no.svg" not in html and "icon-yes.svg" not in html

@@ -35,6 +35,12 @@ class UpstreamConnectionAdmin(RecordAdmin):
     search_fields = ["conversation__id", "conversation__title", "url", "close_text"]
     raw_id_fields = ["conversation"]
     list_select_related = ["conversation"]
+    readonly_fields = ["lasted"]
+
+    def get_fields(self, request, obj=None):
+        fields = [f for f in super().get_fields(request, obj) if f != "lasted"]
+        at = fields.index("closed_at_when") + 1 if "closed_at_when" in fields else len(fields)
+        return [*fields[:at], "lasted", *fields[at:]]
 
     @admin.display(description="opened", ordering="opened_at")
     def opened(self, obj: UpstreamConnection) -> str:
@@ -76,17 +82,18 @@ class ResponseRecordAdmin(RecordAdmin):
     list_filter = ["status", "origin", "produced_compaction", "model", "sent_at"]
     search_fields = ["response_id", "previous_response_id", "conversation__id", "conversation__title"]
     raw_id_fields = ["conversation", "parent", "connection"]
-    readonly_fields = ["client_previous_response_id"]
+    readonly_fields = ["client_previous_response_id", "ttft_ms", "took"]
     list_select_related = ["conversation"]
     date_hierarchy = "sent_at"
     inlines = [ItemInline]
-    json_fields = ("request_payload", "response_payload")
 
     def get_fields(self, request, obj=None):
         """What the client asked for right under what was sent."""
         fields = [f for f in super().get_fields(request, obj) if f != "client_previous_response_id"]
         at = fields.index("previous_response_id") + 1 if "previous_response_id" in fields else len(fields)
-        return [*fields[:at], "client_previous_response_id", *fields[at:]]
+        fields = [*fields[:at], "client_previous_response_id", *fields[at:]]
+        at = fields.index("completed_at_when") + 1 if "completed_at_when" in fields else len(fields)
+        return [*fields[:at], "ttft_ms", "took", *fields[at:]]
 
     @admin.display(description="previous_response_id the client sent")
     def client_previous_response_id(self, obj: ResponseRecord) -> str:
@@ -168,7 +175,6 @@ class ItemAdmin(RecordAdmin):
     search_fields = ["text", "call_id", "response__response_id"]
     raw_id_fields = ["response"]
     list_select_related = ["response"]
-    json_fields = ("raw",)
 
     @admin.display(description="function")
     def function(self, obj: Item) -> str:
@@ -198,7 +204,6 @@ class ErrorEventAdmin(RecordAdmin):
     raw_id_fields = ["conversation", "response", "connection"]
     list_select_related = ["conversation", "response"]
     date_hierarchy = "created_at"
-    json_fields = ("raw",)
 
     @admin.display(description="when", ordering="created_at")
     def created(self, obj: ErrorEvent) -> str:
@@ -233,7 +238,6 @@ class CompactionEventAdmin(RecordAdmin):
     search_fields = ["conversation__id", "conversation__title", "response__response_id"]
     raw_id_fields = ["conversation", "response"]
     list_select_related = ["conversation", "response"]
-    json_fields = ("compacted_output",)
 
     @admin.display(description="when", ordering="created_at")
     def created(self, obj: CompactionEvent) -> str:
