@@ -103,6 +103,9 @@ def test_the_admin_action_exports_one_as_json_and_several_as_a_zip(client, staff
     world = build_world(user)
     second = build_world(user, tag="2").conversation
     client.force_login(staff_user)
+    for page in ("change", "chain"):  # both pages link to the export
+        html = client.get(reverse(f"admin:sessions_app_conversation_{page}", args=[world.conversation.pk]))
+        assert f'href="{export_url(world.conversation)}"' in html.content.decode()
     changelist = reverse("admin:sessions_app_conversation_changelist")
     one = client.post(changelist, {"action": "export_json", "_selected_action": [world.conversation.pk]})
     assert one.status_code == 200 and "attachment" in one["Content-Disposition"]
