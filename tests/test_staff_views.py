@@ -223,3 +223,21 @@ def test_pages_cost_a_fixed_number_of_queries(known, staff_user):
         with CaptureQueriesContext(connection) as queries:
             assert client.get(reverse(name) + "?window=week").status_code == 200
         assert len(queries) == counts[name], name
+
+
+def test_staff_pages_never_show_an_upstream_key(known, staff_user, user):
+    from sessions_app.services import default_profile_sync
+
+    profile = default_profile_sync()
+    profile.set_api_key("sk-staff-pages-secret-4242")
+    profile.save()
+    for conversation in (known["alice"], known["bob"]):
+        conversation.upstream_profile = profile
+        conversation.save()
+    ErrorEvent.objects.create(conversation=known["alice"], source="relay", code="upstream_rejected",
+                              message="handshake refused")
+    pages = [client_for(staff_user).get(reverse(name) + f"?window={window}").content.decode()
+             for name in PAGES for window in ("day", "week", "month")]
+    pages.append(client_for(user).get(reverse("dashboard")).content.decode())
+    for html in pages:
+        assert "sk-staff-pages-secret" not in html and "gAAAA" not in html  # nor its Fernet ciphertext
