@@ -188,6 +188,13 @@ def _per_conversation(aggregate, where: Q | None = None) -> Coalesce:
     return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
 
 
+def with_response_totals(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Each conversation with ``response_total`` (its responses) and ``token_total`` (their total_tokens
+    summed), as correlated subqueries: the admin's list computes them for its page only."""
+    return conversations.annotate(response_total=_per_conversation(Count("pk")),
+                                  token_total=_per_conversation(Sum("total_tokens")))
+
+
 def conversation_rows(*, user, query: str = "", archived: bool = False) -> QuerySet[Conversation]:
     """The dashboard's list: the user's own conversations (staff too see only theirs), active or archived,
     newest activity first, with ``turns`` (USER_TURN_ORIGINS) and ``tokens`` (total_tokens summed).

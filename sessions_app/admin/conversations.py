@@ -6,7 +6,6 @@ import io
 import zipfile
 
 from django.contrib import admin
-from django.db.models import Count, Sum
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -16,6 +15,7 @@ from django.utils.html import format_html
 from ..chain_tree import conversation_tree
 from ..exports import conversation_export_json
 from ..models import Conversation, ResponseRecord
+from ..selectors import with_response_totals
 from . import display
 from .base import ListAdmin
 
@@ -51,8 +51,7 @@ class ConversationAdmin(ListAdmin):
     actions = ["export_json"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            response_total=Count("responses"), token_total=Sum("responses__total_tokens"))
+        return with_response_totals(super().get_queryset(request))
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))

@@ -5,11 +5,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.views.decorators.http import require_POST
 
 from ..crypto import mask_secret
 from ..models import KEY_BOUND_FIELDS, UpstreamProfile
@@ -99,7 +98,7 @@ class UpstreamProfileAdmin(ListAdmin):
     def test_connection_view(self, request, object_id):
         """The change page's Test connection button (a POST with the CSRF token; staff who may view)."""
         if request.method != "POST":
-            return require_POST(lambda r: None)(request)
+            return HttpResponseNotAllowed(["POST"])
         profile = get_object_or_404(UpstreamProfile, pk=object_id)
         if not self.has_view_permission(request, profile):
             raise PermissionDenied

@@ -77,7 +77,7 @@ def test_lists_and_the_chain_tree_at_1280_px(new_page) -> None:
     alice = create_user("alice", "alice-password-1")
     conversation = orm(world, "alice")
     orm(ApiToken.issue, user=alice)
-    page = new_page()
+    page = new_page(permissions=["clipboard-read", "clipboard-write"])
     resize(page, WIDE)
     sign_in(page, "staffer", "staffer-password-1")
 
@@ -91,6 +91,13 @@ def test_lists_and_the_chain_tree_at_1280_px(new_page) -> None:
         assert_fits(page, model, WIDE)
         if model == "responserecord":
             shoot(page, "admin-responses")
+            # A cut-short id copies whole.
+            button = page.locator("td.field-response_short button.sb-copy").first
+            whole = button.get_attribute("data-copy-text")
+            assert len(whole) > len(page.locator("td.field-response_short code").first.inner_text())
+            button.click()
+            expect(button).to_have_text("copied")
+            assert page.evaluate("navigator.clipboard.readText()") == whole
 
     resize(page, NARROW)
     for model in MUST_SEE:
