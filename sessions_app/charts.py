@@ -132,3 +132,16 @@ def legend(names: Sequence[str]) -> str:
         x += 24 + 7 * len(name)
     return (f'<svg class="legend" role="img" aria-label="Legend: {escape(", ".join(names))}" viewBox="0 0 {x} 16" '
             f'width="{x}" height="16" xmlns="http://www.w3.org/2000/svg">{"".join(body)}</svg>')
+
+
+def sparkline(values: Sequence[float], *, title: str, width: int = 160, height: int = 28) -> str:
+    """A row's small bar chart (one bar per bucket, no axes): the shape over time beside its total."""
+    top = max(values, default=0) or 1
+    step = width / max(len(values), 1)
+    body = [f'<rect x="{step * i + step * 0.1:.1f}" y="{height - (height - 2) * v / top:.1f}" '
+            f'width="{max(step * 0.8, 1):.1f}" height="{(height - 2) * v / top:.1f}" fill="{COLOURS[0]}"/>'
+            for i, v in enumerate(values) if v > 0]
+    body.append(f'<line x1="0" x2="{width}" y1="{height - 0.5}" y2="{height - 0.5}" stroke="{GRID}"/>')
+    label = escape(title)
+    return (f'<svg class="sparkline" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" xmlns="http://www.w3.org/2000/svg"><title>{label}</title>{"".join(body)}</svg>')

@@ -95,7 +95,8 @@ def errors(request: HttpRequest) -> HttpResponse:
         request, "admin/sessions_app/errors.html", "Errors", window=window, window_label=WINDOW_LABELS[window],
         code=code,
         rows=[{**row, "explained": explain(row["code"]), "known": row["code"] in CATALOG,
-               "series": series[row["code"]]} for row in top],
+               "sparkline": mark_safe(charts.sparkline(  # noqa: S308
+                   series[row["code"]], title=f"{row['code'] or '(no code)'} per {unit}"))} for row in top],
         chart=mark_safe(charts.bar_chart(  # noqa: S308
             _x_labels(buckets, unit), [(c or "(no code)", series[c]) for c in charted],
             title=f"Errors per {unit} by code, {WINDOW_LABELS[window]}")) if codes else "",

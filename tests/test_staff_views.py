@@ -149,8 +149,12 @@ def test_errors_view_counts_meanings_and_links(known, staff_user):
     html = client_for(staff_user).get(reverse("staff_errors")).content.decode()
     codes = cells(html, "error-codes")
     assert [row[:2] for row in codes] == [["invalid_json", "5"], ["previous_response_not_found", "2"]]
-    assert codes[1][2] == CATALOG["previous_response_not_found"].meaning
-    assert codes[1][3] == CATALOG["previous_response_not_found"].recovery
+    assert codes[1][3] == CATALOG["previous_response_not_found"].meaning
+    assert codes[1][4] == CATALOG["previous_response_not_found"].recovery
+    # Each code's counts over time: one bar in the bucket of the fixture's hour (2 errors).
+    spark = re.search(r'<tr data-code="previous_response_not_found">.*?(<svg class="sparkline".*?</svg>)',
+                      html, re.S).group(1)
+    assert spark.count("<rect") == 1 and "style=" not in spark
     recent = section(html, "recent-errors")
     for record in known["records"][1:3]:
         assert f'href="{reverse("admin:sessions_app_responserecord_change", args=[record.pk])}"' in recent
