@@ -99,7 +99,7 @@ class UpstreamProfileAdmin(ListAdmin):
         """The change page's Test connection button (a POST with the CSRF token; staff who may view)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        profile = get_object_or_404(UpstreamProfile, pk=object_id)
+        profile = get_object_or_404(UpstreamProfile, pk=object_id if object_id.isdigit() else None)
         if not self.has_view_permission(request, profile):
             raise PermissionDenied
         self._report(request, profile)

@@ -84,6 +84,7 @@ async def test_only_staff_may_test_and_only_with_a_post(profile, user, staff_use
     assert refused.status_code == 302 and refused["Location"].startswith("/admin/login/")
     staff = await staff_client(staff_user)
     assert (await staff.get(url)).status_code == 405
+    assert (await staff.post("/admin/sessions_app/upstreamprofile/nope/test-connection/")).status_code == 404
     checked = AsyncClient(enforce_csrf_checks=True)
     await db(checked.force_login)(staff_user)
     assert (await checked.post(url)).status_code == 403  # no CSRF token
