@@ -255,7 +255,8 @@ function onHistory(event) {
   transcript.editable = !state.readOnly;
   const wanted = new URLSearchParams(window.location.search).get('response');
   transcript.renderHistory(event, { select: state.ready ? null : wanted });
-  if (conversation.settings) applySettings(conversation.settings);
+  // A drawer the user is editing keeps their edits; one that is closed shows what the next turn uses.
+  if (conversation.settings) applySettings(conversation.settings, { fill: !document.querySelector('dialog[open]') });
   showStatus(conversation.status);
   state.ready = true;
   const inFlight = transcript.inFlight('');
@@ -368,12 +369,12 @@ socket
 // Conversation settings (static/js/settings.js): once the drawer saved them, the socket is told, so the next
 // turn uses them; what any tab saved comes back as switchboard.settings for the drawer to show.
 document.addEventListener('switchboard:settings-saved', () => socket.send({ type: 'switchboard.settings_changed' }));
-function applySettings(settings) {
+function applySettings(settings, { fill = true } = {}) {
   if ('compact_threshold' in settings) {
     state.threshold = Number(settings.compact_threshold) || null;
     updateMeter();
   }
-  document.dispatchEvent(new CustomEvent('switchboard:settings', { detail: settings }));
+  if (fill) document.dispatchEvent(new CustomEvent('switchboard:settings', { detail: settings }));
 }
 socket.on('switchboard.settings', (event) => applySettings(event.settings || {}));
 socket.connect();

@@ -52,7 +52,9 @@ def composer_ready(page: Page) -> None:
 
 
 def send(page: Page, text: str) -> None:
-    """Types a message and presses Enter, as a user would."""
+    """Types a message and presses Enter, as a user would, once the last reply ended (while one streams,
+    Enter steers it instead)."""
+    expect(page.locator("#send-button")).to_be_visible(timeout=30_000)
     box = page.get_by_label("Message")
     box.fill(text)
     box.press("Enter")
