@@ -16,6 +16,7 @@ from django.urls import path
 from .consumers import BrowserConsumer, GatewayConsumer
 from .gateway_auth import ApiTokenAuthMiddleware, gateway_origin_validator
 from .origins import SocketOriginValidator
+from .outage import DatabaseOutageGuard
 
 websocket_urlpatterns = [
     path(
@@ -25,4 +26,5 @@ websocket_urlpatterns = [
     path("v1/responses", gateway_origin_validator(ApiTokenAuthMiddleware(GatewayConsumer.as_asgi()))),
 ]
 
-websocket_application = URLRouter(websocket_urlpatterns)
+# A database error before the handshake is answered: HTTP 503, one warning line (outage.py).
+websocket_application = DatabaseOutageGuard(URLRouter(websocket_urlpatterns))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+from http import HTTPStatus
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
@@ -33,6 +34,8 @@ SERVER_CLOSE_CODES = frozenset({1001, 1011, 1012, 1013})
 GC_THRESHOLDS = (10_000, 10, 10)
 DAPHNE_MESSAGE_FLOOR = 8 * 1024 * 1024
 _daphne_server_close = WebSocketProtocol.serverClose
+_daphne_handle_reply = WebSocketProtocol.handle_reply
+DENIAL_EXTENSION = "websocket.http.response"
 
 
 def _server_close(self, code=None) -> None:
@@ -54,6 +57,35 @@ def websocket_message_limit(relay_limit: int, requested: int = 0) -> int:
     return max(requested, 4 * relay_limit, DAPHNE_MESSAGE_FLOOR)
 
 
+def _handle_reply(self, message) -> None:
+    """Daphne's, plus the ASGI "websocket.http.response" extension: before the handshake is
+    answered, `websocket.http.response.start` then `.body` refuse it with that HTTP status, headers
+    and body (Daphne 4.2.3 knows only accept, which it answers 101, and close, which it answers 403)."""
+    kind = message.get("type")
+    if kind == "websocket.http.response.start" and hasattr(self, "handshake_deferred"):
+        self.switchboard_denial = (int(message["status"]), list(message.get("headers", [])), [])
+    elif kind == "websocket.http.response.body" and getattr(self, "switchboard_denial", None):
+        status, headers, body = self.switchboard_denial
+        body.append(bytes(message.get("body", b"")))
+        if not message.get("more_body"):
+            self.switchboard_denial = None
+            del self.handshake_deferred  # autobahn's handshake waits on it no more: the answer is sent here
+            _deny(self, status, headers, b"".join(body))
+    else:
+        _daphne_handle_reply(self, message)
+
+
+def _deny(protocol, status: int, headers: list, body: bytes) -> None:
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"Content-Length: {len(body)}", "Connection: close"]
+    for name, value in headers:
+        name, value = bytes(name).decode("latin1"), bytes(value).decode("latin1")
+        if name.lower() not in ("content-length", "connection") and not {"\r", "\n"} & set(name + value):
+            lines.append(f"{name}: {value}")
+    protocol.wasNotCleanReason = f"handshake refused with HTTP {status}"
+    protocol.sendData(("\r\n".join(lines) + "\r\n\r\n").encode("latin1") + body)
+    protocol.dropConnection(abort=False)
+
+
 class DrainingServer(Server):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -68,6 +100,11 @@ class DrainingServer(Server):
         gc.freeze()  # the loaded application: never garbage, never scanned again
         gc.set_threshold(*GC_THRESHOLDS)
         super().run()
+
+    def create_application(self, protocol, scope):
+        if scope.get("type") == "websocket":  # _handle_reply answers the denial extension's messages
+            scope = {**scope, "extensions": {**scope.get("extensions", {}), DENIAL_EXTENSION: {}}}
+        return super().create_application(protocol, scope)
 
     def listen_success(self, port) -> None:
         self._ports.append(port)
@@ -98,6 +135,7 @@ def main() -> None:
 
     refuse_unsafe_start()  # e.g. the demo password with DEBUG off: exit before listening
     WebSocketProtocol.serverClose = _server_close
+    WebSocketProtocol.handle_reply = _handle_reply
     SwitchboardCommandLine.entrypoint()
 
 

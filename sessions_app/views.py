@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import selectors, services
+from . import health, selectors, services
 from .forms import ConversationSettingsForm
 from .models import ApiToken
 
@@ -217,4 +217,9 @@ def signup(request: HttpRequest) -> HttpResponse:
 @login_not_required
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+    """Each dependency's state (health.py); 503 only while the database is down."""
+    report, status = health.health_report()
+    response = JsonResponse(report, status=status)
+    response["Cache-Control"] = "no-store"
+    response._has_been_logged = True  # a probe's 503 is its answer, not a server error for django.request
+    return response
