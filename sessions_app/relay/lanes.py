@@ -61,6 +61,7 @@ class Ticket:
     request: Any = None  # the relay's memo of what was sent, so it can resend it (recovery.py)
     echo: dict[str, Any] | None = None  # a replay's Response objects carry these request fields (echo.py)
     stopped: bool = False  # the user stopped it (stopping.py): not relayed any more, recorded cancelled
+    shown: tuple[int, dict[int, dict[str, Any]]] | None = None  # at the stop: frames relayed, items done
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,11 @@ Rules (docs/protocol.md, "Stop"):
 * The response stops reaching the client at once: its ticket is marked `stopped`, and the
   downstream forwards none of its later events (stream.py).
 * When nothing else is in flight on the upstream socket, that socket is closed (reason `stopped`):
-  the only way to stop generation and what it costs. The response is recorded `cancelled`, with
-  the text streamed until then (stream.py `on_closed`).
+  the only way to stop generation and what it costs. The response is recorded `cancelled`.
 * When other responses share the socket, it stays open and the stopped response runs on upstream
-  unseen; it is recorded `cancelled` when it ends, with its whole output.
+  unseen; it is recorded `cancelled` when it ends.
+* Either way its output items are what the client saw before `switchboard.stopped` (so a reload
+  shows the page the user had); what the upstream sent after it is kept in `response_payload`.
 * Either way the next turn works: on a new socket the relay replays the context from the records
   (recovery.py), so continuing the cancelled response keeps what it had said.
 * The client gets `switchboard.stopped` (with `stopped: false` when nothing matched: the response
@@ -43,6 +44,7 @@ async def stop_response(downstream: Downstream, response_id: str | None) -> dict
         await downstream.to_client(json.dumps(event))
         return event
     ticket.stopped = True
+    ticket.shown = (len(ticket.frames), dict(ticket.output_done))  # what the client saw is what is recorded
     alone = all(t is ticket or t.stopped for t in link.book.open_tickets())
     event = {"type": "switchboard.stopped", "response_id": ticket.response_id, "stream_id": ticket.stream_id,
              "stopped": True, "upstream_closed": alone}

@@ -96,6 +96,14 @@ def decode_event(frame: str | bytes) -> dict[str, Any] | None:
     return event
 
 
+def _shown_output(ticket: Ticket) -> tuple[dict[str, Any], ...]:
+    """What a stopped response had shown its client when it was stopped (stopping.py)."""
+    frames, done = ticket.shown or (len(ticket.frames), ticket.output_done)
+    if frames:
+        return partial_output(ticket.frames[:frames], done)
+    return tuple(done[i] for i in sorted(done))
+
+
 def _count(ticket: Ticket, kind: str) -> None:
     """Per-event bookkeeping kept in memory: event count and the first-event / first-text timings."""
     ticket.events += 1
@@ -294,7 +302,7 @@ class Downstream:
             # A failed response's final object drops what it had streamed; the records keep it.
             outcome = replace(outcome, output=partial_output(ticket.frames, ticket.output_done))
         if ticket.stopped:  # it ran on beside another response; the user had stopped it
-            outcome = replace(outcome, status=Status.CANCELLED)
+            outcome = replace(outcome, status=Status.CANCELLED, output=_shown_output(ticket))
         self.recorder.add(Finished(
             conversation_id=self.conversation_id, record_pk=ticket.record_pk, status=outcome.status,
             response_id=outcome.response_id or ticket.response_id, stream_id=ticket.stream_id,
@@ -334,9 +342,12 @@ class Downstream:
             output = partial_output(ticket.frames, ticket.output_done)
         else:
             output = tuple(ticket.output_done[i] for i in sorted(ticket.output_done))
+        payload = None
+        if ticket.stopped:  # the items are what the client saw; the payload keeps what came after it too
+            output, payload = _shown_output(ticket), {"stopped_by_user": True, "received_output": list(output)}
         self.recorder.add(Finished(
             conversation_id=self.conversation_id, record_pk=ticket.record_pk, status=status,
-            response_id=ticket.response_id, stream_id=ticket.stream_id,
+            response_id=ticket.response_id, stream_id=ticket.stream_id, payload=payload,
             previous_response_id=ticket.previous_response_id, output=output, sent_at=ticket.sent_at,
             first_event_at=ticket.first_event_at, first_text_at=ticket.first_text_at, completed_at=timezone.now(),
             events_received=ticket.events,

@@ -188,10 +188,17 @@ function steer() {
   }
 }
 
-/** Stop: the reply ends for the user at once; the relay stops it upstream (docs/protocol.md). */
+/** Stop: the relay stops relaying the reply at once and answers switchboard.stopped; what arrived
+ *  before that answer is what the records keep (docs/protocol.md), so the page shows exactly that. */
 function stop() {
   if (!state.busy) return;
-  socket.send({ type: 'switchboard.stop', ...(state.inFlightId ? { response_id: state.inFlightId } : {}) });
+  if (socket.send({ type: 'switchboard.stop', ...(state.inFlightId ? { response_id: state.inFlightId } : {}) })) {
+    hint.textContent = 'Stopping…';
+  }
+}
+
+function onStopped(event) {
+  if (!event.stopped || event.stream_id) return;
   transcript.abandon('', 'cancelled');
   setBusy(false);
   showStatus('idle');
@@ -358,6 +365,7 @@ socket
   .on('switchboard.conversation', onTitled)
   .on('switchboard.status', onStatus)
   .on('switchboard.recovered', (event) => transcript.recovered(event))
+  .on('switchboard.stopped', onStopped)
   .on('switchboard.retrying', (event) => {
     transcript.retrying(event);
     if (!event.stream_id) hint.textContent = `Rate limited: Switchboard retries in ${event.retry_in} s…`;
