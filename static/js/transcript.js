@@ -298,6 +298,7 @@ export class Transcript {
     if (!turn) return null;
     turn.status = status;
     this.active.delete(lane);
+    for (const item of turn.view.items.values()) item.flush();  // the text it had is the text it keeps
     this.touch(turn);
     this.decorate(turn);
     this.onChange();

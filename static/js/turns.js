@@ -157,6 +157,11 @@ export class ItemView {
     return [...this.parts.values()].map((part) => part.text).join('\n\n');
   }
 
+  /** Renders what is still waiting for the next animation frame, so the DOM is final now. */
+  flush() {
+    for (const part of this.parts.values()) if (part instanceof MarkdownBlock && part.frame) part.flush();
+  }
+
   appendArguments(delta) {
     if (this.args) this.args.append(document.createTextNode(delta || ''));
   }
