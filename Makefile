@@ -18,3 +18,5 @@ bench-simulator:
 
 bench-relay:
 	.venv/bin/python bench/relay.py
+
+bench-capacity: ; .venv/bin/python bench/capacity.py

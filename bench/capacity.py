@@ -1,0 +1,404 @@
+"""Capacity benchmark: how many paced conversations one (or two) Daphne processes relay within the latency target.
+
+The simulator streams at a human pace (50 tokens/s). N conversations open over `--ramp` seconds, each
+runs `--turns` chained turns (`previous_response_id`) of `--tokens` deltas, once straight to the
+simulator ("direct") and once through Switchboard's gateway socket (`/v1/responses`, a personal API
+token, recording on), interleaved round by round. What Switchboard ADDS at the same N (its median of
+rounds minus direct's) is the figure:
+
+    continuation TTFD p50 / p99   sending response.create (turn 2+) → its first output_text delta
+    inter-delta gap p99           between two deltas of one response (nominally 1000 / rate ms)
+    first turn TTFD p50 / p99     the same for turn 1 (Switchboard opens its upstream and conversation here)
+
+The latency target (issue 16): added continuation TTFD p99 ≤ 10 ms and added gap p99 ≤ 10 ms, with
+no failed conversation. The report names the largest N holding it for 1 and for 2 processes.
+
+    .venv/bin/python bench/capacity.py                                    # full run: N 50..500, 3 rounds
+    .venv/bin/python bench/capacity.py --n 50,150 --rounds 1 --db sqlite  # smoke run
+    .venv/bin/python bench/capacity.py --processes 2 --json out.json
+
+Every server is a subprocess; the load comes from bench/capacity_client.py processes (`--clients`),
+never from this one. Two processes serve one port the way the kernel offers without a proxy:
+Daphne (Twisted's endpoint strings) cannot set SO_REUSEPORT, so this script binds one listening
+socket per process with SO_REUSEPORT on the same port and hands each to its Daphne with `--fd`;
+the kernel spreads new connections over the sockets by a hash of the address pair. One process
+gets its socket the same way, so both shapes share the accept backlog (`--backlog`; a plain
+`-b/-p` Daphne listens with Twisted's 50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+
+import cpu  # noqa: E402
+import psycopg  # noqa: E402
+from relay import (  # noqa: E402
+    StoredDatabase,
+    _count,
+    children_output_to,
+    django_env,
+    percentile,
+    redis_ping,
+    service_answers,
+    switchboard_prepare,
+    wait_for_recorder,
+)
+from throwaway_pg import POSTGRES_ADMIN_URL  # noqa: E402
+
+from tests.live import free_port, simulator_process, stop, wait_for_port  # noqa: E402
+
+PG_DATABASE = "switchboard_bench_cap"
+TARGET_MS = 10.0
+COLUMNS = ("cont_p50", "cont_p99", "gap_p99", "first_p50", "first_p99")
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    pids: list[int]
+    headers: dict[str, str] = field(default_factory=dict)
+    database: StoredDatabase | None = None
+    processes: int = 1
+
+
+# --- servers ------------------------------------------------------------------------------------------------------
+
+def reuseport_sockets(count: int, backlog: int) -> list[socket.socket]:
+    """`count` listening sockets on one loopback port, each with SO_REUSEPORT (the kernel balances between them)."""
+    sockets: list[socket.socket] = []
+    port = 0
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", port))
+        port = sock.getsockname()[1]
+        sock.listen(backlog)
+        sock.setblocking(False)  # Twisted adopts it as it is
+        sockets.append(sock)
+    return sockets
+
+
+@contextmanager
+def switchboard_servers(env: dict[str, str], processes: int, backlog: int) -> Iterator[tuple[str, list[int]]]:
+    """`processes` × `python -m sessions_app.serve --fd` behind one port; (ws base URL, pids).
+
+    Each Daphne also listens on a private port of its own, only so this script can tell it is up.
+    """
+    sockets = reuseport_sockets(processes, backlog)
+    port = sockets[0].getsockname()[1]
+    started: list[subprocess.Popen] = []
+    try:
+        for sock in sockets:
+            private = free_port()
+            started.append(subprocess.Popen(
+                [sys.executable, "-m", "sessions_app.serve", "--fd", str(sock.fileno()), "-b", "127.0.0.1",
+                 "-p", str(private), "project.asgi:application"],
+                cwd=BENCH.parent, env={**os.environ, **env}, pass_fds=(sock.fileno(),)))
+            sock.close()  # the child holds it now
+            wait_for_port(private, started[-1], timeout=60)
+        yield f"ws://127.0.0.1:{port}/v1/responses", [process.pid for process in started]
+    finally:
+        for process in started:
+            stop(process)
+        for sock in sockets:
+            sock.close()
+
+
+@contextmanager
+def database(kind: str, tmp: Path, simulator_url: str, redis_url: str) -> Iterator[StoredDatabase]:
+    """SQLite in a temporary directory (in-memory channel layer), or PostgreSQL `switchboard_bench_cap` + Redis."""
+    env = django_env(tmp / kind, simulator_url)
+    if kind == "sqlite":
+        path = tmp / kind / "capacity.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path) as created:
+            created.execute("PRAGMA journal_mode=WAL")
+        reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=20, check_same_thread=False)
+        try:
+            yield StoredDatabase("sqlite", {**env, "DATABASE_URL": f"sqlite:///{path}"}, {},
+                                 lambda since: _count(reader.execute, since))
+        finally:
+            reader.close()
+        return
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()  # the benchmark's own Redis database (--redis-url)
+    try:
+        with psycopg.connect(f"{base}/{PG_DATABASE}", autocommit=True) as reader:
+            url = f"{base}/{PG_DATABASE}".replace("postgresql://", "postgres://", 1)
+            yield StoredDatabase("pg", {**env, "DATABASE_URL": url, "REDIS_URL": redis_url}, {},
+                                 lambda since: _count(reader.execute, since))
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+
+
+def start_targets(stack: ExitStack, args, tmp: Path, notes: list[str]) -> list[Target]:
+    simulator = stack.enter_context(simulator_process("--tokens-per-second", str(args.rate)))
+    targets = [Target("direct", simulator.url, [simulator.process.pid])]
+    for kind in args.db:
+        if kind == "pg" and not (service_answers(lambda: psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2).close())
+                                 and service_answers(lambda: redis_ping(args.redis_url))):
+            notes.append(f"PostgreSQL ({POSTGRES_ADMIN_URL}) or Redis ({args.redis_url}) did not answer: pg skipped")
+            continue
+        stored = stack.enter_context(database(kind, tmp, simulator.url, args.redis_url))
+        token = switchboard_prepare(stored.env)
+        for processes in args.processes:
+            url, pids = stack.enter_context(switchboard_servers(stored.env, processes, args.backlog))
+            targets.append(Target(f"{kind} {processes}p", url, pids, {"Authorization": f"Bearer {token}"},
+                                  stored, processes))
+    return targets
+
+
+# --- one round ----------------------------------------------------------------------------------------------------
+
+def drive(target: Target, n: int, args, timeout: float) -> dict:
+    """N conversations through `target`, split over `args.clients` client processes; the merged raw figures."""
+    offsets = [i * args.ramp / n for i in range(n)]
+    clients = []
+    for share in range(args.clients):
+        client = subprocess.Popen([sys.executable, str(BENCH / "capacity_client.py")], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        client.stdin.write(json.dumps({"url": target.url, "headers": target.headers, "turns": args.turns,
+                                       "tokens": args.tokens, "timeout": timeout,
+                                       "offsets": offsets[share::args.clients]}) + "\n")
+        client.stdin.flush()
+        clients.append(client)
+    for client in clients:
+        if client.stdout.readline().strip() != "ready":
+            raise RuntimeError("a client process did not start")
+    epoch = time.time() + 0.2
+    for client in clients:
+        client.stdin.write(json.dumps({"epoch": epoch}) + "\n")
+        client.stdin.flush()
+    merged: dict = {}
+    for client in clients:
+        output = client.stdout.read()
+        client.wait()
+        for key, value in json.loads(output.strip().splitlines()[-1]).items():
+            merged[key] = merged.get(key, 0 if isinstance(value, int | float) else []) + value
+    return merged
+
+
+def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
+    since = _count_or(target.database, -1, 0)
+    pids = [*target.pids, simulator_pid] if target.database else target.pids
+    cpu_before = [cpu.seconds(pid) for pid in pids]
+    wait_before = [runqueue_wait_seconds(pid) for pid in target.pids]
+    began = time.perf_counter()
+    raw = drive(target, n, args, timeout=args.ramp + args.turns * args.tokens / args.rate * 10 + 60)
+    wall = time.perf_counter() - began
+    shares = [(cpu.seconds(pid) - before) / wall * 100 for pid, before in zip(pids, cpu_before, strict=True)]
+    figures = {
+        "n": n, "wall_s": wall, "turns_completed": raw["turns_completed"], "failures": raw["failures"],
+        "cont_p50": _pct(raw["continuation_ttfd_ms"], 50), "cont_p99": _pct(raw["continuation_ttfd_ms"], 99),
+        "gap_p50": _pct(raw["gap_ms"], 50), "gap_p99": _pct(raw["gap_ms"], 99),
+        "first_p50": _pct(raw["first_ttfd_ms"], 50), "first_p99": _pct(raw["first_ttfd_ms"], 99),
+        "connect_p99": _pct(raw["connect_ms"], 99),
+        "server_cpu_percent": sum(shares[:len(target.pids)]), "simulator_cpu_percent": shares[-1],
+        "client_cpu_percent": raw["cpu_s"] / wall * 100,
+        "server_wait_percent": sum(runqueue_wait_seconds(pid) - before
+                                   for pid, before in zip(target.pids, wait_before, strict=True)) / wall * 100,
+        "server_cpu_each": [round(share) for share in shares[:len(target.pids)]],
+    }
+    if target.database:
+        figures["recording_lag_s"] = wait_for_recorder(target.database, raw["turns_completed"], since, timeout=300)
+    return figures
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a core (/proc/PID/task/*/schedstat, field 2):
+    how much the machine, not the process, held it back."""
+    total = 0
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            try:
+                total += int(Path(task.path, "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    except OSError:
+        return 0.0
+    return total / 1e9
+
+
+def _pct(values: list[float], q: float) -> float:
+    return percentile(values, q) if values else float("nan")
+
+
+def _count_or(stored: StoredDatabase | None, since: int, default: int) -> int:
+    try:
+        return stored.count_stored(since) if stored else default
+    except (psycopg.Error, sqlite3.Error):
+        return default
+
+
+def measure(targets: list[Target], args) -> dict[tuple[str, int], list[dict]]:
+    """A warm-up per target, then every N on every target, round by round; the order of targets rotates per round."""
+    rounds: dict[tuple[str, int], list[dict]] = {}
+    simulator_pid = targets[0].pids[0]
+    warm = argparse.Namespace(**{**vars(args), "turns": 2, "tokens": 10, "ramp": 0.5})
+    for target in targets:
+        run_round(target, 10, warm, simulator_pid)
+    for number in range(args.rounds):
+        shift = number % len(targets)
+        for n in args.n:
+            for target in targets[shift:] + targets[:shift]:
+                figures = run_round(target, n, args, simulator_pid)
+                rounds.setdefault((target.name, n), []).append(figures)
+                lag = figures.get("recording_lag_s")
+                print(f"  round {number + 1}/{args.rounds} N={n:<4} {target.name:<9} cont TTFD p50/p99 "
+                      f"{figures['cont_p50']:7.1f} /{figures['cont_p99']:7.1f} ms, gap p99 {figures['gap_p99']:6.1f} ms,"
+                      f" first TTFD p99 {figures['first_p99']:7.1f} ms, failures {len(figures['failures'])}, "
+                      f"CPU server {'+'.join(map(str, figures['server_cpu_each']))}% sim {figures['simulator_cpu_percent']:3.0f}% "
+                      f"client {figures['client_cpu_percent']:3.0f}%, server waited for a core {figures['server_wait_percent']:3.0f}%"
+                      + ("" if not target.database else ", recorder behind" if lag is None else f", rec. lag {lag:.1f}s"),
+                      file=sys.stderr, flush=True)
+    return rounds
+
+
+# --- report -------------------------------------------------------------------------------------------------------
+
+def medians(runs: list[dict]) -> dict:
+    keys = [key for key, value in runs[0].items() if isinstance(value, float) and key != "recording_lag_s"]
+    result = {key: statistics.median(run[key] for run in runs) for key in keys}
+    result["failures"] = sum(len(run["failures"]) for run in runs)
+    return result
+
+
+def report(targets: list[Target], rounds: dict, args, notes: list[str], elapsed: float) -> dict:
+    summary: dict = {"args": {k: v for k, v in vars(args).items() if k != "json"}, "notes": notes,
+                     "elapsed_s": elapsed, "rounds": {f"{k[0]} N={k[1]}": v for k, v in rounds.items()},
+                     "added": {}, "capacity": {}}
+    print(f"\nCapacity: N conversations × {args.turns} chained turns × {args.tokens} deltas at {args.rate:g} tokens/s, "
+          f"opened over {args.ramp:g} s; median of {args.rounds} interleaved round(s); took {elapsed:.0f} s.")
+    print(f"{args.clients} client process(es); 2 processes = 2 Daphnes on SO_REUSEPORT sockets bound here, "
+          f"handed over with --fd; listen backlog {args.backlog}.")
+    for note in notes:
+        print(f"note: {note}")
+    print("\n== absolute figures, ms (median of rounds); CPU in % of one core")
+    print(f"{'way':<10}{'N':>5}{'cont p50':>10}{'cont p99':>10}{'gap p50':>9}{'gap p99':>9}{'1st p50':>9}"
+          f"{'1st p99':>9}{'conn p99':>9}{'server%':>9}{'wait%':>7}{'sim%':>6}{'client%':>8}{'failed':>8}")
+    for target in targets:
+        for n in args.n:
+            if (target.name, n) in rounds:
+                m = medians(rounds[(target.name, n)])
+                print(f"{target.name:<10}{n:>5}{m['cont_p50']:>10.1f}{m['cont_p99']:>10.1f}{m['gap_p50']:>9.1f}"
+                      f"{m['gap_p99']:>9.1f}{m['first_p50']:>9.1f}{m['first_p99']:>9.1f}{m['connect_p99']:>9.1f}"
+                      f"{m['server_cpu_percent']:>9.0f}{m['server_wait_percent']:>7.0f}{m['simulator_cpu_percent']:>6.0f}"
+                      f"{m['client_cpu_percent']:>8.0f}{m['failures']:>8}")
+    for kind in args.db:
+        holds: dict[int, int | None] = {}
+        for processes in args.processes:
+            name = f"{kind} {processes}p"
+            if not any(key[0] == name for key in rounds):
+                continue
+            print(f"\n== added by Switchboard ({kind}, {processes} process{'es' * (processes > 1)}): "
+                  "its median minus direct's at the same N")
+            print("| N | continuation TTFD p50 / p99 | inter-delta gap p99 | first turn TTFD p50 / p99 | target |")
+            print("|---|---|---|---|---|")
+            holds[processes], broken = None, False
+            for n in args.n:
+                if (name, n) not in rounds or ("direct", n) not in rounds:
+                    continue
+                ours, direct = medians(rounds[(name, n)]), medians(rounds[("direct", n)])
+                added = {key: ours[key] - direct[key] for key in COLUMNS}
+                ok = (added["cont_p99"] <= TARGET_MS and added["gap_p99"] <= TARGET_MS
+                      and ours["failures"] == 0 and direct["failures"] == 0)
+                summary["added"][f"{name} N={n}"] = {**added, "holds": ok}
+                broken = broken or not ok
+                if not broken:
+                    holds[processes] = n
+                failed = f" ({ours['failures']} failed)" if ours["failures"] else ""
+                print(f"| {n} | {added['cont_p50']:+.1f} / {added['cont_p99']:+.1f} ms | {added['gap_p99']:+.1f} ms | "
+                      f"{added['first_p50']:+.0f} / {added['first_p99']:+.0f} ms | {'holds' if ok else 'misses'}{failed} |")
+        summary["capacity"][kind] = holds
+        print(f"\n{kind}: largest N holding the target (added continuation TTFD p99 and gap p99 ≤ {TARGET_MS:g} ms, "
+              "every N up to it holding too):")
+        for processes, n in holds.items():
+            print(f"  {processes} process{'es' * (processes > 1)}: {n if n is not None else f'none of {args.n}'}")
+        if holds.get(1) and holds.get(2):
+            bound = "≥ " if holds[2] == args.n[-1] else ""
+            print(f"  ratio 2 / 1 processes: {bound}×{holds[2] / holds[1]:.2f} (target ≥ 1.7×; only as fine as the "
+                  "N steps; ≥ when 2 processes held the largest N tried)")
+        elif len(holds) == 2:
+            print("  ratio 2 / 1 processes: undefined (one of them held no N tried)")
+    return summary
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    def numbers(text: str) -> list[int]:
+        return [int(part) for part in text.split(",") if part.strip()]
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=numbers, default=[50, 150, 300, 500], help="conversations per round (list)")
+    parser.add_argument("--turns", type=int, default=3, help="chained turns per conversation")
+    parser.add_argument("--tokens", type=int, default=100, help="output_text deltas per turn")
+    parser.add_argument("--rate", type=float, default=50.0, help="the simulator's tokens/s")
+    parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the N conversations open")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every N on every way")
+    parser.add_argument("--db", type=lambda text: [k for k in text.split(",") if k], default=["sqlite", "pg"],
+                        help="sqlite (embedded, in-memory channel layer) and/or pg (PostgreSQL + Redis)")
+    parser.add_argument("--processes", type=numbers, default=[1, 2], help="Daphne processes behind the port (list)")
+    parser.add_argument("--clients", type=int, default=1, help="client processes that share the load")
+    parser.add_argument("--backlog", type=int, default=1024, help="listen backlog of the served port")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10", help="channel layer of the pg runs")
+    parser.add_argument("--json", type=Path, help="write every round's figures to this file")
+    args = parser.parse_args(argv)
+    if set(args.db) - {"sqlite", "pg"} or set(args.processes) - {1, 2} or not args.n or min(args.n) < 1:
+        parser.error("--db takes sqlite,pg; --processes takes 1,2; --n positive numbers")
+    args.n = sorted(set(args.n))
+    return args
+
+
+def raise_file_limit() -> None:
+    """Sockets: each conversation holds one in the client, two in Daphne and one in the simulator."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    raise_file_limit()
+    began = time.perf_counter()
+    notes: list[str] = [f"open files limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}"]
+    server_log = Path(tempfile.gettempdir()) / f"switchboard-capacity-{os.getpid()}.log"
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="switchboard-capacity-") as tmp:
+        with children_output_to(server_log):
+            targets = start_targets(stack, args, Path(tmp), notes)
+        rounds = measure(targets, args)
+    crashes = server_log.read_text(errors="replace").count("Exception inside application")
+    notes.append(f"server output: {server_log}" + (f" ({crashes} 'Exception inside application')" if crashes else ""))
+    summary = report(targets, rounds, args, notes, time.perf_counter() - began)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2, default=str))
+    failed = sum(len(run["failures"]) for runs in rounds.values() for run in runs)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
