@@ -1,7 +1,10 @@
-.PHONY: run test lint screenshots bench-simulator bench-relay
+.PHONY: run production test lint screenshots bench-simulator bench-relay
 
 run:   ## set up and run Switchboard on the embedded default (http://127.0.0.1:8000)
 	scripts/run.sh
+
+production:  ## nginx (TLS) + 2 Daphne processes on PostgreSQL and Redis, DEBUG off, https://localhost:8443 (docs/production.md)
+	scripts/production.sh
 
 test:  ## set up and run the whole test suite (SQLite, then PostgreSQL + Redis)
 	scripts/test.sh

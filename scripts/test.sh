@@ -18,6 +18,16 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Debian's nginx for the production-shape tests (tests/production)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+  else
+    echo "The production-shape tests need nginx: run 'sudo apt-get install nginx' first." >&2
+    exit 1
+  fi
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 

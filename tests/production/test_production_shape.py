@@ -1,0 +1,97 @@
+"""The production shape end to end: everything goes through nginx over TLS (https://, wss://) to the Daphne
+processes scripts/production.sh started, on PostgreSQL and Redis with DEBUG off."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+import openai
+from playwright.sync_api import Page, expect
+
+from tests.browser.support import composer_ready, send, sign_in
+
+
+def start_conversation(page: Page, title: str) -> None:
+    page.get_by_role("button", name="New conversation").click()
+    page.get_by_role("dialog", name="New conversation").get_by_label("Title").fill(title)
+    page.get_by_role("button", name="Create conversation").click()
+    expect(page.get_by_role("heading", name=title)).to_be_visible()
+    composer_ready(page)
+
+
+def turn(page: Page, index: int):
+    return page.locator("#transcript > article.turn").nth(index)
+
+
+def chat_two_turns(page: Page, secret: str) -> None:
+    send(page, f"remember: {secret}")
+    expect(turn(page, 0)).to_have_class(re.compile(r"\bcompleted\b"))
+    send(page, "what did I ask you to remember?")
+    expect(turn(page, 1)).to_have_class(re.compile(r"\bcompleted\b"))
+    expect(turn(page, 1).locator(".item.output.message")).to_contain_text(f"You asked me to remember: {secret}.")
+
+
+def test_a_browser_signs_in_and_chats_over_wss_through_nginx(production, browser_page, make_user) -> None:
+    alice = make_user("alice")
+    sockets: list[str] = []
+    browser_page.on("websocket", lambda ws: sockets.append(ws.url))
+    sign_in(browser_page, alice["name"], alice["password"])
+    cookies = {c["name"]: c for c in browser_page.context.cookies()}
+    assert cookies["sessionid"]["secure"] and cookies["csrftoken"]["secure"]  # DEBUG off: secure cookies
+
+    start_conversation(browser_page, "Through the proxy")
+    chat_two_turns(browser_page, "narwhal")
+    assert sockets and all(url.startswith(production.ws_url + "/ws/conversations/") for url in sockets)
+
+
+def test_static_files_are_nginx_s_and_pages_are_django_s(production) -> None:
+    context = production.ssl_context()
+    with urllib.request.urlopen(production.url + "/accounts/login/", context=context, timeout=20) as page:
+        html = page.read().decode()
+        assert page.headers["Strict-Transport-Security"] and page.headers["Content-Security-Policy"]
+    stylesheet = re.search(r'href="(/static/css/app\.[0-9a-f]+\.css)"', html).group(1)  # the manifest's name
+    with urllib.request.urlopen(production.url + stylesheet, context=context, timeout=20) as css:
+        assert css.status == 200 and css.headers["Content-Type"] == "text/css"
+        # Django puts its Content-Security-Policy on everything it answers: this file never reached it.
+        assert "Content-Security-Policy" not in css.headers and css.headers["Expires"]
+
+
+def test_the_official_sdk_runs_through_the_gateway_over_wss(production, make_user) -> None:
+    bob = make_user("bob")
+    client = openai.OpenAI(api_key=bob["token"], websocket_base_url=production.ws_url + "/v1")
+    with client.responses.connect(websocket_connection_options={"ssl": production.ssl_context()}) as connection:
+        connection.response.create(model="gpt-5.5", store=False, input="remember: pelican")
+        first = until_terminal(connection)
+        assert first.type == "response.completed"
+        connection.response.create(model="gpt-5.5", store=False, previous_response_id=first.response.id,
+                                   input="what did I ask you to remember?")
+        second = until_terminal(connection)
+    assert second.type == "response.completed"
+    assert "You asked me to remember: pelican." in second.response.output_text
+    statuses = production.query(
+        "import json; from sessions_app.models import ResponseRecord as R; "
+        "print(json.dumps(list(R.objects.filter(conversation__owner__username='bob').order_by('sent_at')"
+        ".values_list('response_id', 'status'))))")
+    assert statuses == [[first.response.id, "completed"], [second.response.id, "completed"]]
+
+
+def until_terminal(connection):
+    for event in connection:
+        if event.type in ("response.completed", "response.failed", "response.incomplete", "error"):
+            return event
+    raise AssertionError("the socket closed before a terminal event")
+
+
+def test_the_admin_opens_for_staff_and_not_for_others(production, browser_page, make_user) -> None:
+    carol, staff = make_user("carol"), make_user("sam", staff=True)
+    sign_in(browser_page, carol["name"], carol["password"])
+    browser_page.goto("/admin/")
+    expect(browser_page).to_have_url(re.compile(r"/admin/login/"))
+
+    browser_page.context.clear_cookies()
+    sign_in(browser_page, staff["name"], staff["password"])
+    browser_page.goto("/admin/")
+    expect(browser_page.get_by_role("heading", name="Site administration")).to_be_visible()
+    browser_page.get_by_role("link", name="Users").first.click()
+    expect(browser_page.get_by_role("link", name="carol")).to_be_visible()
