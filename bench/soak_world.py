@@ -1,0 +1,180 @@
+"""What the soak (bench/soak.py) runs against: the production shape on services of its own.
+
+* `PrivateRedis`: a redis-server on a free port that the soak may restart (never the machine's shared one).
+* `PrivateCluster`: a PostgreSQL cluster of its own (`pg_createcluster` on a free port, as root), which the
+  soak may restart; dropped afterwards. Without the cluster tools the soak runs on a throwaway database
+  of the local server and leaves the PostgreSQL fault out.
+* `ProductionShape`: deploy/production.py (nginx with TLS in front of N Daphne processes, DEBUG off) in a
+  private SWITCHBOARD_VAR_DIR, on those services, its upstream a simulator process of the soak's; it reads
+  the shape's state.json for the ports and pids.
+* `populate`: users, API tokens, browser sessions and conversations, made through the project's own code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.live import free_port, wait_for_port  # noqa: E402
+
+PG_VERSION = next(iter(sorted(os.listdir("/etc/postgresql"))), None) if os.path.isdir("/etc/postgresql") else None
+
+
+def _wait(ready, what: str, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {within:.0f} s")
+        time.sleep(0.1)
+
+
+class PrivateRedis:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True)
+              .stdout.strip() == b"PONG", "redis-server")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def restart(self, down_seconds: float) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+
+class PrivateCluster:
+    """A PostgreSQL cluster of the soak's own; `available()` says whether this machine can make one."""
+
+    def __init__(self) -> None:
+        self.name = f"sbsoak{os.getpid()}"
+        self.port = free_port()
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/switchboard"
+
+    @staticmethod
+    def available() -> bool:
+        return bool(shutil.which("pg_createcluster") and shutil.which("pg_ctlcluster") and PG_VERSION
+                    and os.geteuid() == 0)
+
+    def _ctl(self, action: str) -> None:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, self.name, action], check=True,
+                       capture_output=True, timeout=120)
+
+    def create(self) -> None:
+        subprocess.run(["pg_createcluster", PG_VERSION, self.name, "-p", str(self.port), "--", "--auth=trust"],
+                       check=True, capture_output=True, timeout=120)
+        self._ctl("start")
+        subprocess.run(["su", "postgres", "-c", f"createdb -h 127.0.0.1 -p {self.port} switchboard"], check=True,
+                       capture_output=True, timeout=60)
+
+    def restart(self, down_seconds: float) -> None:
+        self._ctl("stop")
+        time.sleep(down_seconds)
+        self._ctl("start")
+
+    def drop(self) -> None:
+        subprocess.run(["pg_dropcluster", "--stop", PG_VERSION, self.name], capture_output=True, timeout=120)
+
+
+class ProductionShape:
+    """deploy/production.py as a child process; `state()` is its state.json (ports, pids)."""
+
+    def __init__(self, var_dir: Path, *, processes: int, database_url: str, redis_url: str, upstream_url: str,
+                 extra_env: dict[str, str]) -> None:
+        self.var_dir = var_dir
+        self.https_port = free_port()
+        ports = ",".join(str(free_port()) for _ in range(processes))
+        self.env = {**os.environ, "SWITCHBOARD_VAR_DIR": str(var_dir), "SWITCHBOARD_HTTPS_PORT": str(self.https_port),
+                    "SWITCHBOARD_DAPHNE_PORTS": ports, "SWITCHBOARD_DAPHNE_PROCESSES": str(processes),
+                    "DATABASE_URL": database_url, "REDIS_URL": redis_url, "OPENAI_WEBSOCKET_URL": upstream_url,
+                    "LOG_LEVEL": "WARNING", "PATH": os.environ.get("PATH", "") + ":/usr/sbin", **extra_env}
+        self.env.pop("OPENAI_API_KEY", None)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def dir(self) -> Path:
+        return self.var_dir / "production"
+
+    @property
+    def origin(self) -> str:
+        return f"https://localhost:{self.https_port}"
+
+    @property
+    def certificate(self) -> Path:
+        return self.dir / "tls" / "cert.pem"
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        log = (self.dir / "supervisor.log").open("ab")
+        self.process = subprocess.Popen([sys.executable, "deploy/production.py"], cwd=ROOT, env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        _wait(lambda: (self.dir / "state.json").exists() or self.process.poll() is not None, "the production shape",
+              within=180)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"deploy/production.py exited with {self.process.returncode}: see {self.dir}")
+        wait_for_port(self.https_port, self.process)
+
+    def state(self) -> dict:
+        return json.loads((self.dir / "state.json").read_text())
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "deploy/production.py", "manage", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, check=True, timeout=120)
+        return done.stdout
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+POPULATE = """
+import json, sys
+from django.contrib.auth import get_user_model
+from django.test import Client
+from sessions_app.models import ApiToken
+from sessions_app.services import conversation_create, default_profile_sync
+browsers, agents = {browsers}, {agents}
+profile = default_profile_sync()
+User = get_user_model()
+made = {{"browsers": [], "agents": []}}
+for n in range(browsers):
+    user = User.objects.create_user(username=f"soak-browser-{{n}}", password="soak-password-1")
+    client = Client()
+    client.force_login(user)
+    conversation = conversation_create(owner=user, profile=profile)
+    made["browsers"].append({{"session": client.cookies["sessionid"].value, "conversation": str(conversation.pk)}})
+for n in range(agents):
+    user = User.objects.create_user(username=f"soak-agent-{{n}}", password="soak-password-1")
+    _, raw = ApiToken.issue(user=user, name="soak")
+    made["agents"].append({{"token": raw}})
+print(json.dumps(made))
+"""
+
+
+def populate(shape: ProductionShape, *, browsers: int, agents: int) -> dict:
+    """Users with a browser session and a conversation each, and users with an API token each."""
+    out = shape.manage("shell", "-c", POPULATE.format(browsers=browsers, agents=agents))
+    return json.loads(out.strip().splitlines()[-1])
