@@ -1,10 +1,9 @@
 """Capacity benchmark: how many paced conversations one (or two) Daphne processes relay within the latency target.
 
-The simulator streams at a human pace (50 tokens/s). N conversations open over `--ramp` seconds, each
-runs `--turns` chained turns (`previous_response_id`) of `--tokens` deltas, once straight to the
-simulator ("direct") and once through Switchboard's gateway socket (`/v1/responses`, a personal API
-token, recording on), interleaved round by round. What Switchboard ADDS at the same N (its median of
-rounds minus direct's) is the figure:
+The simulator streams at a human pace (50 tokens/s). N conversations open over `--ramp` seconds, each runs
+`--turns` chained turns (`previous_response_id`) of `--tokens` deltas, once straight to the simulator ("direct")
+and once through Switchboard's gateway socket (`/v1/responses`, a personal API token, recording on), interleaved
+round by round. What Switchboard ADDS at the same N (its median of rounds minus direct's) is the figure:
 
     continuation TTFD p50 / p99   sending response.create (turn 2+) → its first output_text delta
     inter-delta gap p99           between two deltas of one response (nominally 1000 / rate ms)
@@ -17,13 +16,12 @@ no failed conversation. The report names the largest N holding it for 1 and for 
     .venv/bin/python bench/capacity.py --n 50,150 --rounds 1 --db sqlite  # smoke run
     .venv/bin/python bench/capacity.py --processes 2 --json out.json
 
-Every server is a subprocess; the load comes from bench/capacity_client.py processes (`--clients`),
-never from this one. Two processes serve one port the way the kernel offers without a proxy:
-Daphne (Twisted's endpoint strings) cannot set SO_REUSEPORT, so this script binds one listening
-socket per process with SO_REUSEPORT on the same port and hands each to its Daphne with `--fd`;
-the kernel spreads new connections over the sockets by a hash of the address pair. One process
-gets its socket the same way, so both shapes share the accept backlog (`--backlog`; a plain
-`-b/-p` Daphne listens with Twisted's 50).
+Every server is a subprocess; the load comes from bench/capacity_client.py processes (`--clients`), never
+from this one. Two processes serve one port the way the kernel offers without a proxy: Daphne (Twisted's
+endpoint strings) cannot set SO_REUSEPORT, so this script binds one listening socket per process with
+SO_REUSEPORT on the same port and hands each to its Daphne with `--fd`; the kernel spreads new connections
+over the sockets by a hash of the address pair. One process gets its socket the same way, so both shapes
+share the accept backlog (`--backlog`; a plain `-b/-p` Daphne listens with Twisted's 50).
 """
 
 from __future__ import annotations
@@ -54,6 +52,7 @@ from relay import (  # noqa: E402
     _count,
     children_output_to,
     django_env,
+    last_record_id,
     percentile,
     redis_ping,
     service_answers,
@@ -76,7 +75,6 @@ class Target:
     pids: list[int]
     headers: dict[str, str] = field(default_factory=dict)
     database: StoredDatabase | None = None
-    processes: int = 1
 
 
 # --- servers ------------------------------------------------------------------------------------------------------
@@ -169,7 +167,7 @@ def start_targets(stack: ExitStack, args, tmp: Path, notes: list[str]) -> list[T
         for processes in args.processes:
             url, pids = stack.enter_context(switchboard_servers(stored.env, processes, args.backlog))
             targets.append(Target(f"{kind} {processes}p", url, pids, {"Authorization": f"Bearer {token}"},
-                                  stored, processes))
+                                  stored))
     return targets
 
 
@@ -204,7 +202,7 @@ def drive(target: Target, n: int, args, timeout: float) -> dict:
 
 
 def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
-    since = _count_or(target.database, -1, 0)
+    since = last_record_id(target.database) if target.database else 0
     pids = [*target.pids, simulator_pid] if target.database else target.pids
     cpu_before = [cpu.seconds(pid) for pid in pids]
     wait_before = [runqueue_wait_seconds(pid) for pid in target.pids]
@@ -212,17 +210,19 @@ def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
     raw = drive(target, n, args, timeout=args.ramp + args.turns * args.tokens / args.rate * 10 + 60)
     wall = time.perf_counter() - began
     shares = [(cpu.seconds(pid) - before) / wall * 100 for pid, before in zip(pids, cpu_before, strict=True)]
+    server = sum(shares[:len(target.pids)])
+    waited = sum(runqueue_wait_seconds(pid) - before for pid, before in zip(target.pids, wait_before, strict=True))
     figures = {
         "n": n, "wall_s": wall, "turns_completed": raw["turns_completed"], "failures": raw["failures"],
         "cont_p50": _pct(raw["continuation_ttfd_ms"], 50), "cont_p99": _pct(raw["continuation_ttfd_ms"], 99),
         "gap_p50": _pct(raw["gap_ms"], 50), "gap_p99": _pct(raw["gap_ms"], 99),
         "first_p50": _pct(raw["first_ttfd_ms"], 50), "first_p99": _pct(raw["first_ttfd_ms"], 99),
         "connect_p99": _pct(raw["connect_ms"], 99),
-        "server_cpu_percent": sum(shares[:len(target.pids)]), "simulator_cpu_percent": shares[-1],
-        "client_cpu_percent": raw["cpu_s"] / wall * 100,
-        "server_wait_percent": sum(runqueue_wait_seconds(pid) - before
-                                   for pid, before in zip(target.pids, wait_before, strict=True)) / wall * 100,
+        "server_cpu_percent": server, "simulator_cpu_percent": shares[-1],
+        "client_cpu_percent": raw["cpu_s"] / wall * 100, "server_wait_percent": waited / wall * 100,
         "server_cpu_each": [round(share) for share in shares[:len(target.pids)]],
+        # CPU per delta relayed (direct: the simulator's per delta sent): what a core's capacity divides by
+        "server_us_per_delta": server / 100 * wall / max(1, raw["turns_completed"] * args.tokens) * 1e6,
     }
     if target.database:
         figures["recording_lag_s"] = wait_for_recorder(target.database, raw["turns_completed"], since, timeout=300)
@@ -248,13 +248,6 @@ def _pct(values: list[float], q: float) -> float:
     return percentile(values, q) if values else float("nan")
 
 
-def _count_or(stored: StoredDatabase | None, since: int, default: int) -> int:
-    try:
-        return stored.count_stored(since) if stored else default
-    except (psycopg.Error, sqlite3.Error):
-        return default
-
-
 def measure(targets: list[Target], args) -> dict[tuple[str, int], list[dict]]:
     """A warm-up per target, then every N on every target, round by round; the order of targets rotates per round."""
     rounds: dict[tuple[str, int], list[dict]] = {}
@@ -268,15 +261,18 @@ def measure(targets: list[Target], args) -> dict[tuple[str, int], list[dict]]:
             for target in targets[shift:] + targets[:shift]:
                 figures = run_round(target, n, args, simulator_pid)
                 rounds.setdefault((target.name, n), []).append(figures)
-                lag = figures.get("recording_lag_s")
-                print(f"  round {number + 1}/{args.rounds} N={n:<4} {target.name:<9} cont TTFD p50/p99 "
-                      f"{figures['cont_p50']:7.1f} /{figures['cont_p99']:7.1f} ms, gap p99 {figures['gap_p99']:6.1f} ms,"
-                      f" first TTFD p99 {figures['first_p99']:7.1f} ms, failures {len(figures['failures'])}, "
-                      f"CPU server {'+'.join(map(str, figures['server_cpu_each']))}% sim {figures['simulator_cpu_percent']:3.0f}% "
-                      f"client {figures['client_cpu_percent']:3.0f}%, server waited for a core {figures['server_wait_percent']:3.0f}%"
-                      + ("" if not target.database else ", recorder behind" if lag is None else f", rec. lag {lag:.1f}s"),
+                print(f"  round {number + 1}/{args.rounds} N={n:<4} {target.name:<9} {progress(figures)}",
                       file=sys.stderr, flush=True)
     return rounds
+
+
+def progress(f: dict) -> str:
+    lag = f.get("recording_lag_s", "")
+    return (f"cont TTFD p50/p99 {f['cont_p50']:7.1f} /{f['cont_p99']:7.1f} ms, gap p99 {f['gap_p99']:6.1f} ms, "
+            f"first TTFD p99 {f['first_p99']:7.1f} ms, failures {len(f['failures'])}, CPU server "
+            f"{'+'.join(map(str, f['server_cpu_each']))}% sim {f['simulator_cpu_percent']:3.0f}% client "
+            f"{f['client_cpu_percent']:3.0f}%, server waited for a core {f['server_wait_percent']:3.0f}%"
+            + ("" if lag == "" else ", recorder behind" if lag is None else f", rec. lag {lag:.1f}s"))
 
 
 # --- report -------------------------------------------------------------------------------------------------------
@@ -298,17 +294,20 @@ def report(targets: list[Target], rounds: dict, args, notes: list[str], elapsed:
           f"handed over with --fd; listen backlog {args.backlog}.")
     for note in notes:
         print(f"note: {note}")
-    print("\n== absolute figures, ms (median of rounds); CPU in % of one core")
-    print(f"{'way':<10}{'N':>5}{'cont p50':>10}{'cont p99':>10}{'gap p50':>9}{'gap p99':>9}{'1st p50':>9}"
-          f"{'1st p99':>9}{'conn p99':>9}{'server%':>9}{'wait%':>7}{'sim%':>6}{'client%':>8}{'failed':>8}")
+    print("\n== absolute figures, ms (median of rounds). server%: CPU of the Daphne(s) (direct: of the simulator) in % "
+          "of one core, µs/δ: that CPU per delta, wait%: time its threads were runnable but waiting for a core")
+    columns = [("cont p50", "cont_p50", ".1f"), ("cont p99", "cont_p99", ".1f"), ("gap p50", "gap_p50", ".1f"),
+               ("gap p99", "gap_p99", ".1f"), ("1st p50", "first_p50", ".1f"), ("1st p99", "first_p99", ".1f"),
+               ("conn p99", "connect_p99", ".1f"), ("server%", "server_cpu_percent", ".0f"),
+               ("µs/δ", "server_us_per_delta", ".0f"), ("wait%", "server_wait_percent", ".0f"),
+               ("sim%", "simulator_cpu_percent", ".0f"), ("client%", "client_cpu_percent", ".0f"),
+               ("failed", "failures", "d")]
+    print(f"{'way':<10}{'N':>5}" + "".join(f"{title:>9}" for title, _, _ in columns))
     for target in targets:
         for n in args.n:
             if (target.name, n) in rounds:
                 m = medians(rounds[(target.name, n)])
-                print(f"{target.name:<10}{n:>5}{m['cont_p50']:>10.1f}{m['cont_p99']:>10.1f}{m['gap_p50']:>9.1f}"
-                      f"{m['gap_p99']:>9.1f}{m['first_p50']:>9.1f}{m['first_p99']:>9.1f}{m['connect_p99']:>9.1f}"
-                      f"{m['server_cpu_percent']:>9.0f}{m['server_wait_percent']:>7.0f}{m['simulator_cpu_percent']:>6.0f}"
-                      f"{m['client_cpu_percent']:>8.0f}{m['failures']:>8}")
+                print(f"{target.name:<10}{n:>5}" + "".join(f"{m[key]:>9{fmt}}" for _, key, fmt in columns))
     for kind in args.db:
         holds: dict[int, int | None] = {}
         for processes in args.processes:
@@ -331,9 +330,9 @@ def report(targets: list[Target], rounds: dict, args, notes: list[str], elapsed:
                 broken = broken or not ok
                 if not broken:
                     holds[processes] = n
-                failed = f" ({ours['failures']} failed)" if ours["failures"] else ""
-                print(f"| {n} | {added['cont_p50']:+.1f} / {added['cont_p99']:+.1f} ms | {added['gap_p99']:+.1f} ms | "
-                      f"{added['first_p50']:+.0f} / {added['first_p99']:+.0f} ms | {'holds' if ok else 'misses'}{failed} |")
+                verdict = ("holds" if ok else "misses") + (f" ({ours['failures']} failed)" if ours["failures"] else "")
+                print(f"| {n} | {added['cont_p50']:+.1f} / {added['cont_p99']:+.1f} ms | {added['gap_p99']:+.1f} ms "
+                      f"| {added['first_p50']:+.0f} / {added['first_p99']:+.0f} ms | {verdict} |")
         summary["capacity"][kind] = holds
         print(f"\n{kind}: largest N holding the target (added continuation TTFD p99 and gap p99 ≤ {TARGET_MS:g} ms, "
               "every N up to it holding too):")
@@ -343,7 +342,7 @@ def report(targets: list[Target], rounds: dict, args, notes: list[str], elapsed:
             bound = "≥ " if holds[2] == args.n[-1] else ""
             print(f"  ratio 2 / 1 processes: {bound}×{holds[2] / holds[1]:.2f} (target ≥ 1.7×; only as fine as the "
                   "N steps; ≥ when 2 processes held the largest N tried)")
-        elif len(holds) == 2:
+        elif 1 in holds and 2 in holds:
             print("  ratio 2 / 1 processes: undefined (one of them held no N tried)")
     return summary
 
@@ -369,23 +368,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10", help="channel layer of the pg runs")
     parser.add_argument("--json", type=Path, help="write every round's figures to this file")
     args = parser.parse_args(argv)
-    if set(args.db) - {"sqlite", "pg"} or set(args.processes) - {1, 2} or not args.n or min(args.n) < 1:
-        parser.error("--db takes sqlite,pg; --processes takes 1,2; --n positive numbers")
+    if set(args.db) - {"sqlite", "pg"} or not args.processes or not args.n or min(args.n + args.processes) < 1:
+        parser.error("--db takes sqlite,pg; --n and --processes take positive numbers")
     args.n = sorted(set(args.n))
     return args
 
 
-def raise_file_limit() -> None:
-    """Sockets: each conversation holds one in the client, two in Daphne and one in the simulator."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    raise_file_limit()
+    # Sockets: a conversation holds one in the client, two in Daphne and one in the simulator. Children inherit.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     began = time.perf_counter()
-    notes: list[str] = [f"open files limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}"]
+    notes = [f"open files limit {hard}" + (" (too low for the largest N)" if hard < 2 * args.n[-1] + 256 else "")]
     server_log = Path(tempfile.gettempdir()) / f"switchboard-capacity-{os.getpid()}.log"
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="switchboard-capacity-") as tmp:
         with children_output_to(server_log):
