@@ -16,7 +16,10 @@ record" lives here (PROTOCOL.md §4.1, §2.2):
   is the steered response: the oldest pending steer for that response owns
   it. `response.steer.failed` ends the oldest pending steer for its target.
 * A `response.created` nobody owns (an upstream that starts responses on its
-  own) still gets a ticket, with no record yet: nothing is dropped.
+  own) still gets a ticket, with no record yet: nothing is dropped. It never
+  displaces the lane's running response: a stray event of an unknown id (a
+  broken upstream) must not hide a request still open, or that request would
+  never end when the socket closes.
 """
 
 from __future__ import annotations
@@ -182,7 +185,8 @@ class LaneBook:
         if response_id:
             self._by_response[response_id] = ticket
             self.seen[response_id] = (ticket.record_pk, lane)
-        self._running[lane] = ticket
+        if ticket.kind != "discovered" or lane not in self._running:  # a stray never hides the running one
+            self._running[lane] = ticket
         return ticket
 
     def _route_steer(self, kind: str, steer: dict[str, Any]) -> Routed:

@@ -77,6 +77,17 @@ def test_a_failed_steer_ends_and_an_unowned_response_is_still_tracked():
     assert [t.response_id for t in book.clear()] == ["resp_9"] and not book.busy
 
 
+def test_a_stray_terminal_of_an_unknown_id_does_not_hide_the_running_response():
+    book = LaneBook()
+    running = ticket(1)
+    book.add_create(running)
+    assert book.route(created("resp_1")).ticket is running
+    stray = book.route(completed("resp_ghost"))
+    assert stray.ended and stray.ticket.kind == "discovered"
+    assert book.route({"type": "response.output_text.delta", "delta": "x"}).ticket is running
+    assert book.busy and book.clear() == [running]  # a drop now still ends it
+
+
 def test_auth_headers_per_style_and_a_target_never_shows_them():
     assert auth_headers(auth_style="bearer", api_key="sk-1", extra={"OpenAI-Project": "p"}) == {
         "OpenAI-Project": "p", "Authorization": "Bearer sk-1"}
