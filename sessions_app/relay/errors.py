@@ -9,6 +9,8 @@ in the `ErrorEvent` row: the client's input, or the relay and its upstream.
 
 from __future__ import annotations
 
+import json
+
 from ..protocol.errors import ProtocolError
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "upstream_unavailable",
     "upstream_rejected",
     "upstream_protocol_error",
+    "upstream_violation",
     "upstream_disconnected",
     "recording_overflow",
     "recording_failed",
@@ -94,6 +97,26 @@ def upstream_rejected(status: int, detail: str) -> RelayError:
 
 def upstream_protocol_error(detail: str) -> RelayError:
     return RelayError("upstream_protocol_error", detail, status=502, type="server_error")
+
+
+def upstream_violation(frame: str | bytes) -> RelayError:
+    """A frame that breaks the protocol (stream.decode_event refused it), said in words."""
+    if isinstance(frame, bytes):
+        what = f"a binary frame ({len(frame)} bytes)"
+    elif frame.lstrip().startswith("{") and '"type"' not in frame:
+        what = "a JSON frame without a \"type\"" if _is_json(frame) else "a frame that is not JSON"
+    else:
+        what = "a JSON frame that is not an event" if _is_json(frame) else "a frame that is not JSON"
+    return upstream_protocol_error(f"The upstream sent {what}, which breaks the protocol; that upstream socket "
+                                   "was closed.")
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def upstream_disconnected(close_code: int | None, reason: str) -> RelayError:

@@ -77,6 +77,8 @@ class UpstreamLink:
     reason: str | None = None  # why we closed it, when we did
     limit_reached: bool = False  # the upstream sent websocket_connection_limit_reached
     carried: int = 0  # requests sent on it
+    received: int = 0  # frames read from it (link.py's stall watch)
+    failure: relay_errors.RelayError | None = None  # why we closed it, for the requests it ends (else disconnected)
 
     @property
     def is_open(self) -> bool:
@@ -261,13 +263,15 @@ class Downstream:
                 ))
 
     async def on_violation(self, link: UpstreamLink, frame: str | bytes) -> None:
-        """The upstream broke the protocol: say so, record the frame, and close that socket."""
-        exc = relay_errors.upstream_protocol_error("The upstream sent a frame that is not a JSON event.")
+        """The upstream broke the protocol: record the frame and close that socket; each request open on it
+        ends with this error (on_closed), so a client gets one error per request, never a stray one."""
+        exc = relay_errors.upstream_violation(frame)
         shown = frame[:2000] if isinstance(frame, str) else f"<{len(frame)} binary bytes>"
         self.recorder.add(ErrorRow(source=ErrorEvent.Source.UPSTREAM, code=exc.code, message=exc.message,
                                    status=exc.status, error_type=exc.type, conversation_id=self.conversation_id,
                                    connection_pk=link.connection_pk, raw={"frame": shown}))
-        await self.to_client(json.dumps(exc.to_event()))
+        logger.warning("Upstream broke the protocol: %s", exc.message, extra=self.log_ids(None, link.connection_pk))
+        link.failure = exc
         link.reason = Reason.UPSTREAM_ERROR
         await link.socket.close(1002, "protocol violation")
 
@@ -275,7 +279,7 @@ class Downstream:
         """End every request still open on a closed socket, record the close, tell the client."""
         if self.link is link:
             self.link = None
-        code, text = link.socket.close_code, link.socket.close_reason
+        code, text = link.socket.close_code, link.failure.code if link.failure else link.socket.close_reason
         reason = link.reason or (Reason.CONNECTION_LIMIT if link.limit_reached else Reason.UPSTREAM_ERROR)
         # Nobody to blame: the client left (gateway) or stopped the response, or this process is shutting
         # down (hub.drain).
@@ -285,7 +289,7 @@ class Downstream:
                     and self.recover(link, ticket, LIMIT_CODE)):
                 self.supersede(ticket)  # never started: resent on a new socket
                 continue
-            exc = None if left or ticket.stopped else relay_errors.upstream_disconnected(code, reason)
+            exc = None if left or ticket.stopped else link.failure or relay_errors.upstream_disconnected(code, reason)
             status = Status.CANCELLED if ticket.stopped else Status.INTERRUPTED if left else Status.FAILED
             await self.end_ticket(ticket, status, exc, connection_pk=link.connection_pk, update=False)
         self.recorder.add(ConnectionClosed(link.connection_pk, code, text, reason, timezone.now(), link.carried))

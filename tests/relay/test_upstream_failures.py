@@ -201,12 +201,14 @@ async def test_an_upstream_protocol_violation_fails_the_response_and_closes_that
         await socket.send({"type": "response.create", "input": "hi"})
         events = await socket.until(lambda e: e["type"] == "switchboard.upstream_closed")
         await socket.close()
+    # One error for the request it ended (tests/resilience/test_bad_upstreams.py: every kind of bad frame).
     errors = [e["error"]["code"] for e in events if e["type"] == "error"]
-    assert errors == ["upstream_protocol_error", "upstream_disconnected"]
+    assert errors == ["upstream_protocol_error"]
     [record], rows_, [connection] = await rows(conversation)
     assert record.status == "failed" and connection.close_reason == "upstream_error"
-    assert [(e.source, e.code) for e in rows_] == [("upstream", "upstream_protocol_error"),
-                                                   ("relay", "upstream_disconnected")]
+    assert connection.close_text == "upstream_protocol_error"
+    assert [(e.source, e.code, e.response_id) for e in rows_] == [("upstream", "upstream_protocol_error", None),
+                                                                  ("relay", "upstream_protocol_error", record.pk)]
     assert rows_[0].raw == {"frame": "this is not json"}
 
 
