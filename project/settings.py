@@ -300,6 +300,11 @@ SWITCHBOARD_HEARTBEAT_SECONDS = env.float("SWITCHBOARD_HEARTBEAT_SECONDS", defau
 # connections (recording_pg.py), which halves its cost. Turn off behind a transaction-mode pooler
 # that cannot carry prepared statements (PgBouncer before 1.21).
 SWITCHBOARD_PG_PREPARE = env.bool("SWITCHBOARD_PG_PREPARE", default=True)
+# The recorder (recording/writer.py, docs/recording.md): how many ops one process's queue holds while the
+# database is slow or unavailable (past it new records are dropped, loudly), and how long a stopping process
+# waits for the database to take what the queue still holds before it logs those records as lost.
+SWITCHBOARD_RECORDER_MAX_PENDING = env.int("SWITCHBOARD_RECORDER_MAX_PENDING", default=1000)
+SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS = env.float("SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS", default=10.0)
 # Per-user limits (limits.py); a user's `UserLimits` row in the admin overrides each. 0: no limit.
 SWITCHBOARD_LIMIT_SOCKETS = env.int("SWITCHBOARD_LIMIT_SOCKETS", default=32)
 SWITCHBOARD_LIMIT_UPSTREAM_SOCKETS = env.int("SWITCHBOARD_LIMIT_UPSTREAM_SOCKETS", default=16)

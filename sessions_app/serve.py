@@ -3,7 +3,8 @@
 Plain ``daphne`` cancels every application instance the moment it stops,
 which would cut responses mid-stream. This entry point first stops
 listening, then runs ``lifecycle.drain`` (bounded by SWITCHBOARD_DRAIN_SECONDS)
-and only then lets Daphne cancel what is left.
+and the recorder's shutdown (bounded by SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS: records
+held through a database outage), and only then lets Daphne cancel what is left.
 
 Daphne's own message limit is raised well above the relay's (`websocket_message_limit`), so a
 frame over SWITCHBOARD_MAX_FRAME_BYTES is answered `frame_too_large` by the relay instead of
@@ -115,14 +116,22 @@ class DrainingServer(Server):
     def kill_all_applications(self):
         from django.conf import settings
 
-        from .live import lifecycle
-
         for port in self._ports:
             port.stopListening()
-        future = asyncio.ensure_future(lifecycle.drain(settings.SWITCHBOARD_DRAIN_SECONDS))
+        future = asyncio.ensure_future(_drain(settings.SWITCHBOARD_DRAIN_SECONDS))
         drained = defer.Deferred.fromFuture(future)
         drained.addBoth(lambda _: super(DrainingServer, self).kill_all_applications())
         return drained
+
+
+async def _drain(seconds: float) -> None:
+    """The relay's drain, then the recorder's: what it still holds is written, or, if the database stays
+    unavailable past SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS, logged as lost (recording/writer.py)."""
+    from .live import lifecycle
+    from .recording import shutdown
+
+    await lifecycle.drain(seconds)
+    await shutdown()
 
 
 class SwitchboardCommandLine(CommandLineInterface):

@@ -3,7 +3,8 @@
 A request's input is written and committed before it is sent (`Recorder.write_request`: input.py,
 then pg.py on PostgreSQL from the event loop, or sqlite.py + groups.py on a recorder thread); everything
 the upstream streams back is queued as ops (ops.py) and written in batches beside the stream
-(recorder.py), parameters adapted per column once (columns.py). Nothing here imports the relay or the
+(recorder.py, writer.py; through a database outage too: availability.py), parameters adapted per
+column once (columns.py). Nothing here imports the relay or the
 live layer.
 """
 
@@ -21,9 +22,10 @@ from .recorder import (
     Started,
     Writer,
     on_db_thread,
+    shutdown,
 )
 
 __all__ = [
     "Recorder", "Writer", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
-    "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread",
+    "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "shutdown",
 ]

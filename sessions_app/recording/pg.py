@@ -27,6 +27,9 @@ Rules:
 * The statement is atomic, so a failure means nothing was written; the caller then refuses to
   send. One exception: a connection that sat idle may have died (a restarted server); if it fails
   with a connection error before answering, the statement is retried once on a new connection.
+* When the database turns out to be unavailable (recorder.py's writer), `discard_idle` closes the
+  loop's idle connections: after a restart every one of them is dead, and trying each in turn would
+  cost a failed write apiece. The next write opens a new connection.
 * Connections of a loop that has closed are closed when the next loop opens a pool, when the
   loop is collected, and at exit: test runs (a loop per test) never pile connections up.
 """
@@ -50,7 +53,7 @@ from psycopg import sql as pgsql
 from .input import AtOnce, RequestWritten
 from .ops import Statement
 
-__all__ = ["enabled", "execute_at_once", "execute_batch", "close_all"]
+__all__ = ["enabled", "execute_at_once", "execute_batch", "discard_idle", "close_all"]
 
 logger = logging.getLogger("sessions_app.recording")
 
@@ -139,6 +142,11 @@ class _Pool:
             body = "; ".join(bind(sql, params) for sql, params in statements)
             await connection.execute(f"BEGIN; {ASYNC_COMMIT}; {body}; COMMIT", prepare=False)
 
+    def discard_idle(self) -> None:
+        while self.idle:
+            connection, _ = self.idle.pop()
+            self._discard(connection)
+
     def close(self) -> None:
         for connection in list(self.every):
             _finish(connection)
@@ -184,6 +192,13 @@ async def execute_at_once(statement: AtOnce) -> RequestWritten | None:
 async def execute_batch(statements: list[Statement]) -> None:
     """Run a recorder batch (recording_ops.batch_statements) in one transaction on this loop's connections."""
     await _pool().run_transaction(statements)
+
+
+def discard_idle() -> None:
+    """Close the running loop's idle connections (the database was found unavailable: they are in doubt)."""
+    pool = _POOLS.get(asyncio.get_running_loop())
+    if pool is not None:
+        pool.discard_idle()
 
 
 @atexit.register

@@ -331,7 +331,7 @@ async def test_on_postgresql_a_cut_idle_input_connection_is_replaced_once(user, 
 async def test_on_postgresql_plain_batches_are_written_from_the_event_loop(user, conversation_of, monkeypatch):
     from django.utils import timezone
 
-    from sessions_app.recording import recorder as recording
+    from sessions_app.recording import writer as recording
     from sessions_app.recording.recorder import ErrorRow, Finished, Started
 
     _postgresql_only()

@@ -1,0 +1,186 @@
+"""A response already streaming when the database stops keeps streaming; its records wait and are written
+when the database returns.
+
+A private PostgreSQL cluster (never the machine's shared one) under a real Daphne (`python -m
+sessions_app.serve`) and the simulator process: a slow long reply starts, the cluster stops mid-stream,
+the client still receives every delta and the `response.completed`; a new request meanwhile is refused
+with `recording_failed` (its input cannot be stored, so nothing goes upstream). The cluster starts again,
+and the record is written as the client saw it: completed, the output text, the usage, the conversation's
+latest response (the writer kept the order). The log says the outage began and ended, once each. The
+cluster is removed afterwards, whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.live import ROOT, free_port, simulator_process, stop, wait_for_port
+from tests.resilience.test_database_outage import PG_VERSION, SETUP, needs_cluster_tools, pg_ctl
+
+SLOW_LONG = "/slow 30 /long 400 tell me a long story"
+DELTAS = 400
+STOP_AFTER_DELTAS = 40
+SHUTDOWN_SECONDS = 3
+
+RECORDS = """
+import json, time
+import django
+django.setup()
+from sessions_app.models import Conversation, Item, ResponseRecord
+deadline = time.monotonic() + 90
+while True:
+    record = ResponseRecord.objects.filter(response_id={response_id!r}).first()
+    conversation = Conversation.objects.filter(latest_response_id={response_id!r}).first()
+    if (record is not None and record.status != "in_progress" and conversation is not None) \\
+            or time.monotonic() > deadline:
+        break
+    time.sleep(0.5)
+print(json.dumps({{
+    "status": record and record.status, "events_received": record and record.events_received,
+    "output_tokens": record and record.output_tokens, "total_tokens": record and record.total_tokens,
+    "output": [i.text for i in Item.objects.filter(response=record, direction="output").order_by("position")]
+              if record else None,
+    "conversation_status": conversation and conversation.status,
+    "requests": [r.request_payload.get("input") for r in ResponseRecord.objects.order_by("pk")],
+}}))
+"""
+
+
+@pytest.fixture
+def private_cluster():
+    name, port = f"sbrecout{os.getpid()}", free_port()
+    try:
+        subprocess.run(["pg_createcluster", PG_VERSION, name, "-p", str(port), "--", "--auth=trust"], check=True,
+                       capture_output=True, timeout=120)
+        pg_ctl(name, "start")
+        subprocess.run(["su", "postgres", "-c", f"createdb -h 127.0.0.1 -p {port} switchboard"], check=True,
+                       capture_output=True, timeout=60)
+        yield name, f"postgres://postgres@127.0.0.1:{port}/switchboard"
+    finally:
+        subprocess.run(["pg_dropcluster", "--stop", PG_VERSION, name], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def recording_world(private_cluster, tmp_path: Path):
+    name, url = private_cluster
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "project.settings",
+           "SWITCHBOARD_LOG_FORMAT": "text", "SWITCHBOARD_VAR_DIR": str(tmp_path),
+           "SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS": str(SHUTDOWN_SECONDS)}
+    env.pop("REDIS_URL", None)  # this test is about the database alone
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=120)
+    with simulator_process() as simulator:
+        made = subprocess.run([sys.executable, "-c", SETUP.format(simulator_url=simulator.url)], cwd=ROOT, env=env,
+                              check=True, capture_output=True, text=True, timeout=60)
+        world = json.loads(made.stdout.strip().splitlines()[-1])
+        port = free_port()
+        log = tmp_path / "daphne.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sessions_app.serve", "-b", "127.0.0.1", "-p", str(port),
+                 "project.asgi:application"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+            try:
+                wait_for_port(port, process)
+                yield {**world, "cluster": name, "port": port, "log": log, "env": env, "process": process}
+            finally:
+                stop(process)
+
+
+def wait_for_log(log: Path, text: str, times: int = 1, seconds: float = 60) -> str:
+    """The log once it contains `text` `times` times (a bounded wait for the server to get there, not a
+    timing assertion)."""
+    deadline = time.monotonic() + seconds
+    while (logged := log.read_text()).count(text) < times:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never logged:\n{logged[-4000:]}")
+        time.sleep(0.2)
+    return logged
+
+
+def create(text: str, **fields) -> str:
+    return json.dumps({"type": "response.create", "model": "gpt-5.5", "store": False, "input": text, **fields})
+
+
+def until_terminal(socket, events: list[dict]) -> dict:
+    while True:
+        event = json.loads(socket.recv(timeout=30))
+        events.append(event)
+        if event["type"] in ("response.completed", "response.failed", "response.incomplete", "error"):
+            return event
+
+
+@needs_cluster_tools
+def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it_returns(recording_world):
+    world = recording_world
+    with connect(f"ws://127.0.0.1:{world['port']}/v1/responses", open_timeout=20,
+                 additional_headers={"Authorization": f"Bearer {world['token']}"}) as socket:
+        socket.send(create(SLOW_LONG))
+        events: list[dict] = []
+        while sum(e["type"] == "response.output_text.delta" for e in events) < STOP_AFTER_DELTAS:
+            events.append(json.loads(socket.recv(timeout=30)))
+
+        pg_ctl(world["cluster"], "stop")  # mid-stream: the reply has ~350 deltas (10 s) to go
+
+        completed = until_terminal(socket, events)
+        assert completed["type"] == "response.completed", completed
+        deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+        assert len(deltas) == DELTAS
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))  # nothing missing
+        seen_text = "".join(e["delta"] for e in deltas)
+        [message] = [item for item in completed["response"]["output"] if item["type"] == "message"]
+        assert seen_text == message["content"][0]["text"]
+        # The finished response's records wait in the queue; the writer has found the database down.
+        logged = wait_for_log(world["log"], "Database unavailable (")
+
+        # A new request cannot have its input stored: refused, and not sent upstream.
+        socket.send(create("this one cannot be stored", previous_response_id=completed["response"]["id"]))
+        refused = json.loads(socket.recv(timeout=30))
+        assert refused["type"] == "error" and refused["error"]["code"] == "recording_failed", refused
+
+        pg_ctl(world["cluster"], "start")
+
+        logged = wait_for_log(world["log"], "Database available again")
+        queried = subprocess.run(
+            [sys.executable, "-c", RECORDS.format(response_id=completed["response"]["id"])], cwd=ROOT,
+            env=world["env"], check=True, capture_output=True, text=True, timeout=120)
+        record = json.loads(queried.stdout.strip().splitlines()[-1])
+        assert record["status"] == "completed", (record, logged[-4000:])
+        assert record["output"] == [seen_text]
+        assert record["output_tokens"] == completed["response"]["usage"]["output_tokens"] == DELTAS
+        assert record["total_tokens"] == completed["response"]["usage"]["total_tokens"]
+        assert record["events_received"] == len(events)
+        assert record["conversation_status"] == "idle"  # its state op came after the record's, in order
+        assert record["requests"] == [SLOW_LONG]  # the refused request left no record and was never sent
+
+        # Writing works again on the same socket.
+        socket.send(create("and now?", previous_response_id=completed["response"]["id"]))
+        assert until_terminal(socket, [])["type"] == "response.completed"
+
+        recording_lines = [line for line in logged.splitlines() if "sessions_app.recording" in line]
+        assert sum("Database unavailable (" in line for line in recording_lines) == 1, recording_lines
+        assert sum("Database available again" in line for line in recording_lines) == 1, recording_lines
+        assert not any(" ERROR sessions_app.recording" in line for line in recording_lines), recording_lines  # none lost
+
+        # Stopping the server while the database is down: a bounded wait, then what is lost is logged.
+        socket.send(create("/slow 30 /long 60 one more", previous_response_id=completed["response"]["id"]))
+        last: list[dict] = []
+        while not any(e["type"] == "response.output_text.delta" for e in last):
+            last.append(json.loads(socket.recv(timeout=30)))
+        pg_ctl(world["cluster"], "stop")
+        assert until_terminal(socket, last)["type"] == "response.completed"
+        wait_for_log(world["log"], "Database unavailable (", times=2)
+        world["process"].terminate()
+        world["process"].wait(60)
+    logged = world["log"].read_text()
+    [lost] = [line for line in logged.splitlines() if "Recorder stopped with" in line]
+    assert lost.startswith(tuple("0123456789")) and " ERROR sessions_app.recording: " in lost
+    assert f"after waiting {float(SHUTDOWN_SECONDS)} s for a database unavailable" in lost
+    assert "1 Finished" in lost and world["conversation"] not in lost  # the gateway made its own conversation
