@@ -2,12 +2,14 @@
 when the database returns.
 
 A private PostgreSQL cluster (never the machine's shared one) under a real Daphne (`python -m
-sessions_app.serve`) and the simulator process: a slow long reply starts, the cluster stops mid-stream,
-the client still receives every delta and the `response.completed`; a new request meanwhile is refused
+sessions_app.serve`) and the simulator process: a slow long reply starts on a gateway socket and on a
+browser socket, the cluster stops mid-stream, each client still receives every delta and the
+`response.completed`; a new request meanwhile is refused
 with `recording_failed` (its input cannot be stored, so nothing goes upstream). The cluster starts again,
 and the record is written as the client saw it: completed, the output text, the usage, the conversation's
-latest response (the writer kept the order). The log says the outage began and ended, once each. The
-cluster is removed afterwards, whatever happened.
+latest response (the writer kept the order). The log says the outage began and ended, once each. A
+second outage lasts until the server is stopped: it waits SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS, then
+logs what it could not write. The cluster is removed afterwards, whatever happened.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from sessions_app.models import Conversation, Item, ResponseRecord
 deadline = time.monotonic() + 90
 while True:
     record = ResponseRecord.objects.filter(response_id={response_id!r}).first()
-    conversation = Conversation.objects.filter(latest_response_id={response_id!r}).first()
+    conversation = Conversation.objects.filter(latest_response_id={response_id!r}).first()  # after the record's ops
     if (record is not None and record.status != "in_progress" and conversation is not None) \\
             or time.monotonic() > deadline:
         break
@@ -49,7 +51,8 @@ print(json.dumps({{
     "output": [i.text for i in Item.objects.filter(response=record, direction="output").order_by("position")]
               if record else None,
     "conversation_status": conversation and conversation.status,
-    "requests": [r.request_payload.get("input") for r in ResponseRecord.objects.order_by("pk")],
+    "requests": [r.request_payload.get("input") for r in ResponseRecord.objects.filter(
+        conversation=record.conversation_id).order_by("pk")] if record else None,
 }}))
 """
 
@@ -117,28 +120,65 @@ def until_terminal(socket, events: list[dict]) -> dict:
             return event
 
 
+def until_deltas(socket, events: list[dict], count: int) -> None:
+    while sum(e["type"] == "response.output_text.delta" for e in events) < count:
+        events.append(json.loads(socket.recv(timeout=30)))
+
+
+def stored(world, response_id: str) -> dict:
+    """The records of `response_id`, once the server has written them (the script waits up to 90 s)."""
+    queried = subprocess.run([sys.executable, "-c", RECORDS.format(response_id=response_id)], cwd=ROOT,
+                             env=world["env"], check=True, capture_output=True, text=True, timeout=120)
+    return json.loads(queried.stdout.strip().splitlines()[-1])
+
+
+def check_stream(events: list[dict], completed: dict) -> tuple[str, list[dict]]:
+    """Every delta arrived, nothing is missing, and the text is the response's: (text, protocol events)."""
+    assert completed["type"] == "response.completed", completed
+    relayed = [e for e in events if not e["type"].startswith("switchboard.")]  # the browser's own events aside
+    deltas = [e for e in relayed if e["type"] == "response.output_text.delta"]
+    assert len(deltas) == DELTAS
+    assert [e["sequence_number"] for e in relayed] == list(range(len(relayed)))
+    text = "".join(e["delta"] for e in deltas)
+    [message] = [item for item in completed["response"]["output"] if item["type"] == "message"]
+    assert text == message["content"][0]["text"]
+    return text, relayed
+
+
+def check_record(record: dict, completed: dict, text: str, relayed: list[dict], logged: str) -> None:
+    """The record as the client saw the response (all its ops written, in order)."""
+    assert record["status"] == "completed", (record, logged[-4000:])
+    assert record["output"] == [text]
+    assert record["output_tokens"] == completed["response"]["usage"]["output_tokens"] == DELTAS
+    assert record["total_tokens"] == completed["response"]["usage"]["total_tokens"]
+    assert record["events_received"] == len(relayed)
+    assert record["conversation_status"] == "idle"  # its state op came after the record's, in order
+    assert record["requests"] == [SLOW_LONG]  # a request refused meanwhile left no record
+
+
 @needs_cluster_tools
 def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it_returns(recording_world):
-    world = recording_world
-    with connect(f"ws://127.0.0.1:{world['port']}/v1/responses", open_timeout=20,
-                 additional_headers={"Authorization": f"Bearer {world['token']}"}) as socket:
+    world, port = recording_world, recording_world["port"]
+    with connect(f"ws://127.0.0.1:{port}/v1/responses", open_timeout=20,
+                 additional_headers={"Authorization": f"Bearer {world['token']}"}) as socket, \
+            connect(f"ws://127.0.0.1:{port}/ws/conversations/{world['conversation']}/", open_timeout=20,
+                    origin=f"http://127.0.0.1:{port}", additional_headers={"Cookie": f"sessionid={world['session']}"}
+                    ) as browser:
         socket.send(create(SLOW_LONG))
+        browser.send(json.dumps({"type": "response.create", "input": SLOW_LONG}))
         events: list[dict] = []
-        while sum(e["type"] == "response.output_text.delta" for e in events) < STOP_AFTER_DELTAS:
-            events.append(json.loads(socket.recv(timeout=30)))
+        seen: list[dict] = []
+        until_deltas(socket, events, STOP_AFTER_DELTAS)
+        until_deltas(browser, seen, STOP_AFTER_DELTAS)
 
-        pg_ctl(world["cluster"], "stop")  # mid-stream: the reply has ~350 deltas (10 s) to go
+        pg_ctl(world["cluster"], "stop")  # mid-stream: each reply has ~350 deltas (10 s) to go
 
         completed = until_terminal(socket, events)
-        assert completed["type"] == "response.completed", completed
-        deltas = [e for e in events if e["type"] == "response.output_text.delta"]
-        assert len(deltas) == DELTAS
-        assert [e["sequence_number"] for e in events] == list(range(len(events)))  # nothing missing
-        seen_text = "".join(e["delta"] for e in deltas)
-        [message] = [item for item in completed["response"]["output"] if item["type"] == "message"]
-        assert seen_text == message["content"][0]["text"]
-        # The finished response's records wait in the queue; the writer has found the database down.
-        logged = wait_for_log(world["log"], "Database unavailable (")
+        seen_text, relayed = check_stream(events, completed)
+        shown = until_terminal(browser, seen)
+        shown_text, shown_relayed = check_stream(seen, shown)
+        # The finished responses' records wait in the queue; the writer has found the database down.
+        wait_for_log(world["log"], "Database unavailable (")
 
         # A new request cannot have its input stored: refused, and not sent upstream.
         socket.send(create("this one cannot be stored", previous_response_id=completed["response"]["id"]))
@@ -148,17 +188,8 @@ def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it
         pg_ctl(world["cluster"], "start")
 
         logged = wait_for_log(world["log"], "Database available again")
-        queried = subprocess.run(
-            [sys.executable, "-c", RECORDS.format(response_id=completed["response"]["id"])], cwd=ROOT,
-            env=world["env"], check=True, capture_output=True, text=True, timeout=120)
-        record = json.loads(queried.stdout.strip().splitlines()[-1])
-        assert record["status"] == "completed", (record, logged[-4000:])
-        assert record["output"] == [seen_text]
-        assert record["output_tokens"] == completed["response"]["usage"]["output_tokens"] == DELTAS
-        assert record["total_tokens"] == completed["response"]["usage"]["total_tokens"]
-        assert record["events_received"] == len(events)
-        assert record["conversation_status"] == "idle"  # its state op came after the record's, in order
-        assert record["requests"] == [SLOW_LONG]  # the refused request left no record and was never sent
+        check_record(stored(world, completed["response"]["id"]), completed, seen_text, relayed, logged)
+        check_record(stored(world, shown["response"]["id"]), shown, shown_text, shown_relayed, logged)
 
         # Writing works again on the same socket.
         socket.send(create("and now?", previous_response_id=completed["response"]["id"]))
@@ -183,4 +214,4 @@ def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it
     [lost] = [line for line in logged.splitlines() if "Recorder stopped with" in line]
     assert lost.startswith(tuple("0123456789")) and " ERROR sessions_app.recording: " in lost
     assert f"after waiting {float(SHUTDOWN_SECONDS)} s for a database unavailable" in lost
-    assert "1 Finished" in lost and world["conversation"] not in lost  # the gateway made its own conversation
+    assert "1 Finished" in lost  # the response that completed during this outage
