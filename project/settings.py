@@ -304,7 +304,7 @@ SWITCHBOARD_PG_PREPARE = env.bool("SWITCHBOARD_PG_PREPARE", default=True)
 # database is slow or unavailable (past it new records are dropped, loudly), and how long a stopping process
 # waits for the database to take what the queue still holds before it logs those records as lost.
 SWITCHBOARD_RECORDER_MAX_PENDING = env.int("SWITCHBOARD_RECORDER_MAX_PENDING", default=1000)
-SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS = env.float("SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS", default=10.0)
+SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS = env.float("SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS", default=5.0)
 # Per-user limits (limits.py); a user's `UserLimits` row in the admin overrides each. 0: no limit.
 SWITCHBOARD_LIMIT_SOCKETS = env.int("SWITCHBOARD_LIMIT_SOCKETS", default=32)
 SWITCHBOARD_LIMIT_UPSTREAM_SOCKETS = env.int("SWITCHBOARD_LIMIT_UPSTREAM_SOCKETS", default=16)

@@ -51,7 +51,7 @@ BATCH_SIZE = 200
 # (sent, started, finished, status) share one transaction and coalesce; flush() cuts it short.
 LINGER_SECONDS = 0.05
 WRITE_ATTEMPTS = 3  # a refused batch; an unavailable database is waited for, without a count
-SHUTDOWN_SECONDS = 10.0  # SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS
+SHUTDOWN_SECONDS = 5.0  # SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS
 LOST_CONVERSATIONS_SHOWN = 20
 
 
