@@ -22,7 +22,7 @@ from collections.abc import Awaitable
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from .live import fanout, hub, liveness, revocation, sockets
+from .live import fanout, gateways, hub, liveness, revocation, sockets
 from .recording import on_db_thread
 from .relay import AttachRefused, RelaySession, open_connection_pks
 from .relay.limits import LimitExceeded, Quota
@@ -128,7 +128,12 @@ class GatewayConsumer(RelayConsumer):
             on_link_open=_start_heartbeat, publisher_for=fanout.publisher_for,
             api_token_pk=self.scope.get("api_token_pk"),
         )
+        gateways.track(self.relay, self._close_with)  # drained on SIGTERM (live/gateways.py)
         self._watch()
+
+    async def disconnect(self, code: int) -> None:
+        gateways.untrack(self.relay)
+        await super().disconnect(code)
 
 
 def _start_heartbeat() -> None:

@@ -36,6 +36,8 @@ Rules:
   hubs of other processes that see it read the view again too. An upstream
   socket of a profile no longer chosen closes as soon as it is idle.
 * Stop: an owner tab's `switchboard.stop` stops a response (relay/stopping.py).
+* A client attaching while the records show a response in flight that no socket of this process carries
+  starts `orphans.watch`: if that response's holder died, it is settled without waiting for a create.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ from ..relay import (
     stop_response,
 )
 from ..relay import errors as relay_errors
-from . import fanout, lifecycle, liveness
+from . import fanout, lifecycle, liveness, orphans
 from .remote import RemoteHalf
 
 __all__ = ["ConversationHub", "HubClient", "attach", "hubs"]
@@ -133,6 +135,10 @@ class HubClient:
             if id(frame) not in sent:
                 await self.deliver(frame)
         self.pending = None
+        if hub.driver.downstream.link is None and any(r["status"] not in ENDED for r in history["responses"]):
+            # In flight elsewhere: settled here if its holder died (orphans.py).
+            orphans.watch(hub.conversation_id, clients=lambda: hub.clients, reap=hub.remote.reap_dead_holders,
+                          watching=lambda: bool(hub.clients) and not hub.closing and hub.driver.downstream.link is None)
 
     async def from_client(self, text: str | None = None, data: bytes | None = None) -> None:
         if self.view.read_only:
