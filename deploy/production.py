@@ -140,7 +140,7 @@ def worker_user(shape: Shape) -> str:
 
 
 def nginx_conf(shape: Shape, static_root: Path) -> Path:
-    servers = "\n".join(f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;" for port in shape.daphne_ports)
+    servers = "\n".join(f"        server 127.0.0.1:{port} max_fails=0;" for port in shape.daphne_ports)
     text = TEMPLATE.read_text()
     for name, value in {"dir": str(shape.dir), "servers": servers, "address": shape.address,
                         "port": str(shape.https_port), "host": shape.host, "static_root": str(static_root),

@@ -121,13 +121,14 @@ class Production:
         """Runs Python in `manage.py shell` (the shape's database) and returns what it prints as JSON."""
         return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
 
-    def wait_for_daphnes(self, within: float = 60.0) -> None:
-        """Until the supervisor runs every Daphne process and each one listens."""
+    def wait_for_daphnes(self, replacing: int | None = None, within: float = 60.0) -> None:
+        """Until the supervisor runs every Daphne process (one in place of `replacing`) and each one listens."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             try:
                 entries = self.state()["daphne"]
-                if all(_alive(e["pid"]) for e in entries) and all(_listens(e["port"]) for e in entries):
+                if all(_alive(e["pid"]) for e in entries) and all(_listens(e["port"]) for e in entries) \
+                        and replacing not in [e["pid"] for e in entries]:
                     return
             except (OSError, ValueError):
                 pass
