@@ -293,6 +293,13 @@ SWITCHBOARD_DRAIN_SECONDS = env.float("SWITCHBOARD_DRAIN_SECONDS", default=20.0)
 # How long a conversation's upstream socket stays open after its last browser left (and nothing is in
 # flight), so a reload finds the connection-local cache still warm; then it closes with reason `idle`.
 SWITCHBOARD_UPSTREAM_IDLE_SECONDS = env.float("SWITCHBOARD_UPSTREAM_IDLE_SECONDS", default=60.0)
+# Upstream sockets (relay/link.py): how long a handshake may take; how long an upstream socket may stay
+# silent while a request is open on it before it is closed and its open requests fail with
+# `upstream_timeout` (0: never; long reasoning can be silent for minutes, so keep it generous); the
+# largest upstream frame accepted (over it: the socket is closed, `upstream_frame_too_large`; 0: no cap).
+SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS = env.float("SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS", default=10.0)
+SWITCHBOARD_UPSTREAM_STALL_SECONDS = env.float("SWITCHBOARD_UPSTREAM_STALL_SECONDS", default=600.0)
+SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES = env.int("SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES", default=64 * 1024 * 1024)
 # A process holding upstream sockets marks them alive this often (0: off); a socket whose holder has
 # not beaten for 3 intervals is dead, and its in-flight responses are ended `interrupted` (liveness.py).
 SWITCHBOARD_HEARTBEAT_SECONDS = env.float("SWITCHBOARD_HEARTBEAT_SECONDS", default=2.0)

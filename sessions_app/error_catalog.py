@@ -70,8 +70,13 @@ CATALOG: dict[str, KnownError] = {
     "upstream_unavailable": KnownError("The upstream could not be reached.", "The client may retry."),
     "upstream_rejected": KnownError("The upstream refused the handshake (bad key, 403, 429).",
                                     "None: staff should check the profile's key."),
+    "upstream_timeout": KnownError("The upstream did not complete the handshake in time, or sent nothing for "
+                                   "SWITCHBOARD_UPSTREAM_STALL_SECONDS while a request was open.",
+                                   "That upstream socket is closed; the next request opens a new one."),
     "upstream_protocol_error": KnownError("The upstream sent a non-JSON, binary or typeless frame.",
                                           "That upstream socket is closed; the next request opens a new one."),
+    "upstream_frame_too_large": KnownError("The upstream sent a frame over SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES.",
+                                           "That upstream socket is closed; the next request opens a new one."),
     "upstream_disconnected": KnownError("The upstream socket closed before the request ended.",
                                         "What streamed is kept; the next request opens a new socket."),
     "recording_failed": KnownError("The input could not be saved, so it was not sent.", "The client retries."),

@@ -26,6 +26,9 @@ __all__ = [
     "upstream_rejected",
     "upstream_protocol_error",
     "upstream_violation",
+    "upstream_timeout",
+    "upstream_stalled",
+    "upstream_frame_too_large",
     "upstream_disconnected",
     "recording_overflow",
     "recording_failed",
@@ -117,6 +120,22 @@ def _is_json(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def upstream_timeout(detail: str) -> RelayError:
+    """The upstream took too long: no completed handshake, or silence while a request was open (link.py)."""
+    return RelayError("upstream_timeout", detail, status=504, type="server_error")
+
+
+def upstream_stalled(seconds: float) -> RelayError:
+    return upstream_timeout(f"The upstream sent nothing for {seconds:g} s while this response was open "
+                            "(SWITCHBOARD_UPSTREAM_STALL_SECONDS); that upstream socket was closed. Try again.")
+
+
+def upstream_frame_too_large(limit: int) -> RelayError:
+    return RelayError("upstream_frame_too_large",
+                      f"The upstream sent a frame larger than {limit} bytes (SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES); "
+                      "that upstream socket was closed.", status=502, type="server_error")
 
 
 def upstream_disconnected(close_code: int | None, reason: str) -> RelayError:

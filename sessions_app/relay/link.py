@@ -11,6 +11,12 @@ Rules (session.py states the whole relay's):
 * Opening is serialised per session: recovery tasks and the client may ask at once.
 * Every open socket is beaten by live/liveness.py while it is open: the session's
   `on_link_open` (handed in by the hub or the gateway consumer) starts the beat.
+* A bad upstream never holds a client's turn: the handshake is bounded
+  (`SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS`), so is one frame
+  (`SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES`), and a socket that sends nothing for
+  `SWITCHBOARD_UPSTREAM_STALL_SECONDS` while a request is open on it is closed
+  (`_watch`); the requests it ends fail with the reason (`link.failure`:
+  `upstream_timeout`, `upstream_frame_too_large`), not a bare disconnect.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from django.conf import settings
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 
 from ..models import UpstreamConnection
 from ..protocol.frames import forward_only_kind
 from ..recording import ConnectionFailed, on_db_thread
-from ..upstream import UpstreamError, UpstreamRejected, open_upstream
+from ..upstream import UpstreamError, UpstreamRejected, UpstreamTimeout, open_upstream
 from . import errors as relay_errors
 from . import limits
 from .context import ConversationView
@@ -108,11 +115,14 @@ class UpstreamLinks:
                                limits=known)
         target = conversation.profile.target
         try:
-            socket = await open_upstream(target)
+            socket = await open_upstream(target, open_timeout=settings.SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS,
+                                         max_size=settings.SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES or None)
         except UpstreamError as exc:
             await self._record_failed_open(exc)
             if isinstance(exc, UpstreamRejected):
                 raise relay_errors.upstream_rejected(exc.status, str(exc)) from None
+            if isinstance(exc, UpstreamTimeout):
+                raise relay_errors.upstream_timeout(str(exc)) from None
             if exc.code == "upstream_protocol_error":
                 raise relay_errors.upstream_protocol_error(str(exc)) from None
             raise relay_errors.upstream_unavailable(str(exc)) from None
@@ -158,8 +168,11 @@ class UpstreamLinks:
 
     async def _read(self, link: UpstreamLink) -> None:
         forward_only = self.downstream.on_forward_only
+        stall = settings.SWITCHBOARD_UPSTREAM_STALL_SECONDS
+        watch = asyncio.get_running_loop().create_task(self._watch(link, stall)) if stall > 0 else None
         try:
             async for frame in link.socket.frames():
+                link.received += 1
                 kind = forward_only_kind(frame)
                 if kind is not None:  # most frames: forwarded and counted, never decoded
                     await forward_only(link, frame, kind)
@@ -170,13 +183,44 @@ class UpstreamLinks:
                     break
                 await self.downstream.on_event(link, frame, event)
         except ConnectionClosed:
-            pass  # closed abnormally (websockets ends the iteration quietly only on a normal close)
+            # Closed abnormally (websockets ends the iteration quietly only on a normal close); 1009 sent by
+            # us: the upstream's frame was over max_size.
+            if link.socket.close_sent_code == 1009 and link.failure is None:
+                limit = settings.SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES
+                logger.warning("Upstream sent a frame over %s bytes; socket closed", limit,
+                               extra=self.downstream.log_ids(None, link.connection_pk))
+                link.failure = relay_errors.upstream_frame_too_large(limit)
         except Exception:
             logger.exception("Relay failed on an upstream frame (conversation %s)", self._conversation_id)
             link.reason = link.reason or Reason.UPSTREAM_ERROR
             await link.socket.close(1011, "relay error")
         finally:
+            if watch is not None:
+                watch.cancel()
             await self._on_upstream_closed(link)
+
+    async def _watch(self, link: UpstreamLink, seconds: float) -> None:
+        """Close `link` once it has sent nothing for `seconds` while a request was open on it.
+
+        Polled (at most every second) rather than timed per frame: the reader's hot path only counts
+        frames. Silence is measured from the last frame, or from the last tick at which nothing was open,
+        so the close comes between `seconds` less one tick and `seconds` plus one tick after the last sign of
+        life. An idle socket is never closed here (the hub's idle grace and the upstream's limit do that)."""
+        loop = asyncio.get_running_loop()
+        tick = min(1.0, seconds / 10)
+        seen, quiet_since = link.received, loop.time()
+        while link.is_open:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            if link.received != seen or not link.book.busy:
+                seen, quiet_since = link.received, now
+            elif now - quiet_since >= seconds:
+                logger.warning("Upstream socket stalled: no frame for %g s with a request open; closing it", seconds,
+                               extra=self.downstream.log_ids(None, link.connection_pk))
+                link.failure = relay_errors.upstream_stalled(seconds)
+                link.reason = link.reason or Reason.UPSTREAM_ERROR
+                await link.socket.close(1011, "no upstream event while a response was open")
+                return
 
     async def _on_upstream_closed(self, link: UpstreamLink) -> None:
         await self.downstream.on_closed(link)

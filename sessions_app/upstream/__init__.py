@@ -11,12 +11,13 @@ from .socket import (
     UpstreamRejected,
     UpstreamSocket,
     UpstreamTarget,
+    UpstreamTimeout,
     UpstreamUnavailable,
     auth_headers,
     open_upstream,
 )
 
 __all__ = [
-    "UpstreamTarget", "UpstreamSocket", "UpstreamError", "UpstreamUnavailable", "UpstreamRejected",
+    "UpstreamTarget", "UpstreamSocket", "UpstreamError", "UpstreamUnavailable", "UpstreamTimeout", "UpstreamRejected",
     "UpstreamProtocolError", "auth_headers", "open_upstream", "compact_url", "post_compact",
 ]

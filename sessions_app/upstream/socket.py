@@ -6,10 +6,15 @@ Rules of this module:
   `UpstreamTarget` (URL + handshake headers) and get text frames back.
 * Frames are passed through as the `str` the upstream sent; nothing here
   decodes JSON (the relay does, once).
-* Opening fails with one of three exceptions the relay turns into protocol
-  `error` events: `UpstreamUnavailable` (network, timeout, bad URL),
-  `UpstreamRejected` (an HTTP status instead of the upgrade: 401/403/429…),
-  `UpstreamProtocolError` (something that is not a valid WebSocket handshake).
+* Opening fails with one of these exceptions the relay turns into protocol
+  `error` events: `UpstreamUnavailable` (network, bad URL), `UpstreamTimeout`
+  (no completed handshake within `open_timeout`: a host that accepts TCP and
+  never answers must not hold the client's turn), `UpstreamRejected` (an HTTP
+  status instead of the upgrade: 401/403/429/5xx…), `UpstreamProtocolError`
+  (something that is not a valid WebSocket handshake).
+* `max_size` caps one upstream frame (the caller's setting): a misbehaving
+  upstream cannot make the relay buffer an unbounded message. Over the cap
+  websockets closes the socket with 1009 (`UpstreamSocket.close_sent_code`).
 * Handshake headers carry the API key, so `UpstreamTarget` never shows them in
   its repr, and the wire logger masks request header values in debug logs.
 
@@ -17,6 +22,7 @@ Hierarchy::
 
     UpstreamError
      ├── UpstreamUnavailable
+     │    └── UpstreamTimeout     (.seconds)
      ├── UpstreamRejected          (.status)
      └── UpstreamProtocolError
 """
@@ -36,6 +42,7 @@ __all__ = [
     "UpstreamSocket",
     "UpstreamError",
     "UpstreamUnavailable",
+    "UpstreamTimeout",
     "UpstreamRejected",
     "UpstreamProtocolError",
     "auth_headers",
@@ -75,14 +82,25 @@ class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
 
 
+class UpstreamTimeout(UpstreamUnavailable):
+    """No completed handshake within the open timeout (TCP accepted and silent, or no TCP answer at all)."""
+
+    code = "upstream_timeout"
+
+    def __init__(self, seconds: float, message: str) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
 class UpstreamRejected(UpstreamError):
-    """The upstream answered the upgrade with an HTTP status (bad key, forbidden, rate limited)."""
+    """The upstream answered the upgrade with an HTTP status (bad key, forbidden, rate limited, down)."""
 
     code = "upstream_rejected"
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class UpstreamProtocolError(UpstreamError):
@@ -144,29 +162,54 @@ class UpstreamSocket:
     def is_open(self) -> bool:
         return self._connection.close_code is None
 
+    @property
+    def close_sent_code(self) -> int | None:
+        """The code of the close frame *we* sent (1009: the upstream's frame was over `max_size`)."""
+        sent = self._connection.protocol.close_sent
+        return sent.code if sent is not None else None
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._connection.close(code, reason)
 
 
-async def open_upstream(target: UpstreamTarget, *, open_timeout: float = OPEN_TIMEOUT_SECONDS) -> UpstreamSocket:
-    """Open a socket to `target`, like the official SDK does (no compression, no frame cap)."""
+async def open_upstream(target: UpstreamTarget, *, open_timeout: float = OPEN_TIMEOUT_SECONDS,
+                        max_size: int | None = None) -> UpstreamSocket:
+    """Open a socket to `target`, like the official SDK does (no compression; no frame cap unless `max_size`)."""
     try:
         connection = await connect(
             target.url,
             additional_headers=target.headers,
             compression=None,
-            max_size=None,
+            max_size=max_size,
             open_timeout=open_timeout,
             close_timeout=CLOSE_TIMEOUT_SECONDS,
             logger=wire_logger,
         )
     except InvalidStatus as exc:
-        status = exc.response.status_code
-        raise UpstreamRejected(status, f"The upstream refused the connection with HTTP {status}.") from None
+        raise _rejected(exc.response.status_code, exc.response.headers.get("Retry-After")) from None
     except InvalidURI:
         raise UpstreamUnavailable("The upstream URL is not a valid WebSocket URL.") from None
     except InvalidHandshake as exc:
         raise UpstreamProtocolError(f"The upstream handshake was invalid ({type(exc).__name__}).") from None
-    except (TimeoutError, OSError) as exc:
+    except TimeoutError:  # before OSError, its base: websockets' open_timeout, or the OS's connect timeout
+        raise UpstreamTimeout(open_timeout, f"The upstream did not complete the WebSocket handshake within "
+                                            f"{open_timeout:g} s.") from None
+    except OSError as exc:
         raise UpstreamUnavailable(f"The upstream could not be reached ({type(exc).__name__}).") from None
     return UpstreamSocket(connection)
+
+
+STATUS_WORDS = {401: "Unauthorized: check the upstream key", 403: "Forbidden", 404: "Not Found",
+                429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+                503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def _rejected(status: int, retry_after: str | None) -> UpstreamRejected:
+    """The refusal in words: the status, what it means, and the upstream's Retry-After when it sent one
+    (a number of seconds; an HTTP date is not repeated)."""
+    words = STATUS_WORDS.get(status)
+    message = f"The upstream refused the connection with HTTP {status}" + (f" ({words})." if words else ".")
+    seconds = retry_after.strip() if retry_after else ""
+    if seconds.isdigit():
+        message += f" It asked to retry after {int(seconds)} s."
+    return UpstreamRejected(status, message, retry_after=seconds if seconds.isdigit() else None)

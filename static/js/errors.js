@@ -24,6 +24,8 @@ const KNOWN = {
   upstream_unavailable: ['The model service could not be reached.', 'Retry in a moment.'],
   upstream_rejected: ['The model service refused the connection.', 'An administrator should check the API key.'],
   upstream_protocol_error: ['The model service sent something Switchboard could not read.', 'Retry.'],
+  upstream_timeout: ['The model service stopped answering.', 'Retry in a moment: what had streamed is kept.'],
+  upstream_frame_too_large: ['The model service sent a message too large to relay.', 'Retry, or ask for less.'],
   upstream_disconnected: ['The connection to the model service dropped mid-response.',
     'Retry: what had streamed is kept.'],
   recording_failed: ['Switchboard could not save this message, so it was not sent.',

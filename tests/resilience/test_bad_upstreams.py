@@ -1,0 +1,350 @@
+"""Upstreams that misbehave, for real: a Daphne process relays to small servers that refuse handshakes,
+never answer them, fall silent, or send frames that break the protocol.
+
+Both faces are driven over real sockets: the browser socket (a session cookie) and the gateway socket
+(the official `openai` SDK, `client.responses.connect()`). Each case asserts that the client gets a clear
+`error` (a code and a message in words), that the socket is not stuck (the next turn gets an answer or
+the same clear error), that Daphne keeps no socket to the bad upstream once its clients left (the bad
+servers count their open connections; the UpstreamConnection rows all end with a close reason), and,
+under floods of refusals and broken frames, that its memory and the error rows stay bounded.
+
+Daphne runs with short limits (`SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS`, `..._STALL_SECONDS`,
+`SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES`) so a timeout takes a second or two, not minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from django.db import connection as db_connection
+from django.db.models import Count
+from openai import AsyncOpenAI
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+
+from sessions_app.models import ApiToken, ErrorEvent, ResponseRecord, UpstreamConnection, UpstreamProfile
+from tests.relay.conftest import db
+from tests.resilience.bad_upstream import FRAME_CAP, BadUpstream
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+OPEN_TIMEOUT, STALL = "1.5", "1.5"
+REFUSALS = (401, 429, 500, 503)
+WORDS = {"notjson": "a frame that is not JSON", "notype": 'a JSON frame without a "type"',
+         "binary": "a binary frame (14 bytes)"}
+TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
+WAIT = 30.0  # generous: two cores, other test runs beside this one
+
+
+@pytest.fixture(scope="module")
+def bad():
+    with BadUpstream() as upstream:
+        yield upstream
+
+
+# -- the world: profiles, a user with a session and a token, a real Daphne -----------------------------
+
+def make_world(bad: BadUpstream) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from sessions_app.services import conversation_create
+
+    urls = {"ok": bad.url("/v1/responses"), "silent": bad.silent_url, "garbage": bad.garbage_url,
+            **{f"refuse{s}": bad.url(f"/refuse/{s}") for s in REFUSALS}}
+    user = get_user_model().objects.create_user(username="alice", password="alice-password-1", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    token, raw = ApiToken.issue(user=user, name="bad upstreams")
+    token.reads_metrics = True
+    token.save(update_fields=["reads_metrics"])
+    conversations = {}
+    for name, url in urls.items():
+        profile = UpstreamProfile.objects.create(name=f"bad-{name}", websocket_url=url, auth_style="none")
+        for face in ("browser", "gateway"):
+            conversations[name, face] = str(conversation_create(owner=user, profile=profile).pk)
+    return {"session": client.cookies["sessionid"].value, "token": raw, "conversations": conversations}
+
+
+@pytest.fixture
+def world(transactional_db, bad, tmp_path):
+    from tests.live import daphne_process
+
+    made = make_world(bad)
+    env = {"SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS": OPEN_TIMEOUT, "SWITCHBOARD_UPSTREAM_STALL_SECONDS": STALL,
+           "SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES": str(FRAME_CAP), "SWITCHBOARD_UPSTREAM_IDLE_SECONDS": "0",
+           "SWITCHBOARD_LOG_FORMAT": "text"}
+    with daphne_process(db_connection.settings_dict, env) as server:
+        yield {**made, "server": server}
+
+
+class Browser:
+    """A browser socket on the real Daphne (session cookie, same origin)."""
+
+    def __init__(self, world: dict[str, Any], name: str) -> None:
+        self.world, self.name = world, name
+
+    async def __aenter__(self) -> Browser:
+        server = self.world["server"]
+        conversation = self.world["conversations"][self.name, "browser"]
+        self.ws = await connect(f"{server.ws_url}/ws/conversations/{conversation}/", origin=server.base_url,
+                                additional_headers={"Cookie": f"sessionid={self.world['session']}"},
+                                open_timeout=WAIT)
+        await self._until(lambda e: e["type"] == "switchboard.status")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.ws.close()
+
+    async def _until(self, done) -> list[dict[str, Any]]:
+        events = []
+        while True:
+            events.append(json.loads(await asyncio.wait_for(self.ws.recv(), WAIT)))
+            if done(events[-1]):
+                return events
+
+    async def turn(self, text: str, ends: int = 1) -> list[dict[str, Any]]:
+        """Send a create; every event until it ended (its terminal event, or the error that ended it), or until
+        `ends` such events came."""
+        await self.ws.send(json.dumps({"type": "response.create", "input": text}))
+        events: list[dict[str, Any]] = []
+        for _ in range(ends):
+            events += await self._until(ends_turn)
+        return events
+
+
+class Gateway:
+    """A gateway socket on the real Daphne, through the official SDK."""
+
+    def __init__(self, world: dict[str, Any], name: str) -> None:
+        self.world, self.name = world, name
+
+    async def __aenter__(self) -> Gateway:
+        client = AsyncOpenAI(api_key=self.world["token"], websocket_base_url=self.world["server"].ws_url + "/v1")
+        self._manager = client.responses.connect()
+        self.connection = await self._manager.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._manager.__aexit__(*exc_info)
+
+    async def turn(self, text: str, ends: int = 1) -> list[dict[str, Any]]:
+        conversation = self.world["conversations"][self.name, "gateway"]
+        await self.connection.response.create(model="gpt-5.5", input=text, store=False,
+                                              metadata={"switchboard_conversation": conversation})
+        events: list[dict[str, Any]] = []
+        while sum(map(ends_turn, events)) < ends:
+            event = await asyncio.wait_for(self.connection.recv(), WAIT)
+            events.append(event.to_dict())
+        return events
+
+
+FACES = {"browser": Browser, "gateway": Gateway}
+
+
+def ends_turn(event: dict[str, Any]) -> bool:
+    return event["type"] in TERMINAL or event["type"] == "error"
+
+
+def errors(events: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(e["error"]["code"], e["status"]) for e in events if e["type"] == "error"]
+
+
+def the_error(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(e for e in reversed(events) if e["type"] == "error")
+
+
+async def eventually(check, within: float = WAIT):
+    """Poll `check` (sync, run off the loop) until it returns something truthy; return its last answer."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await asyncio.to_thread(check)
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.1)
+
+
+def settled(bad: BadUpstream, sockets: int):
+    """Nothing open anywhere: no connection to the bad upstreams, all `sockets` upstream rows written and
+    closed with a reason, no response still in flight. Returns the rows (truthy) or None."""
+    from django.db import connections
+
+    if any(bad.open.values()):
+        return None
+    try:
+        connections_ = list(UpstreamConnection.objects.order_by("pk"))
+        records = list(ResponseRecord.objects.order_by("pk"))
+    finally:
+        connections.close_all()
+    open_rows = [c for c in connections_ if not c.close_reason]
+    busy = [r for r in records if r.status in ("pending", "queued", "in_progress")]
+    return None if open_rows or busy or len(connections_) != sockets else (connections_, records)
+
+
+def error_rows(*fields: str) -> list[tuple]:
+    from django.db import connections
+
+    try:
+        return sorted(ErrorEvent.objects.values_list(*fields))
+    finally:
+        connections.close_all()
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def scrape(world: dict[str, Any]) -> dict[str, float]:
+    request = urllib.request.Request(f"{world['server'].base_url}/metrics",
+                                     headers={"Authorization": f"Bearer {world['token']}"})
+    with urllib.request.urlopen(request, timeout=WAIT) as answer:
+        body = answer.read().decode()
+    return {f"{s.name}{sorted(s.labels.items())}": s.value
+            for family in text_string_to_metric_families(body) for s in family.samples}
+
+
+# -- the tests ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("face", FACES)
+async def test_refused_handshakes_are_clear_errors_and_the_socket_stays_usable(face, world, bad):
+    for status in REFUSALS:
+        async with FACES[face](world, f"refuse{status}") as client:
+            for _ in range(2):  # the second turn is refused the same way: nothing is stuck
+                error = the_error(await client.turn("hello"))
+                assert (error["error"]["code"], error["status"]) == ("upstream_rejected", 429 if status == 429 else 502)
+                assert f"refused the connection with HTTP {status} (" in error["error"]["message"]
+                assert ("retry after 7 s" in error["error"]["message"]) == (status in (429, 503))
+        async with FACES[face](world, "ok") as client:  # the relay itself is fine
+            assert client_final(await client.turn("hello"))["type"] == "response.completed"
+
+    connections_, records = await eventually(lambda: settled(bad, 3 * len(REFUSALS)))
+    refused = [c for c in connections_ if c.close_reason == "handshake_failed"]
+    assert sorted({c.close_code for c in refused}) == list(REFUSALS) and len(refused) == 2 * len(REFUSALS)
+    assert [r.status for r in records].count("failed") == 2 * len(REFUSALS)
+    expected = [("upstream_rejected", "relay", 1)] * 2 * len(REFUSALS)  # one per request, no more
+    assert await eventually(lambda: error_rows("code", "source", "count") == expected)
+
+
+def client_final(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(e for e in reversed(events) if e["type"] in TERMINAL or e["type"] == "error")
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_a_handshake_that_never_completes_times_out_with_a_clear_error(face, world, bad):
+    for name in ("silent", "silent", "garbage"):
+        async with FACES[face](world, name) as client:
+            error = the_error(await client.turn("hello"))
+            if name == "silent":
+                assert (error["error"]["code"], error["status"]) == ("upstream_timeout", 504)
+                assert error["error"]["message"] == (
+                    f"The upstream did not complete the WebSocket handshake within {OPEN_TIMEOUT} s.")
+            else:
+                assert error["error"]["code"] == "upstream_protocol_error"
+                assert "handshake was invalid" in error["error"]["message"]
+    connections_, _ = await eventually(lambda: settled(bad, 3))  # no TCP connection left to either server
+    assert [c.close_reason for c in connections_] == ["handshake_failed"] * 3
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_an_upstream_that_falls_silent_is_closed_and_the_turn_fails_with_upstream_timeout(face, world, bad):
+    async with FACES[face](world, "ok") as client:
+        for script in ("silent", "stall"):
+            events = await client.turn(script)
+            error = the_error(events)
+            assert (error["error"]["code"], error["status"]) == ("upstream_timeout", 504)
+            assert f"sent nothing for {STALL} s" in error["error"]["message"]
+            assert ("response.output_text.delta" in [e["type"] for e in events]) == (script == "stall")
+            # Not stuck: the next turn opens a new upstream socket and completes.
+            assert client_final(await client.turn("are you there?"))["type"] == "response.completed"
+
+    connections_, records = await eventually(lambda: settled(bad, 3))
+    assert [r.status for r in records] == ["failed", "completed", "failed", "completed"]
+    stalled = [c for c in connections_ if c.close_text == "upstream_timeout"]
+    assert len(stalled) == 2 and {c.close_reason for c in stalled} == {"upstream_error"}
+    assert await eventually(lambda: error_rows("code", "source") == [("upstream_timeout", "relay")] * 2)
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_malformed_frames_fail_the_turn_clearly_and_the_next_turn_works(face, world, bad):
+    async with FACES[face](world, "ok") as client:
+        for script in ("notjson", "notype", "binary"):
+            events = await client.turn(script)
+            assert errors(events) == [("upstream_protocol_error", 502)]  # one error for the request, no more
+            assert the_error(events)["error"]["message"] == f"The upstream sent {WORDS[script]}, which breaks the " \
+                "protocol; that upstream socket was closed."
+            assert client_final(await client.turn("again"))["type"] == "response.completed"
+        events = await client.turn("huge")
+        assert errors(events) == [("upstream_frame_too_large", 502)]
+        assert f"larger than {FRAME_CAP} bytes" in the_error(events)["error"]["message"]
+        assert client_final(await client.turn("again"))["type"] == "response.completed"
+
+    connections_, records = await eventually(lambda: settled(bad, 5))
+    assert [r.status for r in records] == ["failed", "completed"] * 4
+    assert {c.close_reason for c in connections_} == {"upstream_error", "client_left"}
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_unknown_events_and_unknown_response_ids_are_relayed_and_the_turn_completes(face, world, bad):
+    async with FACES[face](world, "ok") as client:
+        events = await client.turn("unknowntype 3")
+        assert [e["type"] for e in events].count("response.mystery_event") == 3  # relayed, not dropped
+        assert client_final(events)["type"] == "response.completed" and not errors(events)
+        events = await client.turn("ghost", ends=2)  # the stray terminal is relayed too
+        completed = [e["response"]["id"] for e in events if e["type"] == "response.completed"]
+        assert len(completed) == 2 and completed[0].startswith("resp_ghost") and not errors(events)
+        assert client_final(await client.turn("again"))["type"] == "response.completed"
+        # The stray terminal must not hide the response still streaming: when the socket dies, it ends too.
+        events = await client.turn("ghostdrop", ends=2)
+        assert errors(events) == [("upstream_disconnected", 502)]
+        assert client_final(await client.turn("again"))["type"] == "response.completed"
+
+    _, records = await eventually(lambda: settled(bad, 2))
+    mine = [r for r in records if not r.response_id.startswith("resp_ghost")]
+    assert [r.status for r in mine] == ["completed"] * 3 + ["failed", "completed"]
+    assert all(r.events_received for r in mine)
+
+
+async def test_floods_of_refusals_and_broken_frames_keep_memory_and_error_rows_bounded(world, bad):
+    pid = world["server"].process.pid
+    broken = itertools.cycle(["notjson", "notype", "binary", "huge"])
+
+    async def refusals(turns: int) -> None:
+        async with Gateway(world, "refuse503") as client:
+            for _ in range(turns):
+                assert the_error(await client.turn("hello"))["error"]["code"] == "upstream_rejected"
+
+    async def broken_frames(turns: int) -> None:
+        async with Browser(world, "ok") as client:
+            for _ in range(turns):
+                assert errors(await client.turn(next(broken)))
+            flood = await client.turn("flood 2000")  # 2000 unknown events in one response: relayed
+            assert client_final(flood)["type"] == "response.completed"
+
+    await refusals(10)  # warm up: imports, caches, connection pools
+    await broken_frames(20)
+    before = rss_kib(pid)
+    await refusals(50)
+    await broken_frames(200)
+    grown = rss_kib(pid) - before
+    print(f"Daphne RSS grew {grown} KiB over 50 refused handshakes and 200 broken frames")
+    assert grown < 64 * 1024, f"RSS grew {grown} KiB"
+
+    connections_, records = await eventually(lambda: settled(bad, 60 + 220 + 2))
+    assert len(records) == 60 + 220 + 2
+    await eventually(lambda: len(error_rows("pk")) == 60 + 55 + 2 * 165)
+    counts = await db(lambda: dict(ErrorEvent.objects.values_list("code").annotate(n=Count("pk"))))()
+    # At most one row per failed request (and the connection-level notice of a violation): never one per frame.
+    assert counts["upstream_rejected"] == 60
+    assert counts["upstream_frame_too_large"] == 55
+    assert counts["upstream_protocol_error"] == 2 * 165  # the frame (source upstream), the request it ended
+    assert "upstream_disconnected" not in counts
+    figures = scrape(world)
+    assert figures["switchboard_upstream_connections[('close_reason', 'open')]"] == 0
+    assert figures["switchboard_upstream_connections[('close_reason', 'handshake_failed')]"] == 60
