@@ -8,6 +8,7 @@ column once (columns.py). Nothing here imports the relay or the
 live layer.
 """
 
+from .availability import database_unavailable
 from .ops import ErrorCount, ErrorTally
 from .recorder import (
     ConnectionClosed,
@@ -28,4 +29,5 @@ from .recorder import (
 __all__ = [
     "Recorder", "Writer", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
     "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "shutdown",
+    "database_unavailable",
 ]

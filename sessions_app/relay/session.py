@@ -43,7 +43,7 @@ from ..protocol.errors import ProtocolError, SteerError
 from ..protocol.events import CreateEvent, SteerEvent, parse_client_event
 from ..protocol.items import input_items, item_type
 from ..protocol.references import References, references, unverifiable_reference
-from ..recording import Recorder, RequestRow, RequestWritten, Sent, on_db_thread
+from ..recording import Recorder, RequestRow, RequestWritten, Sent, database_unavailable, on_db_thread
 from . import errors as relay_errors
 from .context import (
     CONVERSATION_METADATA_KEY,
@@ -311,8 +311,12 @@ class RelaySession:
     async def _write(self, row: RequestRow, lane: str | None) -> RequestWritten:
         try:
             return await self.recorder.write_request(row)
-        except Exception:
-            logger.exception("Could not record a request for conversation %s; it was not sent", row.conversation_id)
+        except Exception as failure:
+            if database_unavailable(failure):  # an outage: one line per request, no traceback (docs/recording.md)
+                logger.warning("Could not record a request for conversation %s (database unavailable: %s); it was "
+                               "not sent", row.conversation_id, type(failure).__name__)
+            else:
+                logger.exception("Could not record a request for conversation %s; it was not sent", row.conversation_id)
             exc = relay_errors.recording_failed()
             exc.stream_id = lane
             raise exc from None

@@ -199,6 +199,9 @@ def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it
         assert sum("Database unavailable (" in line for line in recording_lines) == 1, recording_lines
         assert sum("Database available again" in line for line in recording_lines) == 1, recording_lines
         assert not any(" ERROR sessions_app.recording" in line for line in recording_lines), recording_lines  # none lost
+        assert " WARNING sessions_app.relay: Could not record a request for conversation " in logged
+        assert "(database unavailable: OperationalError); it was not sent" in logged
+        assert "Traceback" not in logged  # an outage is warnings, one line each
 
         # Stopping the server while the database is down: a bounded wait, then what is lost is logged.
         socket.send(create("/slow 30 /long 60 one more", previous_response_id=completed["response"]["id"]))
