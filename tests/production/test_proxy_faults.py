@@ -15,6 +15,7 @@ import threading
 import time
 
 import openai
+import pytest
 from playwright.sync_api import Page, expect
 from websockets.exceptions import WebSocketException
 
@@ -94,7 +95,7 @@ class Chatter(threading.Thread):
     """An SDK client chaining turns through nginx until told to stop, then asking what it was told to remember.
 
     A socket closed under it (a draining process answers 1012) is opened again, and a turn whose answer did not
-    arrive is asked again, continuing from the last answered `previous_response_id` (which the relay replays on
+    arrive, or that was refused with a 503 `error` (its input could not be recorded), is asked again, continuing from the last answered `previous_response_id` (which the relay replays on
     the new process: the SDK's chain survives)."""
 
     def __init__(self, production, user: dict, secret: str) -> None:
@@ -104,6 +105,7 @@ class Chatter(threading.Thread):
         self.answered: list[str] = []  # response ids of completed turns, in order
         self.last_text = ""
         self.reconnects = 0
+        self.refusals = 0  # turns refused with a 503 error event (the database was down), asked again
         self.failure: BaseException | None = None
         self.stopping = threading.Event()
         self.connection = None
@@ -122,7 +124,7 @@ class Chatter(threading.Thread):
 
     def ask(self, text: str) -> None:
         last: BaseException | None = None
-        for _ in range(10):
+        for _ in range(40):
             try:
                 if self.connection is None:
                     options = {"ssl": self.production.ssl_context()}
@@ -130,6 +132,11 @@ class Chatter(threading.Thread):
                 extra = {"previous_response_id": self.answered[-1]} if self.answered else {}
                 self.connection.response.create(model="gpt-5.5", store=False, input=text, **extra)
                 event = next(e for e in self.connection if e.type in TERMINAL)
+                if event.type == "error" and event.to_dict().get("status") == 503:
+                    last = AssertionError(event.to_dict())  # e.g. recording_failed: not sent; ask again later
+                    self.refusals += 1
+                    time.sleep(0.5)
+                    continue
                 assert event.type == "response.completed", event.to_dict()
                 self.answered.append(event.response.id)
                 self.last_text = event.response.output_text
@@ -138,7 +145,7 @@ class Chatter(threading.Thread):
                 last, self.connection = closed, None
                 self.reconnects += 1
                 time.sleep(0.5)
-        raise AssertionError(f"no answer after 10 connections: {last!r}")
+        raise AssertionError(f"no answer after 40 tries: {last!r}")
 
 
 def test_a_rolling_restart_under_traffic_loses_no_turn_and_no_record(production, make_user) -> None:
@@ -170,3 +177,83 @@ def test_a_rolling_restart_under_traffic_loses_no_turn_and_no_record(production,
         # request cut by a restart (interrupted, or superseded by its resend), which the client asked again.
         assert all(recorded.get(response_id) == "completed" for response_id in chatter.answered), (rows, chatter.answered)
         assert {status for _, status, _ in rows} <= {"completed", "interrupted", "failed"}, rows
+
+
+def chat_under(production, make_user, browser_page, name: str, fault) -> None:
+    """A browser and an SDK client keep talking while `fault()` runs; then each still has its context, and
+    every answer either got is recorded completed."""
+    user, sdk_user = make_user(name), make_user(f"{name}-sdk")
+    page = browser_page
+    sign_in(page, user["name"], user["password"])
+    start_conversation(page, name)
+    send(page, "remember: kelp")
+    completed(page, 0)
+    chatter = Chatter(production, sdk_user, "plankton")
+    chatter.start()
+    try:
+        while len(chatter.answered) < 3:
+            assert chatter.failure is None and chatter.is_alive(), chatter.failure
+            time.sleep(0.1)
+
+        fault(page)
+
+        send(page, "what did I ask you to remember?")
+        completed(page, 2)
+        expect(turn(page, 2).locator(".item.output.message")).to_contain_text("You asked me to remember: kelp.")
+        answered = len(chatter.answered)
+        while len(chatter.answered) < answered + 3:  # the SDK's chain goes on too
+            assert chatter.failure is None and chatter.is_alive(), chatter.failure
+            time.sleep(0.1)
+    finally:
+        chatter.stopping.set()
+    chatter.join(60)
+    assert chatter.failure is None and not chatter.is_alive(), chatter.failure
+    assert "You asked me to remember: plankton." in chatter.last_text
+
+    rows = settled_records(production, user["name"], 3)
+    assert [status for _, status, _ in rows] == ["completed"] * 3, rows
+    rows = settled_records(production, sdk_user["name"], len(chatter.answered))
+    recorded = {response_id: status for _, status, response_id in rows}
+    assert all(recorded.get(response_id) == "completed" for response_id in chatter.answered), rows
+    assert {status for _, status, _ in rows} <= {"completed", "interrupted", "failed"}, rows
+
+
+def health(production) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(production.url + "/healthz", context=production.ssl_context(), timeout=20) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.xfail(strict=False, reason="issue 17 item 1 (a channel-layer outage survivable) is not in yet: with Redis "
+                   "down a browser socket is closed (1011) and its turn is not answered")
+def test_redis_restarted_under_traffic_loses_no_turn_and_no_record(production, browser_page, make_user) -> None:
+    def restart_redis(page: Page) -> None:
+        production.redis.stop()
+        try:
+            status, report = health(production)
+            assert status == 200 and report["channel_layer"]["status"] == "down"  # degraded, not down
+            send(page, "/long 10")  # the browser's own process relays and records without the layer
+            completed(page, 1)
+        finally:
+            production.redis.start()  # whatever happened: the next tests need it
+        deadline = time.monotonic() + 30
+        while health(production)[1]["channel_layer"]["status"] != "ok" and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    chat_under(production, make_user, browser_page, "redis", restart_redis)
+
+
+def test_postgresql_restarted_under_traffic_loses_no_turn_and_no_record(production, browser_page,
+                                                                      make_user) -> None:
+    def restart_postgresql(page: Page) -> None:
+        production.cluster.restart()
+        send(page, "/long 10")
+        completed(page, 1)
+
+    chat_under(production, make_user, browser_page, "postgres", restart_postgresql)
