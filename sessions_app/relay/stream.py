@@ -173,10 +173,15 @@ class Downstream:
         if kind == "error" or kind == "response.steer.failed":
             error = event.get("error")
             link.limit_reached = link.limit_reached or (isinstance(error, dict) and error.get("code") == LIMIT_CODE)
-            self.recorder.add(ErrorRow.from_event(
-                event, source=ErrorEvent.Source.UPSTREAM, conversation_id=self.conversation_id,
-                record_pk=ticket.record_pk if ticket else None, connection_pk=link.connection_pk,
-            ))
+            if kind == "error" and not routed.ended:  # ends nothing: counted per socket and code (refusals.py)
+                self.refusals.record_upstream(event, conversation_id=self.conversation_id,
+                                              connection_pk=link.connection_pk,
+                                              record_pk=ticket.record_pk if ticket else None)
+            else:
+                self.recorder.add(ErrorRow.from_event(
+                    event, source=ErrorEvent.Source.UPSTREAM, conversation_id=self.conversation_id,
+                    record_pk=ticket.record_pk if ticket else None, connection_pk=link.connection_pk,
+                ))
             if routed.ended and ticket is not None:
                 await self.end_ticket(ticket, Status.FAILED, None, connection_pk=link.connection_pk)
         elif kind in TERMINAL_EVENTS and ticket is not None:

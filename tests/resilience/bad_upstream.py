@@ -158,6 +158,12 @@ class BadUpstream:
             mystery = [{"type": "response.mystery_event", "sequence_number": i, "note": "new"} for i in range(count)]
             frames = [*started, *mystery, delta, {"type": "response.completed",
                                                   "response": response(rid, "completed", "partial ")}]
+        elif word == "errorflood":  # connection-level errors that end nothing, mid-response, then a normal end
+            flood = [{"type": "error", "status": 400, "error": {"type": "invalid_request_error", "code": f"noise_{i % 3}",
+                                                               "message": "Something the upstream did not like."}}
+                     for i in range(int(rest or 1))]
+            frames = [*started, delta, *flood, {"type": "response.completed",
+                                               "response": response(rid, "completed", "partial ")}]
         elif word in ("ghost", "ghostdrop"):  # a terminal event for a response id nobody created, mid-response
             ghost = f"resp_ghost{next(_ids)}"
             frames = [*started, delta, {"type": "response.completed", "response": response(ghost, "completed", "?")},

@@ -311,6 +311,21 @@ async def test_unknown_events_and_unknown_response_ids_are_relayed_and_the_turn_
     assert all(r.events_received for r in mine)
 
 
+@pytest.mark.parametrize("face", FACES)
+async def test_a_flood_of_upstream_errors_that_end_nothing_is_relayed_and_counted_not_written_per_frame(
+    face, world, bad
+):
+    async with FACES[face](world, "ok") as client:
+        for _ in range(2):
+            events = await client.turn("errorflood 300", ends=301)  # every error relayed, then the completion
+            assert len(errors(events)) == 300 and client_final(events)["type"] == "response.completed"
+
+    connections_, _ = await eventually(lambda: settled(bad, 1))
+    # One row per socket and code, counting its occurrences (as client mistakes are counted: refusals.py).
+    expected = [("noise_0", "upstream", 200), ("noise_1", "upstream", 200), ("noise_2", "upstream", 200)]
+    assert await eventually(lambda: error_rows("code", "source", "count") == expected)
+
+
 async def test_floods_of_refusals_and_broken_frames_keep_memory_and_error_rows_bounded(world, bad):
     pid = world["server"].process.pid
     broken = itertools.cycle(["notjson", "notype", "binary", "huge"])
