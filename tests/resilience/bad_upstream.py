@@ -47,7 +47,8 @@ class BadUpstream:
     """Misbehaving upstreams on loopback, on their own thread and event loop (Daphne reaches them by TCP).
 
     * `ws://…/ok`: a WebSocket server scripted by the first word of each create's input (`script`);
-      `ws://…/refuse/<status>`: refuses the handshake with that HTTP status (429 and 503 with Retry-After).
+      `ws://…/refuse/<status>`: refuses the handshake with that HTTP status (429 and 503 with Retry-After);
+      `ws://…/slow-handshake/<ms>`: accepts it after that many milliseconds.
     * `silent_url`: accepts TCP and never answers the handshake; `garbage_url`: answers it with bytes that
       are not HTTP.
     `open` counts the connections each one holds now.
@@ -92,7 +93,10 @@ class BadUpstream:
     def garbage_url(self) -> str:
         return f"ws://127.0.0.1:{self.garbage.sockets[0].getsockname()[1]}/v1/responses"
 
-    def _refuse(self, connection, request):
+    async def _refuse(self, connection, request):
+        if request.path.startswith("/slow-handshake/"):  # slow, but within the relay's open timeout
+            await asyncio.sleep(int(request.path.rsplit("/", 1)[1]) / 1000)
+            return None
         if not request.path.startswith("/refuse/"):
             return None
         status = int(request.path.rsplit("/", 1)[1])
@@ -141,6 +145,14 @@ class BadUpstream:
         delta = {"type": "response.output_text.delta", "item_id": f"msg_{rid}", "output_index": 0,
                  "content_index": 0, "delta": "partial ", "logprobs": []}
         if word == "silent":  # accepts the create, then nothing
+            return
+        if word == "slow":  # slow but alive: N deltas, MS milliseconds apart, then a normal end
+            count, pause = (int(n) for n in rest.split())
+            for frame in [*started, *[delta] * count]:
+                await ws.send(json.dumps(frame))
+                await asyncio.sleep(pause / 1000)
+            await ws.send(json.dumps({"type": "response.completed",
+                                      "response": response(rid, "completed", "partial " * count)}))
             return
         frames: list[Any] = []
         if word == "stall":  # starts, streams a little, then nothing

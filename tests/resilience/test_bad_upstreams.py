@@ -57,6 +57,7 @@ def make_world(bad: BadUpstream) -> dict[str, Any]:
     from sessions_app.services import conversation_create
 
     urls = {"ok": bad.url("/v1/responses"), "silent": bad.silent_url, "garbage": bad.garbage_url,
+            "slow": bad.url("/slow-handshake/700"),
             **{f"refuse{s}": bad.url(f"/refuse/{s}") for s in REFUSALS}}
     user = get_user_model().objects.create_user(username="alice", password="alice-password-1", is_staff=True)
     client = Client()
@@ -269,6 +270,18 @@ async def test_an_upstream_that_falls_silent_is_closed_and_the_turn_fails_with_u
     stalled = [c for c in connections_ if c.close_text == "upstream_timeout"]
     assert len(stalled) == 2 and {c.close_reason for c in stalled} == {"upstream_error"}
     assert await eventually(lambda: error_rows("code", "source") == [("upstream_timeout", "relay")] * 2)
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_a_slow_upstream_that_keeps_talking_is_not_cut_off(face, world, bad):
+    """Slow is not stalled: a handshake under the open timeout, and a response longer than the stall limit
+    whose events come closer together than it, both go through."""
+    async with FACES[face](world, "slow") as client:
+        events = await client.turn("slow 8 400")  # 8 deltas 0.4 s apart: 3.2 s in all, over the 1.5 s limit
+        assert client_final(events)["type"] == "response.completed" and not errors(events)
+        assert [e["type"] for e in events].count("response.output_text.delta") == 8
+    _, records = await eventually(lambda: settled(bad, 1))
+    assert [r.status for r in records] == ["completed"]
 
 
 @pytest.mark.parametrize("face", FACES)
