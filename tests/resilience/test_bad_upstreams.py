@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -29,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from sessions_app.models import ApiToken, ErrorEvent, ResponseRecord, UpstreamConnection, UpstreamProfile
+from sessions_app.upstream import UpstreamTarget, post_compact
 from tests.relay.conftest import db
 from tests.resilience.bad_upstream import FRAME_CAP, BadUpstream
 
@@ -376,3 +379,31 @@ async def test_floods_of_refusals_and_broken_frames_keep_memory_and_error_rows_b
     figures = scrape(world)
     assert figures["switchboard_upstream_connections[('close_reason', 'open')]"] == 0
     assert figures["switchboard_upstream_connections[('close_reason', 'handshake_failed')]"] == 60
+
+
+def test_a_compaction_answer_over_the_cap_is_refused_not_buffered():
+    """The standalone compaction call (HTTP, upstream/compact.py) reads no more than its cap of a broken
+    upstream's answer, whether it says 200 or an error status."""
+    class Endless(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200 if self.path.startswith("/ok") else 500)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"output": [], "padding": "' + b"x" * 10_000 + b'"}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        with pytest.raises(ValueError, match="larger than 1000 bytes"):
+            post_compact(UpstreamTarget(url=f"ws://127.0.0.1:{port}/ok/v1/responses"), {}, max_bytes=1000)
+        assert post_compact(UpstreamTarget(url=f"ws://127.0.0.1:{port}/v1/responses"), {}, max_bytes=1000) == (500, {})
+        status, body = post_compact(UpstreamTarget(url=f"ws://127.0.0.1:{port}/ok/v1/responses"), {})
+        assert status == 200 and body["output"] == []  # under the default cap: read whole
+    finally:
+        server.shutdown()
+        server.server_close()
