@@ -47,6 +47,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 import cpu  # noqa: E402
 import psycopg  # noqa: E402
+import redis  # noqa: E402
 from relay import (  # noqa: E402
     StoredDatabase,
     _count,
@@ -141,8 +142,6 @@ def database(kind: str, tmp: Path, simulator_url: str, redis_url: str) -> Iterat
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-    import redis
-
     redis.Redis.from_url(redis_url).flushdb()  # the benchmark's own Redis database (--redis-url)
     try:
         with psycopg.connect(f"{base}/{PG_DATABASE}", autocommit=True) as reader:
@@ -166,8 +165,7 @@ def start_targets(stack: ExitStack, args, tmp: Path, notes: list[str]) -> list[T
         token = switchboard_prepare(stored.env)
         for processes in args.processes:
             url, pids = stack.enter_context(switchboard_servers(stored.env, processes, args.backlog))
-            targets.append(Target(f"{kind} {processes}p", url, pids, {"Authorization": f"Bearer {token}"},
-                                  stored))
+            targets.append(Target(f"{kind} {processes}p", url, pids, {"Authorization": f"Bearer {token}"}, stored))
     return targets
 
 
@@ -279,9 +277,8 @@ def progress(f: dict) -> str:
 
 def medians(runs: list[dict]) -> dict:
     keys = [key for key, value in runs[0].items() if isinstance(value, float) and key != "recording_lag_s"]
-    result = {key: statistics.median(run[key] for run in runs) for key in keys}
-    result["failures"] = sum(len(run["failures"]) for run in runs)
-    return result
+    return {**{key: statistics.median(run[key] for run in runs) for key in keys},
+            "failures": sum(len(run["failures"]) for run in runs)}
 
 
 def report(targets: list[Target], rounds: dict, args, notes: list[str], elapsed: float) -> dict:
@@ -308,6 +305,10 @@ def report(targets: list[Target], rounds: dict, args, notes: list[str], elapsed:
             if (target.name, n) in rounds:
                 m = medians(rounds[(target.name, n)])
                 print(f"{target.name:<10}{n:>5}" + "".join(f"{m[key]:>9{fmt}}" for _, key, fmt in columns))
+    busy = max((medians(runs)["server_wait_percent"] for key, runs in rounds.items() if key[0] == "direct"), default=0)
+    if busy > 10:  # the simulator alone, at most half a core, should rarely wait on an idle 2-core machine
+        print(f"note: in the direct rounds the simulator waited for a core up to {busy:.0f} % of the time: the machine "
+              "was busy with other work, so these figures are not the code's capacity")
     for kind in args.db:
         holds: dict[int, int | None] = {}
         for processes in args.processes:
