@@ -132,8 +132,10 @@ class GatewayConsumer(RelayConsumer):
         self._watch()
 
     async def disconnect(self, code: int) -> None:
-        gateways.untrack(self.relay)
+        if self.relay is not None:  # server_shutdown when the drain closed this socket (live/gateways.py)
+            await self.relay.close(gateways.close_reason(self.relay))
         await super().disconnect(code)
+        gateways.untrack(self.relay)
 
 
 def _start_heartbeat() -> None:
