@@ -196,6 +196,10 @@ class Supervisor:
         log(f"daphne on 127.0.0.1:{port} (pid {self.daphnes[port].pid})")
 
     def start(self) -> None:
+        taken = [port for port in (self.shape.https_port, *self.shape.daphne_ports) if listening(port)]
+        if taken:  # else nginx or a Daphne process fails to bind, or, worse, another server answers for it
+            raise SystemExit(f"already in use on 127.0.0.1: port {', '.join(map(str, taken))} (another "
+                             f"scripts/production.sh?); choose SWITCHBOARD_HTTPS_PORT / SWITCHBOARD_DAPHNE_PORTS")
         if self.env.get("SWITCHBOARD_START_SIMULATOR") == "1":
             port = self.env.get("SIMULATOR_PORT", "8765")
             self.simulator = spawn([PYTHON, "-m", "sessions_app.simulator", "--host", "127.0.0.1", "--port", port],
@@ -273,9 +277,31 @@ def finish(process: subprocess.Popen, within: float) -> None:
         process.wait()
 
 
+def database_ensure(url: str) -> None:
+    """Create the PostgreSQL database DATABASE_URL names when the server answers but does not have it yet."""
+    import environ
+    import psycopg
+    from psycopg import sql
+
+    config = environ.Env.db_url_config(url)
+    if "postgresql" not in config["ENGINE"]:
+        return
+    params = {"host": config.get("HOST") or "127.0.0.1", "port": config.get("PORT") or 5432,
+              "user": config.get("USER") or None, "password": config.get("PASSWORD") or None}
+    try:
+        psycopg.connect(dbname=config["NAME"], connect_timeout=5, **params).close()
+    except psycopg.OperationalError as error:
+        if "does not exist" not in str(error):
+            raise SystemExit(f"PostgreSQL did not answer at {params['host']}:{params['port']}: {error}") from None
+        with psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=5, **params) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"])))
+        log(f"created database {config['NAME']}")
+
+
 def prepare(shape: Shape, env: dict[str, str]) -> Path:
     """Migrate and sync the default upstream, collect static files, certificate, nginx.conf."""
     log(f"database {shape.database_url.split('@')[-1]}, channel layer {shape.redis_url.split('@')[-1]}")
+    database_ensure(shape.database_url)
     manage(env, "bootstrap", "--bind", "127.0.0.1")
     manage(env, "collectstatic", "--noinput", quiet=True)
     self_signed_certificate(shape)

@@ -176,7 +176,7 @@ def test_a_rolling_restart_under_traffic_loses_no_turn_and_no_record(production,
         # Every answer a client got is recorded completed; nothing is left in flight; anything else is a
         # request cut by a restart (interrupted, or superseded by its resend), which the client asked again.
         assert all(recorded.get(response_id) == "completed" for response_id in chatter.answered), (rows, chatter.answered)
-        assert {status for _, status, _ in rows} <= {"completed", "interrupted", "failed"}, rows
+        assert {status for _, status, _ in rows} <= {"completed", "interrupted", "failed"}, (user["name"], rows)
 
 
 def chat_under(production, make_user, browser_page, name: str, fault) -> None:
@@ -215,7 +215,7 @@ def chat_under(production, make_user, browser_page, name: str, fault) -> None:
     rows = settled_records(production, sdk_user["name"], len(chatter.answered))
     recorded = {response_id: status for _, status, response_id in rows}
     assert all(recorded.get(response_id) == "completed" for response_id in chatter.answered), rows
-    assert {status for _, status, _ in rows} <= {"completed", "interrupted", "failed"}, rows
+    assert {status for _, status, _ in rows} <= {"completed", "interrupted", "failed"}, (sdk_user["name"], rows)
 
 
 def health(production) -> tuple[int, dict]:
