@@ -194,10 +194,12 @@ def production(private_cluster, private_redis, tmp_path_factory) -> Iterator[Pro
         script = subprocess.Popen(["scripts/production.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         shape = Production(url=f"https://localhost:{https_port}", dir=var_dir / "production", env=env,
                            script=script, cluster=private_cluster, redis=private_redis)
+        children: list[int] = []
         try:
             wait_for_port(https_port, script, timeout=180)
             shape.wait_for_daphnes()
             yield shape
+            children = [shape.state()["nginx"], *shape.daphne_pids()]
         finally:
             if script.poll() is None:
                 script.send_signal(signal.SIGINT)  # Ctrl-C: the script stops its children in order
@@ -206,6 +208,8 @@ def production(private_cluster, private_redis, tmp_path_factory) -> Iterator[Pro
                 except subprocess.TimeoutExpired:
                     script.kill()
             log.close()
+        # Ctrl-C stopped everything cleanly: the script exits 0 and none of its children is left.
+        assert script.returncode == 0 and not [pid for pid in children if _alive(pid)], (script.returncode, children)
 
 
 @pytest.fixture(scope="module")

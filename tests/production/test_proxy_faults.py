@@ -56,6 +56,17 @@ def settled_records(production, name: str, count: int, within: float = 30.0) -> 
         time.sleep(0.5)
 
 
+def holder_pid(production, name: str) -> int:
+    """The pid of the process holding the user's open upstream socket (stamped by its first heartbeat)."""
+    deadline = time.monotonic() + 30
+    while True:
+        holders = [h for h in production.query(HOLDER.format(name=name)) if h]
+        if len(holders) == 1 or time.monotonic() > deadline:
+            [holder] = holders
+            return int(holder.split(":")[1])
+        time.sleep(0.5)
+
+
 def completed(page: Page, index: int) -> None:
     expect(turn(page, index)).to_have_class(re.compile(r"\bcompleted\b"), timeout=30_000)
 
@@ -72,9 +83,9 @@ def test_a_killed_process_moves_the_browser_to_the_other_and_the_conversation_ke
 
     send(page, "/long 300 /slow 30")  # ten seconds of text
     expect(turn(page, 1).locator(".item.output.message")).to_contain_text(re.compile(r"\S+ \S+ \S+ \S+"))
-    [holder] = production.query(HOLDER.format(name="kim"))
-    pid = int(holder.split(":")[1])
+    pid = holder_pid(production, "kim")
     assert pid in production.daphne_pids()  # the process holding the browser's socket and the upstream's
+    [survivor] = [other for other in production.daphne_pids() if other != pid]
     os.kill(pid, signal.SIGKILL)
 
     # The page reconnects through nginx (to the other process, or to the killed one's successor); once the dead
@@ -85,6 +96,7 @@ def test_a_killed_process_moves_the_browser_to_the_other_and_the_conversation_ke
     completed(page, 2)
     expect(turn(page, 2).locator(".item.output.message")).to_contain_text("You asked me to remember: orca.")
 
+    assert holder_pid(production, "kim") == survivor  # nginx sent the page to the other process at once
     rows = settled_records(production, "kim", 3)
     assert [(origin, status) for origin, status, _ in rows] == [
         ("user", "completed"), ("user", "interrupted"), ("recovery_replay", "completed")]
