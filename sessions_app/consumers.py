@@ -11,6 +11,12 @@
   relays anything (live/sockets.py: over it, an `error` event and close 4429) and
   have its credential re-checked while it is open (live/revocation.py: revoked,
   an `error` event and close 4401, or 4403 for a lost staff flag).
+* Neither listens on the channel layer itself (`channel_layer_alias` names no
+  layer): nothing is ever sent to a consumer's own channel. Channels would
+  otherwise make every socket wait on a receive from the layer, and a Redis
+  outage would end each socket with 1011. What needs the layer, the live view
+  across processes, has its own subscriber that survives an outage
+  (live/subscriber.py); the gateway never needs it.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from .relay.limits import LimitExceeded, Quota
 logger = logging.getLogger("sessions_app.relay")
 
 LIMITED_CODE = 4429  # over the user's concurrent-socket limit (docs/protocol.md)
+NO_CHANNEL_LAYER = "switchboard.none"  # an alias CHANNEL_LAYERS never defines: get_channel_layer() is None
 
 
 class RelayConsumer(AsyncWebsocketConsumer):
     """Hands client frames to its relay and the relay's frames back; subclasses choose the relay."""
 
+    channel_layer_alias = NO_CHANNEL_LAYER  # module rules: no socket waits on the layer
     relay: hub.HubClient | RelaySession | None = None
     admitted: sockets.Admitted | None = None
     credential: revocation.Credential | None = None

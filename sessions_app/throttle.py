@@ -13,12 +13,15 @@ Rules:
 * An unknown address (no peer, nothing trusted in X-Forwarded-For) is not counted per address: one
   client could otherwise lock out every client that shares the unknown.
 * The cache is shared by all Daphne processes when REDIS_URL is set (settings "Cache"); with
-  LocMemCache each process counts alone.
+  LocMemCache each process counts alone. While the shared cache fails (Redis down), each process
+  counts alone in memory (so the throttle still holds, per process) instead of refusing every
+  handshake: one warning when that starts, one when the shared cache answers again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import time
@@ -26,10 +29,15 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
 
 __all__ = ["Throttled", "token_prefix", "throttled", "athrottled", "failure_record"]
 
+logger = logging.getLogger("sessions_app.security")
+
 PREFIX_LENGTH = 10
+_LOCAL = LocMemCache("switchboard-throttle-fallback", {})  # while the shared cache is down (rules)
+_shared_down = False
 _clock = time.time  # tests replace it to stand at a known point of a window
 _PREFIX = re.compile(r"sb_[A-Za-z0-9_\-]{7}")
 
@@ -73,26 +81,65 @@ def _verdict(keys: dict[str, tuple[str, int]], counts: dict[str, int], retry_aft
     return None
 
 
+def _shared_failed(exc: Exception) -> LocMemCache:
+    global _shared_down
+    if not _shared_down:
+        _shared_down = True
+        logger.warning("Shared cache unavailable (%s): failed token authentications are counted per process "
+                       "until it is back", type(exc).__name__)
+    return _LOCAL
+
+
+def _shared_answered() -> None:
+    global _shared_down
+    if _shared_down:
+        _shared_down = False
+        logger.warning("Shared cache back: failed token authentications are counted across processes again")
+
+
 def throttled(*, address: str | None, prefix: str | None) -> Throttled | None:
     number, retry_after = _window(_clock())
     keys = _keys(address, prefix, number)
-    return _verdict(keys, cache.get_many(keys) if keys else {}, retry_after)
+    if not keys:
+        return None
+    try:
+        counts = cache.get_many(keys)
+    except Exception as exc:
+        counts = _shared_failed(exc).get_many(keys)
+    else:
+        _shared_answered()
+    return _verdict(keys, counts, retry_after)
 
 
 async def athrottled(*, address: str | None, prefix: str | None) -> Throttled | None:
     """`throttled` for the event loop: the cache is asked without a hop to the database thread."""
     number, retry_after = _window(_clock())
     keys = _keys(address, prefix, number)
-    return _verdict(keys, await cache.aget_many(keys) if keys else {}, retry_after)
+    if not keys:
+        return None
+    try:
+        counts = await cache.aget_many(keys)
+    except Exception as exc:
+        counts = _shared_failed(exc).get_many(keys)
+    else:
+        _shared_answered()
+    return _verdict(keys, counts, retry_after)
 
 
 def failure_record(*, address: str | None, prefix: str | None) -> None:
     """Count one failure against the address and the prefix."""
     number, _ = _window(_clock())
+    try:
+        _count(cache, _keys(address, prefix, number))
+    except Exception as exc:
+        _count(_shared_failed(exc), _keys(address, prefix, number))
+
+
+def _count(store, keys) -> None:
     timeout = settings.SWITCHBOARD_THROTTLE_WINDOW_SECONDS + 60  # outlives its window, then goes
-    for key in _keys(address, prefix, number):
-        cache.add(key, 0, timeout)
+    for key in keys:
+        store.add(key, 0, timeout)
         try:
-            cache.incr(key)
+            store.incr(key)
         except ValueError:  # expired between add and incr: start again
-            cache.add(key, 1, timeout)
+            store.add(key, 1, timeout)

@@ -1,12 +1,19 @@
 """Live fan-out on the configured channel layer (in-memory, or Redis when REDIS_URL is set):
-nobody watching costs nothing, and a watcher arriving mid-response gets it whole."""
+nobody watching costs nothing, and a watcher arriving mid-response gets it whole. And on a private Redis
+killed and started again: subscribers pause and resume, publishing never raises, two warnings in all."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import uuid
 
+import pytest
+
 from sessions_app.live import fanout
+from sessions_app.live.layer_health import Backoff, health
+from sessions_app.live.subscriber import Subscriber
 
 
 async def _until(check, within: float = 5.0) -> None:
@@ -37,7 +44,7 @@ async def test_an_unwatched_publisher_sends_nothing_and_a_new_watcher_gets_the_b
     async def on_gap() -> None:
         raise AssertionError("no batch may be missing")
 
-    subscriber = fanout.Subscriber(conversation, layer, deliver=deliver, on_gap=on_gap)
+    subscriber = Subscriber(conversation, layer, deliver=deliver, on_gap=on_gap)
     await subscriber.start()  # asks this process's publishers at once
     await _until(lambda: publisher.watched)
     publisher.publish("d")
@@ -54,7 +61,7 @@ async def test_a_hubs_own_subscriber_does_not_count_as_a_watcher():
     async def ignore(*args) -> None:
         return None
 
-    own = fanout.Subscriber(conversation, layer, deliver=ignore, on_gap=ignore, skip_origin=publisher.origin)
+    own = Subscriber(conversation, layer, deliver=ignore, on_gap=ignore, skip_origin=publisher.origin)
     await own.start()
     publisher.own_channel = own.channel
     publisher.publish("x")
@@ -85,10 +92,84 @@ async def test_one_check_per_loop_covers_every_publisher(monkeypatch):
     async def ignore(*args) -> None:
         return None
 
-    watcher = fanout.Subscriber(conversations[2], layer, deliver=ignore, on_gap=ignore)
+    watcher = Subscriber(conversations[2], layer, deliver=ignore, on_gap=ignore)
     await watcher.start()  # has the check run at once: only that conversation's publisher is watched
     await _until(lambda: publishers[2].watched)
     assert [p.watched for p in publishers] == [False, False, True, False, False]
     await watcher.stop()
     for publisher in publishers:
         await publisher.close()
+
+
+# -- a layer outage: a private Redis killed and started again on its port ---------------------------
+
+@pytest.fixture
+def redis_layer(tmp_path):
+    """A channels_redis layer on a private redis-server (never the shared one), and that server."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    from channels_redis.core import RedisChannelLayer
+
+    from tests.resilience.test_redis_outage import PrivateRedis
+
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    health.down, health.since, health.failures = False, None, 0
+    try:
+        yield RedisChannelLayer(hosts=[{"address": redis.url, "socket_timeout": None}]), redis
+    finally:
+        redis.kill()
+        health.down, health.since, health.failures = False, None, 0
+
+
+async def test_a_subscriber_pauses_through_an_outage_and_resumes_in_its_group_again(redis_layer, caplog):
+    layer, redis = redis_layer
+    conversation = uuid.uuid4()
+    received: list[str] = []
+    states: list[str] = []
+
+    async def deliver(frames: list[str]) -> None:
+        received.extend(frames)
+
+    async def on_gap() -> None:
+        states.append("gap")
+
+    async def paused() -> None:
+        states.append("paused")
+
+    async def resumed() -> None:
+        states.append("resumed")
+
+    subscriber = Subscriber(conversation, layer, deliver=deliver, on_gap=on_gap, on_pause=paused,
+                            on_resume=resumed)
+    publisher = fanout.Publisher(conversation, layer)
+    with caplog.at_level(logging.WARNING, logger="sessions_app.fanout"):
+        await subscriber.start()
+        publisher.publish("before")
+        await _until(lambda: received == ["before"], within=15)
+
+        redis.kill()
+        await _until(lambda: states == ["paused"], within=15)
+        for _ in range(200):  # publishing into a dead layer never raises, and never piles up
+            publisher.publish("during")
+        await asyncio.sleep(0.1)
+        assert len(publisher._batches) <= 5 and len(publisher._outbox) <= fanout.MAX_BATCH
+
+        redis.start()  # empty: the group is forgotten, the subscriber must join it again
+        await _until(lambda: states == ["paused", "resumed"], within=20)
+        await _until(lambda: publisher.watched, within=20)
+        publisher.publish("after")
+        await _until(lambda: received[-1:] == ["after"], within=15)
+    await subscriber.stop()
+    await publisher.close()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "sessions_app.fanout"]
+    assert [w.split(" (")[0].split(" after")[0] for w in warnings] == ["Channel layer unavailable",
+                                                                       "Channel layer back"], warnings
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_backoff_doubles_up_to_its_cap_and_starts_over_when_reset():
+    backoff = Backoff(first=0.25, cap=1.0)
+    assert [backoff.next() for _ in range(5)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    backoff.reset()
+    assert backoff.next() == 0.25

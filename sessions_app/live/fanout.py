@@ -13,7 +13,7 @@ Rules:
   every `FLUSH_SECONDS` or every `MAX_BATCH` frames, in order, from one
   sender task per conversation. Never one group_send per delta.
 * Both faces publish: a browser conversation's hub, and a gateway session.
-  A hub's `Subscriber` joins the group, skips its own hub's batches (a hub on
+  A hub's `Subscriber` (subscriber.py) joins the group, skips its own hub's batches (a hub on
   the same process as a gateway session still gets that session's), and
   reports a gap in a publisher's batch numbers.
 * Nobody watching, nothing sent: every `WATCH_CHECK_SECONDS` one check per
@@ -25,6 +25,12 @@ Rules:
   Unwatched, `publish` returns at once. When a watcher appears, the
   publisher first sends its backlog (the frames of its responses still in
   flight), so the watcher gets them whole.
+* The layer going down (Redis stopped) never reaches the relay: `publish`
+  does no I/O, the sender and the watch catch every layer error, and
+  layer_health.py logs one warning when the outage starts and one when it
+  ends. While the watch cannot ask, publishers are unwatched and skip a batch
+  number, so a viewer sees a gap and catches up from the records; its checks
+  wait with backoff. Subscribers pause and resume (subscriber.py).
 """
 
 from __future__ import annotations
@@ -35,15 +41,16 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.conf import settings
 
 from ..process import PROCESS_ID
+from .layer_health import Backoff, health
 
-__all__ = ["PROCESS_ID", "group_name", "Publisher", "Subscriber", "layer", "publisher_for"]
+__all__ = ["PROCESS_ID", "group_name", "Publisher", "layer", "publisher_for", "local_publishers"]
 
 logger = logging.getLogger("sessions_app.fanout")
 
@@ -118,23 +125,37 @@ class _Watch:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard-fanout-watch")
 
     async def _run(self) -> None:
+        backoff = Backoff()
         while self.publishers:
             publishers = list(self.publishers)
             self.wake.clear()
+            wait = WATCH_CHECK_SECONDS
+            groups = sorted({p.group for p in publishers})
             try:
-                members = await group_members(self.layer, sorted({p.group for p in publishers}))
-            except Exception as exc:  # cannot tell: keep publishing
-                logger.warning("Could not read the members of %d fan-out groups: %r", len(publishers), exc)
-                members = {}
-            if members is None:  # this layer cannot tell: always publish
+                try:
+                    members = await group_members(self.layer, groups)
+                except Exception:  # once more: a pooled connection may date from before a Redis restart
+                    members = await group_members(self.layer, groups)
+            except Exception as exc:  # the layer is down: nobody can be reached (module rules)
+                health.failed(exc, "who watches")
                 for publisher in publishers:
-                    publisher.set_watched(True)
-                return
-            for publisher in publishers:
-                found = members.get(publisher.group)
-                publisher.set_watched(found is None or any(m != publisher.own_channel for m in found))
+                    publisher.unreachable()
+                wait = backoff.next()
+            else:
+                health.succeeded()
+                backoff.reset()
+                if members is None:  # this layer cannot tell: always publish
+                    for publisher in publishers:
+                        publisher.set_watched(True)
+                    return
+                for publisher in publishers:
+                    found = members.get(publisher.group)
+                    try:
+                        publisher.set_watched(found is None or any(m != publisher.own_channel for m in found))
+                    except Exception as exc:  # one publisher's backlog must not stop the others' checks
+                        logger.warning("Could not update the fan-out of %s: %r", publisher.group, exc)
             try:
-                await asyncio.wait_for(self.wake.wait(), WATCH_CHECK_SECONDS)
+                await asyncio.wait_for(self.wake.wait(), wait)
             except TimeoutError:
                 pass
 
@@ -150,6 +171,11 @@ def _watch(channel_layer: Any) -> _Watch:
 
 
 _LOCAL: dict[str, weakref.WeakSet[Publisher]] = {}  # this process's publishers, by group
+
+
+def local_publishers(group: str) -> list[Publisher]:
+    """This process's publishers to `group` (a subscriber joining has them ask the layer at once)."""
+    return list(_LOCAL.get(group, ()))
 
 
 def publisher_for(conversation_id: uuid.UUID, backlog: Callable[[], list[str]]) -> Publisher | None:
@@ -207,9 +233,22 @@ class Publisher:
         while self._batches:
             message = self._batches.popleft()
             try:
-                await self._layer.group_send(self.group, message)
-            except Exception as exc:  # live view only: a lost batch is caught up from the records
-                logger.warning("Could not publish to %s: %r", self.group, exc)
+                try:
+                    await self._layer.group_send(self.group, message)
+                except Exception:  # once more: a pooled connection may date from before a Redis restart
+                    await self._layer.group_send(self.group, message)
+            except Exception as exc:  # live view only: lost batches are caught up from the records
+                health.failed(exc, "publish")
+                self._batches.clear()  # their numbers are spent: the viewer sees the gap
+            else:
+                health.succeeded()
+
+    def unreachable(self) -> None:
+        """The layer is down: publish nothing until a check succeeds, and skip a batch number
+        so a viewer that was watching sees a gap and catches up from the records."""
+        if self.watched:
+            self._number += 1
+        self.set_watched(False)
 
     def recheck(self) -> None:
         """Ask the layer now (a subscriber of this process just joined)."""
@@ -240,61 +279,3 @@ class Publisher:
         self.flush()
         if self._sender is not None:
             await asyncio.gather(self._sender, return_exceptions=True)
-
-
-class Subscriber:
-    """Receives other processes' batches for one conversation."""
-
-    def __init__(self, conversation_id: uuid.UUID, channel_layer: Any, *,
-                 deliver: Callable[[list[str]], Awaitable[None]], on_gap: Callable[[], Awaitable[None]],
-                 skip_origin: str | None = None) -> None:
-        self.group = group_name(conversation_id)
-        self._layer = channel_layer
-        self._deliver = deliver
-        self._on_gap = on_gap
-        self._skip = skip_origin
-        self._channel: str | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._last: dict[str, int] = {}
-
-    @property
-    def channel(self) -> str | None:
-        return self._channel
-
-    async def start(self) -> None:
-        self._channel = await self._layer.new_channel()
-        await self._layer.group_add(self.group, self._channel)
-        self._task = asyncio.get_running_loop().create_task(self._receive(), name="switchboard-fanout-in")
-        for publisher in list(_LOCAL.get(self.group, ())):
-            publisher.recheck()
-
-    async def _receive(self) -> None:
-        assert self._channel is not None
-        while True:
-            try:
-                message = await self._layer.receive(self._channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("Fan-out receive on %s failed: %r", self.group, exc)
-                await asyncio.sleep(0.5)
-                continue
-            origin = message.get("origin")
-            if message.get("type") != MESSAGE_TYPE or origin == self._skip:
-                continue
-            number = int(message.get("batch") or 0)
-            previous = self._last.get(origin)
-            self._last[origin] = number
-            if previous is not None and number != previous + 1:
-                await self._on_gap()
-            await self._deliver(list(message.get("frames") or ()))
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._channel is not None:
-            try:
-                await self._layer.group_discard(self.group, self._channel)
-            except Exception:
-                pass

@@ -9,6 +9,11 @@ Rules (see fanout.py and liveness.py):
   if that process dies.
 * A gap in a publisher's batches (the layer dropped one) is caught up from
   the records: every client gets a fresh `switchboard.history`.
+* The channel layer down (subscriber.py) pauses only this: every client gets
+  `switchboard.live` `{"state": "paused"}` (a client attaching meanwhile too,
+  after its history), and when the subscriber is in its group again, a fresh
+  `switchboard.history` then `{"state": "resumed"}`. The hub's own relay,
+  recording and broadcast to this process's clients never wait on the layer.
 * Before this process drives the conversation on a new upstream socket, the
   open connection rows of dead holders are closed and their in-flight records
   ended `interrupted` with the remote frames' partial output (recording ops,
@@ -35,13 +40,22 @@ from ..partial import partial_output
 from ..recording import ConnectionClosed, Finished, Recorder
 from ..relay import history_event, open_connection_pks
 from . import fanout, liveness
+from .subscriber import Subscriber
 
-__all__ = ["Attached", "RemoteHalf"]
+__all__ = ["Attached", "RemoteHalf", "live_event"]
 
 logger = logging.getLogger("sessions_app.hub")
 
 CREATED = '"response.created"'
 SETTINGS = '"switchboard.settings"'
+LIVE = "switchboard.live"
+
+
+def live_event(state: str) -> str:
+    """`switchboard.live`: the live view of other processes' events is `paused` (channel layer down) or
+    `resumed` (after a catch-up from the records); docs/protocol.md §1."""
+    reason = "channel_layer_unavailable" if state == "paused" else "channel_layer_back"
+    return json.dumps({"type": LIVE, "state": state, "reason": reason})
 
 
 def _response_id(frame: str) -> str | None:
@@ -71,18 +85,24 @@ class RemoteHalf:
         self._on_settings = on_settings
         self._recorder = recorder
         self._publisher = publisher
-        self.subscriber: fanout.Subscriber | None = None
+        self.subscriber: Subscriber | None = None
         self.frames: list[str] = []  # the latest remote response's frames
 
     async def subscribe(self) -> None:
-        """Join the conversation's group (once; best effort)."""
+        """Join the conversation's group (once; a layer that is down starts it paused, module rules).
+        A client attaching while it is paused is told so after its history."""
+        if self.subscriber is not None:
+            if self.subscriber.paused:
+                self._tell_attaching(live_event("paused"))
+            return
         channel_layer = fanout.layer()
-        if self.subscriber is not None or channel_layer is None:
+        if channel_layer is None:
             return
         publisher = self._publisher
-        self.subscriber = fanout.Subscriber(
+        self.subscriber = Subscriber(
             self.conversation_id, channel_layer, deliver=self._remote, on_gap=self._catch_up,
-            skip_origin=publisher.origin if publisher is not None else None)
+            skip_origin=publisher.origin if publisher is not None else None,
+            on_pause=self._paused, on_resume=self._resumed)
         try:
             await self.subscriber.start()
         except Exception as exc:  # the live view is best effort; the records are the truth
@@ -115,6 +135,25 @@ class RemoteHalf:
             else:
                 for frame in frames:
                     await client.deliver(frame)
+
+    def _tell_attaching(self, frame: str) -> None:
+        for client in tuple(self._clients()):
+            if client.pending is not None:
+                client.pending.append(frame)
+
+    async def _tell(self, frame: str) -> None:
+        """A notice of this process (not a remote frame: no tail keeps it)."""
+        self._tell_attaching(frame)
+        for client in tuple(self._clients()):
+            if client.pending is None:
+                await client.deliver(frame)
+
+    async def _paused(self) -> None:
+        await self._tell(live_event("paused"))
+
+    async def _resumed(self) -> None:
+        await self._catch_up()
+        await self._tell(live_event("resumed"))
 
     async def _catch_up(self) -> None:
         for client in tuple(self._clients()):

@@ -20,6 +20,12 @@ A socket is authenticated once, at its handshake. Rules:
 * Logout, a password change, a deactivation or a revocation in this process
   wakes the check at once (`check_soon`); other processes see it within one
   interval. The check needs only the database, not the channel layer.
+* It joins no channel-layer group, on purpose (a decision about outages): a
+  group could not be joined while Redis is down, and a revocation waiting on
+  it would wait for the outage. Polling the database, each process sees every
+  revocation within one interval whatever the layer does. While the database
+  is down the check logs a warning and tries again next interval: nothing is
+  closed on a guess, and nothing new is admitted (new sockets get 503).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ const state = {
   busy: false,             // a default-lane response was sent and has not ended
   inFlightId: null,        // its response id, once response.created arrived
   upstream: null,          // 'connected' | 'disconnected', from switchboard.status
+  livePaused: false,       // switchboard.live: other processes' events paused (channel layer down)
   fork: null,              // editing an earlier message: {continues: resp_… | null}
   lastSent: null,          // {items, continues, origin}: the last create sent from here
   threshold: Number(meter?.dataset.threshold || 0) || null,
@@ -61,13 +62,15 @@ const CLOSED_LABELS = {
 function showConnection(name, detail) {
   const labels = {
     connecting: 'Connecting…',
-    open: state.upstream ? `Connected · upstream ${state.upstream}` : 'Connected',
+    open: (state.upstream ? `Connected · upstream ${state.upstream}` : 'Connected')
+      + (state.livePaused ? ' · live view paused' : ''),
     reconnecting: `Disconnected; retrying in ${Math.ceil((detail.delay || 0) / 1000)} s`,
     closed: CLOSED_LABELS[detail.code] || 'Disconnected',
   };
   connection.dataset.state = name;
   connection.textContent = labels[name];
-  if (name !== 'open') state.ready = false;
+  if (name !== 'open') state.ready = state.livePaused = false;  // a new socket is told again
+  connection.dataset.live = state.livePaused ? 'paused' : '';
   if (name === 'open') connection.dataset.upstream = state.upstream || '';
   updateControls();
 }
@@ -371,6 +374,10 @@ socket
     if (!event.stream_id) hint.textContent = `Rate limited: Switchboard retries in ${event.retry_in} s…`;
   })
   .on('switchboard.upstream_closed', onUpstreamClosed)
+  .on('switchboard.live', (event) => {  // paused: this tab still chats; resumed: caught up from the records
+    state.livePaused = event.state === 'paused';
+    showConnection(socket.isOpen ? 'open' : 'connecting', {});
+  })
   .on('*', (event) => {
     if (event.type === 'error' || event.type.startsWith('response.')) onResponseEvent(event);
   });
