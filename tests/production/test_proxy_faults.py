@@ -160,21 +160,36 @@ class Chatter(threading.Thread):
         raise AssertionError(f"no answer after 40 tries: {last!r}")
 
 
-def test_a_rolling_restart_under_traffic_loses_no_turn_and_no_record(production, make_user) -> None:
+def test_a_rolling_restart_under_traffic_loses_no_turn_and_no_record(production, browser_page, make_user) -> None:
+    page, reader = browser_page, make_user("roller")
+    sign_in(page, reader["name"], reader["password"])
+    start_conversation(page, "Rolling restart")
+    send(page, "remember: coral")
+    completed(page, 0)
     users = [make_user(f"roll{n}") for n in range(2)]
     chatters = [Chatter(production, user, f"secret-{n}") for n, user in enumerate(users)]
     for chatter in chatters:
         chatter.start()
     first = production.daphne_pids()
-    for old in first:
-        count = sum(len(c.answered) for c in chatters)
-        while sum(len(c.answered) for c in chatters) < count + 4:  # traffic flows before each restart
-            assert all(c.failure is None and c.is_alive() for c in chatters), [c.failure for c in chatters]
-            time.sleep(0.1)
-        os.kill(old, signal.SIGTERM)  # drains: in-flight responses finish, then 1012; the supervisor restarts it
-        production.wait_for_daphnes(replacing=old)
-    for chatter in chatters:
-        chatter.stopping.set()
+    try:
+        for index, old in enumerate(first, start=1):
+            count = sum(len(c.answered) for c in chatters)
+            while sum(len(c.answered) for c in chatters) < count + 4:  # traffic flows before each restart
+                assert all(c.failure is None and c.is_alive() for c in chatters), [c.failure for c in chatters]
+                time.sleep(0.1)
+            expect(page.locator("#connection-state")).to_have_attribute("data-state", "open", timeout=30_000)
+            send(page, "/long 40 /slow 20")  # two seconds of text, streaming when the SIGTERM comes
+            expect(turn(page, index).locator(".item.output.message")).to_contain_text(re.compile(r"\S+ \S+"))
+            os.kill(old, signal.SIGTERM)  # drains: in-flight responses finish, then 1012; the supervisor restarts it
+            completed(page, index)
+            production.wait_for_daphnes(replacing=old)
+    finally:
+        for chatter in chatters:
+            chatter.stopping.set()
+    expect(page.locator("#connection-state")).to_have_attribute("data-state", "open", timeout=30_000)
+    send(page, "what did I ask you to remember?")
+    completed(page, 3)
+    expect(turn(page, 3).locator(".item.output.message")).to_contain_text("You asked me to remember: coral.")
     for chatter in chatters:
         chatter.join(60)
         assert chatter.failure is None and not chatter.is_alive(), chatter.failure
@@ -182,6 +197,8 @@ def test_a_rolling_restart_under_traffic_loses_no_turn_and_no_record(production,
     assert not set(first) & set(production.daphne_pids())  # both processes were restarted
     assert sum(c.reconnects for c in chatters) >= 1  # the restarts did reach the clients
 
+    rows = settled_records(production, reader["name"], 4)
+    assert [status for _, status, _ in rows] == ["completed"] * 4, rows  # each drain let the page's reply end
     for user, chatter in zip(users, chatters, strict=True):
         rows = settled_records(production, user["name"], len(chatter.answered))
         recorded = {response_id: status for _, status, response_id in rows}
