@@ -138,9 +138,11 @@ def upstream_frame_too_large(limit: int) -> RelayError:
                       "that upstream socket was closed.", status=502, type="server_error")
 
 
-def upstream_disconnected(close_code: int | None, reason: str) -> RelayError:
+def upstream_disconnected(close_code: int | None, reason: str, text: str = "") -> RelayError:
+    """`text`: the close frame's reason, when the upstream gave one (it says why in its own words)."""
+    said = f": {text[:120]}" if text else ""
     return RelayError("upstream_disconnected",
-                      f"The upstream socket closed ({reason}, code {close_code}) before this response ended.",
+                      f"The upstream socket closed ({reason}, code {close_code}{said}) before this response ended.",
                       status=502, type="server_error")
 
 

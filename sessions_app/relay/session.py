@@ -350,9 +350,9 @@ class RelaySession:
                 self.recorder.add(Sent(ticket.record_pk, link.connection_pk, ticket.sent_at))
             await self.downstream.update_status()
             return
-        await self.downstream.end_ticket(ticket, Status.FAILED,
-                                         relay_errors.upstream_disconnected(None, Reason.UPSTREAM_ERROR),
-                                         connection_pk=None)
+        closed = link.socket  # it closed under both sends: say how
+        await self.downstream.end_ticket(ticket, Status.FAILED, relay_errors.upstream_disconnected(
+            closed.close_code, Reason.UPSTREAM_ERROR, closed.close_reason), connection_pk=link.connection_pk)
 
     # -- lifecycle -----------------------------------------------------------------------
 

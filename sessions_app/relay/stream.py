@@ -294,7 +294,7 @@ class Downstream:
                     and self.recover(link, ticket, LIMIT_CODE)):
                 self.supersede(ticket)  # never started: resent on a new socket
                 continue
-            exc = None if left or ticket.stopped else link.failure or relay_errors.upstream_disconnected(code, reason)
+            exc = None if left or ticket.stopped else link.failure or relay_errors.upstream_disconnected(code, reason, text)
             status = Status.CANCELLED if ticket.stopped else Status.INTERRUPTED if left else Status.FAILED
             await self.end_ticket(ticket, status, exc, connection_pk=link.connection_pk, update=False)
         self.recorder.add(ConnectionClosed(link.connection_pk, code, text, reason, timezone.now(), link.carried))

@@ -48,7 +48,8 @@ class BadUpstream:
 
     * `ws://…/ok`: a WebSocket server scripted by the first word of each create's input (`script`);
       `ws://…/refuse/<status>`: refuses the handshake with that HTTP status (429 and 503 with Retry-After);
-      `ws://…/slow-handshake/<ms>`: accepts it after that many milliseconds.
+      `ws://…/slow-handshake/<ms>`: accepts it after that many milliseconds; `ws://…/hang-up`: accepts it,
+      then closes the socket at once.
     * `silent_url`: accepts TCP and never answers the handshake; `garbage_url`: answers it with bytes that
       are not HTTP.
     `open` counts the connections each one holds now.
@@ -128,6 +129,9 @@ class BadUpstream:
     async def _session(self, ws) -> None:
         self.open["ws"] += 1
         try:
+            if ws.request.path == "/hang-up":  # accepts the handshake, then closes at once
+                await ws.close(1011, "going away")
+                return
             async for message in ws:
                 create = json.loads(message)
                 if create.get("type") == "response.create":

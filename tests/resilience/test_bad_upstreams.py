@@ -60,7 +60,7 @@ def make_world(bad: BadUpstream) -> dict[str, Any]:
     from sessions_app.services import conversation_create
 
     urls = {"ok": bad.url("/v1/responses"), "silent": bad.silent_url, "garbage": bad.garbage_url,
-            "slow": bad.url("/slow-handshake/700"),
+            "slow": bad.url("/slow-handshake/700"), "hangup": bad.url("/hang-up"),
             **{f"refuse{s}": bad.url(f"/refuse/{s}") for s in REFUSALS}}
     user = get_user_model().objects.create_user(username="alice", password="alice-password-1", is_staff=True)
     client = Client()
@@ -174,9 +174,9 @@ async def eventually(check, within: float = WAIT):
         await asyncio.sleep(0.1)
 
 
-def settled(bad: BadUpstream, sockets: int):
-    """Nothing open anywhere: no connection to the bad upstreams, all `sockets` upstream rows written and
-    closed with a reason, no response still in flight. Returns the rows (truthy) or None."""
+def settled(bad: BadUpstream, sockets: int | None):
+    """Nothing open anywhere: no connection to the bad upstreams, all `sockets` upstream rows written (None:
+    however many) and closed with a reason, no response still in flight. Returns the rows (truthy) or None."""
     from django.db import connections
 
     if any(bad.open.values()):
@@ -188,7 +188,8 @@ def settled(bad: BadUpstream, sockets: int):
         connections.close_all()
     open_rows = [c for c in connections_ if not c.close_reason]
     busy = [r for r in records if r.status in ("pending", "queued", "in_progress")]
-    return None if open_rows or busy or len(connections_) != sockets else (connections_, records)
+    counted = sockets is None or len(connections_) == sockets
+    return None if open_rows or busy or not counted else (connections_, records)
 
 
 def error_rows(*fields: str) -> list[tuple]:
@@ -273,6 +274,20 @@ async def test_an_upstream_that_falls_silent_is_closed_and_the_turn_fails_with_u
     stalled = [c for c in connections_ if c.close_text == "upstream_timeout"]
     assert len(stalled) == 2 and {c.close_reason for c in stalled} == {"upstream_error"}
     assert await eventually(lambda: error_rows("code", "source") == [("upstream_timeout", "relay")] * 2)
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_an_upstream_that_hangs_up_after_the_handshake_is_a_clear_error(face, world, bad):
+    async with FACES[face](world, "hangup") as client:
+        for _ in range(2):  # the next turn is not stuck: it opens a new socket, and gets the same clear error
+            error = the_error(await client.turn("hello"))
+            assert (error["error"]["code"], error["status"]) == ("upstream_disconnected", 502)
+            assert error["error"]["message"] == ("The upstream socket closed (upstream_error, code 1011: going away) "
+                                                 "before this response ended.")
+    # Each turn opened one or two sockets (the relay sends again once when the socket died under the send).
+    connections_, records = await eventually(lambda: settled(bad, None))
+    assert [r.status for r in records] == ["failed", "failed"]
+    assert {(c.close_reason, c.close_code) for c in connections_} == {("upstream_error", 1011)}
 
 
 @pytest.mark.parametrize("face", FACES)
