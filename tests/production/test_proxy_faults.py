@@ -15,7 +15,6 @@ import threading
 import time
 
 import openai
-import pytest
 from playwright.sync_api import Page, expect
 from websockets.exceptions import WebSocketException
 
@@ -259,8 +258,6 @@ def health(production) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-@pytest.mark.xfail(strict=False, reason="issue 17 item 1 (a channel-layer outage survivable) is not in yet: with Redis "
-                   "down a browser socket is closed (1011) and its turn is not answered")
 def test_redis_restarted_under_traffic_loses_no_turn_and_no_record(production, browser_page, make_user) -> None:
     def restart_redis(page: Page) -> None:
         production.redis.stop()
