@@ -26,7 +26,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection as db_connection
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.live import ROOT, database_url, free_port, stop, wait_for_port
 
@@ -218,6 +218,11 @@ async def test_a_redis_outage_closes_no_socket_and_pauses_only_the_live_view(out
         for _ in range(3):
             async with gateway(world) as fresh:
                 await gateway_turn(fresh, "hello during the outage", None)
+        # A bad token is still refused (the throttle counts in this process while the shared cache is down).
+        with pytest.raises(InvalidStatus) as refused:
+            async with gateway({**world, "token": "sb_" + "x" * 43}):
+                pass
+        assert refused.value.response.status_code == 403
         async with browser_socket(world) as late:
             attached = await receive_until(late, live("paused"))
             assert attached[0]["type"] == "switchboard.history"
@@ -245,6 +250,7 @@ async def test_a_redis_outage_closes_no_socket_and_pauses_only_the_live_view(out
     logged = world["log"].read_text()
     assert logged.count(OUTAGE_STARTS) == 1, logged
     assert logged.count(OUTAGE_ENDS) == 1, logged
+    assert logged.count("Shared cache unavailable") == 1 and logged.count("Shared cache back") == 1, logged
     assert "Traceback" not in logged, logged
     assert world["process"].poll() is None
 
