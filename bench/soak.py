@@ -292,7 +292,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _records(shape: ProductionShape, wanted: str) -> str:
-    script = f"import io, sys\nsys.stdin = io.StringIO({wanted!r} + '\\n')\n" + RECORDS
+    """What the records hold for `wanted` (a JSON list of response ids), read in the shape's own settings."""
+    ids = shape.dir / "soak-wanted.json"
+    ids.write_text(wanted)
+    script = f"import sys\nsys.stdin = open({str(ids)!r})\n" + RECORDS
     return shape.manage("shell", "-c", script).strip().splitlines()[-1]
 
 
