@@ -95,3 +95,36 @@ def test_the_admin_opens_for_staff_and_not_for_others(production, browser_page, 
     expect(browser_page.get_by_role("heading", name="Site administration")).to_be_visible()
     browser_page.get_by_role("link", name="Users").first.click()
     expect(browser_page.get_by_role("link", name="carol")).to_be_visible()
+
+
+def test_the_client_address_is_the_one_nginx_saw_not_one_the_client_wrote(production, make_user) -> None:
+    """SWITCHBOARD_TRUSTED_PROXIES=1: of X-Forwarded-For, only the address nginx appended counts (sign-in
+    throttling records it), not what the client wrote before it, nor nginx's own address (the Daphne processes'
+    peer). The client connects from 127.0.0.2 so that the three differ."""
+    import http.client
+    import urllib.parse
+
+    make_user("dave")
+    port = int(production.url.rsplit(":", 1)[1])
+
+    def connection() -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection("localhost", port, context=production.ssl_context(), timeout=20,
+                                           source_address=("127.0.0.2", 0))
+
+    page = connection()
+    page.request("GET", "/accounts/login/")
+    answer = page.getresponse()
+    cookie = re.search(r"csrftoken=([^;]+)", answer.getheader("Set-Cookie")).group(1)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', answer.read().decode()).group(1)
+    page.close()
+    form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": "dave", "password": "wrong"})
+    post = connection()
+    post.request("POST", "/accounts/login/", body=form, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={cookie}",
+        "Referer": production.url + "/accounts/login/", "X-Forwarded-For": "203.0.113.9"})
+    assert post.getresponse().status == 200  # the form again, with its error
+    post.close()
+    addresses = production.query("import json; from axes.models import AccessAttempt; "
+                                 "print(json.dumps(list(AccessAttempt.objects.filter(username='dave')"
+                                 ".values_list('ip_address', flat=True))))")
+    assert addresses == ["127.0.0.2"]
