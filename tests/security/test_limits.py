@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from sessions_app.models import ApiToken, ClientSocket, UserLimits
-from tests.relay.conftest import db, final
+from tests.relay.conftest import db, eventually, final
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,6 +30,9 @@ async def refused(socket) -> dict:
 async def test_concurrent_sockets_are_limited_and_freed_on_close(profile, user, token, open_gateway, settings):
     settings.SWITCHBOARD_LIMIT_SOCKETS = 2
     first, second = await open_gateway(token), await open_gateway(token)
+    # A socket is admitted after its handshake, on the database thread: wait for both, or the third may
+    # overtake the second and the second be the one refused.
+    assert await eventually(lambda: ClientSocket.objects.filter(user=user).count() == 2)
     third = await open_gateway(token)
     error = await refused(third)
     assert error["status"] == 429
