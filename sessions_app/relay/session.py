@@ -339,6 +339,8 @@ class RelaySession:
             try:
                 await link.socket.send(text)
             except Exception:
+                if ticket not in book.open_tickets():
+                    return  # the socket's close, read meanwhile, already ended it and told the client (on_closed)
                 book.discard(ticket)
                 if link.reader is not None:
                     await asyncio.wait([link.reader], timeout=5)
