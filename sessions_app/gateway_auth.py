@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 
-from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 
 from .client_address import scope_client_address
 from .origins import SocketOriginValidator
+from .recording import on_db_thread
 from .throttle import Throttled, athrottled, token_prefix
 from .token_guard import Reason, failure_log, token_authenticate
 
@@ -56,7 +56,9 @@ class ApiTokenAuthMiddleware:
             failure_log(face="gateway", reason=Reason.THROTTLED, address=address, prefix=prefix,
                         retry_after=refused.retry_after)
             return await _refuse_throttled(receive, send, refused)
-        api_token = await database_sync_to_async(token_authenticate)(raw=token, address=address, face="gateway")
+        # On a recorder database thread, not Django's one shared thread (recording/threads.py): a burst of
+        # handshakes looks its tokens up side by side, beside pages and first turns, not behind them.
+        api_token = await on_db_thread(token_authenticate, raw=token, address=address, face="gateway")
         user = api_token.user if api_token is not None else AnonymousUser()
         return await self.application({**scope, "user": user, "api_token_pk": api_token.pk if api_token else None},
                                       receive, send)
