@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from ..models import ResponseRecord, UpstreamConnection
 from ..process import LEASE_BEATS, PROCESS_ID, PerLoop, heartbeat_seconds, heartbeats_enabled, lease, loop_task
+from .edge_log import EdgeLog
 
 __all__ = ["LEASE_BEATS", "enabled", "interval", "lease", "DeadHolder", "dead_holders", "start_heartbeat"]
 
@@ -78,11 +79,14 @@ def start_heartbeat(open_connections: Callable[[], list[int]]) -> None:
 
 
 async def _beat_forever(open_connections: Callable[[], list[int]]) -> None:
+    failures = EdgeLog(logger, "The upstream-connection heartbeat")
     while True:
         pks = open_connections()
         if pks:
             try:
                 await database_sync_to_async(beat)(pks)
             except Exception as exc:
-                logger.warning("Heartbeat failed: %r", exc)
+                failures.failed(exc)
+            else:
+                failures.succeeded()
         await asyncio.sleep(interval())

@@ -46,6 +46,7 @@ from ..models import ApiToken
 from ..process import PerLoop, loop_task, per_loop
 from ..protocol.errors import error_event
 from ..recording import on_db_thread
+from .edge_log import EdgeLog
 
 __all__ = ["Credential", "watch", "unwatch", "check_soon", "revoked_credentials", "REVOKED_CODE", "STAFF_LOST_CODE"]
 
@@ -77,6 +78,7 @@ class _Checker:
     def __init__(self) -> None:
         self.watched: set[Credential] = set()
         self.wake = asyncio.Event()
+        self.failures = EdgeLog(logger, "Re-checking the credentials of open sockets")
 
     async def run(self) -> None:
         while True:
@@ -90,8 +92,9 @@ class _Checker:
             try:
                 revoked = await on_db_thread(revoked_credentials, credentials=list(self.watched))
             except Exception as exc:
-                logger.warning("Could not re-check the credentials of open sockets: %r", exc)
+                self.failures.failed(exc)
                 continue
+            self.failures.succeeded()
             for credential, why in revoked:
                 self.watched.discard(credential)
                 await _close(credential, why)

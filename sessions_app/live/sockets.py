@@ -24,6 +24,7 @@ from .. import process
 from ..models import ClientSocket
 from ..recording import on_db_thread
 from ..relay.limits import LimitExceeded, Limits, limits_for
+from .edge_log import EdgeLog
 
 __all__ = ["Admitted", "admit_socket", "release_socket", "start_socket_heartbeat", "lease"]
 
@@ -84,9 +85,12 @@ def start_socket_heartbeat() -> None:
 
 
 async def _beat_forever() -> None:
+    failures = EdgeLog(logger, "The client-socket heartbeat")
     while True:
         await asyncio.sleep(socket_beat_seconds())
         try:
             await on_db_thread(_beat_sockets)
         except Exception as exc:
-            logger.warning("Client-socket heartbeat failed: %r", exc)
+            failures.failed(exc)
+        else:
+            failures.succeeded()
