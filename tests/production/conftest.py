@@ -179,9 +179,12 @@ def private_redis() -> Iterator[Redis]:
 
 
 @pytest.fixture(scope="session")
-def production(private_cluster, private_redis, tmp_path_factory) -> Iterator[Production]:
+def production(private_cluster, private_redis) -> Iterator[Production]:
     """scripts/production.sh, as an operator runs it, with the simulator as its upstream."""
-    var_dir = tmp_path_factory.mktemp("production")
+    # A fixed place, emptied at each start, so the last run's logs (production/*.log) stay there to read.
+    var_dir = Path(os.environ.get("SWITCHBOARD_VAR_DIR", ROOT / "var")) / "production-tests"
+    shutil.rmtree(var_dir, ignore_errors=True)
+    var_dir.mkdir(parents=True)
     https_port = free_port()
     with simulator_process() as simulator:
         env = {**os.environ, "SWITCHBOARD_VAR_DIR": str(var_dir), "DATABASE_URL": private_cluster.url,

@@ -8,11 +8,14 @@ as it found it (`production.wait_for_daphnes()`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import openai
 from playwright.sync_api import Page, expect
@@ -212,6 +215,8 @@ def chat_under(production, make_user, browser_page, name: str, fault) -> None:
     every answer either got is recorded completed."""
     user, sdk_user = make_user(name), make_user(f"{name}-sdk")
     page = browser_page
+    live: list[str] = []  # the states of the switchboard.live events the page received
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: note_live(payload, live)))
     sign_in(page, user["name"], user["password"])
     start_conversation(page, name)
     send(page, "remember: kelp")
@@ -223,7 +228,7 @@ def chat_under(production, make_user, browser_page, name: str, fault) -> None:
             assert chatter.failure is None and chatter.is_alive(), chatter.failure
             time.sleep(0.1)
 
-        fault(page)
+        fault(page, live)
 
         send(page, "what did I ask you to remember?")
         completed(page, 2)
@@ -246,11 +251,12 @@ def chat_under(production, make_user, browser_page, name: str, fault) -> None:
     assert {status for _, status, _ in rows} <= {"completed", "interrupted", "failed"}, (sdk_user["name"], rows)
 
 
-def health(production) -> tuple[int, dict]:
-    import json
-    import urllib.error
-    import urllib.request
+def note_live(payload: str | bytes, live: list[str]) -> None:
+    if isinstance(payload, str) and '"switchboard.live"' in payload:
+        live.append(json.loads(payload)["state"])
 
+
+def health(production) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(production.url + "/healthz", context=production.ssl_context(), timeout=20) as r:
             return r.status, json.loads(r.read())
@@ -259,7 +265,7 @@ def health(production) -> tuple[int, dict]:
 
 
 def test_redis_restarted_under_traffic_loses_no_turn_and_no_record(production, browser_page, make_user) -> None:
-    def restart_redis(page: Page) -> None:
+    def restart_redis(page: Page, live: list[str]) -> None:
         production.redis.stop()
         try:
             status, report = health(production)
@@ -268,16 +274,20 @@ def test_redis_restarted_under_traffic_loses_no_turn_and_no_record(production, b
             completed(page, 1)
         finally:
             production.redis.start()  # whatever happened: the next tests need it
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while health(production)[1]["channel_layer"]["status"] != "ok" and time.monotonic() < deadline:
             time.sleep(0.5)
+        # The page's live view paused with the layer; it resumes (with a fresh history) once its process's
+        # subscriber is back in its group. Sending before that races the page's own redraw from that history.
+        while "paused" in live and live[-1] != "resumed" and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     chat_under(production, make_user, browser_page, "redis", restart_redis)
 
 
 def test_postgresql_restarted_under_traffic_loses_no_turn_and_no_record(production, browser_page,
                                                                       make_user) -> None:
-    def restart_postgresql(page: Page) -> None:
+    def restart_postgresql(page: Page, live: list[str]) -> None:
         production.cluster.restart()
         send(page, "/long 10")
         completed(page, 1)
