@@ -95,6 +95,10 @@ export class Transcript {
 
   /** Replaces the transcript with the records (switchboard.history); `select`: a resp_… to show. */
   renderHistory(history, { select = null } = {}) {
+    // A message sent but not yet answered (no response.created) may be missing from a history built
+    // just before its record was: it stays, as the turn in flight, unless the history has one.
+    const sending = this.turns.get(this.active.get(''));
+    const pending = sending && sending.status === 'sending' && !sending.responseId ? sending : null;
     this.tree = new ConversationTree();
     this.turns.clear();
     this.active.clear();
@@ -110,7 +114,14 @@ export class Transcript {
       if (inFlight) this.active.set(turn.lane, turn.key);
     }
     this.standalone = standalone;
-    const chosen = select ? this.keyOf(select) : null;
+    let chosen = select ? this.keyOf(select) : null;
+    if (pending && !this.active.has('')) {
+      const turn = this.add({ key: pending.key, previousResponseId: pending.previousResponseId, origin: pending.origin,
+        parent: this.keyOf(pending.previousResponseId), sentAt: pending.sentAt, status: 'sending' });
+      this.addInputs(turn, pending.inputs);
+      this.active.set('', turn.key);
+      chosen = chosen || turn.key;
+    }
     this.selected = chosen;
     this.render();
     if (chosen) this.reveal(chosen);
