@@ -120,11 +120,11 @@ class Faults:
 async def run(args: argparse.Namespace, shape: ProductionShape, made: dict, faults: Faults) -> dict:
     ledger, stop = clients.Ledger(), asyncio.Event()
     memory: dict[str, list[tuple[float, float]]] = {}
-    tasks = [asyncio.ensure_future(clients.browser(shape.origin, b["session"], b["conversation"], ledger,
-                                                   clients.Script(f"b{n}", args.tokens), stop, args.think))
+    tasks = [asyncio.ensure_future(clients.browser(shape.origin, b["session"], b["conversations"], ledger,
+                                                   clients.Script(f"b{n}", args.tokens, args.turns_per_conversation), stop, args.think))
              for n, b in enumerate(made["browsers"])]
     tasks += [asyncio.ensure_future(clients.agent(shape.origin, a["token"], ledger,
-                                                  clients.Script(f"a{n}", args.tokens), stop, args.think))
+                                                  clients.Script(f"a{n}", args.tokens, args.turns_per_conversation), stop, args.think))
               for n, a in enumerate(made["agents"])]
     tokens = [a["token"] for a in made["agents"]] or ["none"]
     tasks += [asyncio.ensure_future(clients.idle(shape.origin, tokens[n % len(tokens)], ledger, stop))
@@ -245,6 +245,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample-every", type=float, default=15.0, help="seconds between memory samples")
     parser.add_argument("--think", type=float, default=1.0, help="seconds a client waits between turns")
     parser.add_argument("--tokens", type=int, default=40, help="tokens per ordinary reply")
+    parser.add_argument("--turns-per-conversation", type=int, default=40,
+                        help="turns before a client moves on to a new conversation")
+    parser.add_argument("--per-browser", type=int, default=60, help="conversations made for each browser user")
     parser.add_argument("--json", type=Path)
     return parser.parse_args(argv)
 
@@ -270,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"starting the production shape ({shape.dir})", file=sys.stderr, flush=True)
             shape.start()
             os.environ["SSL_CERT_FILE"] = str(shape.certificate)  # the clients trust its self-signed certificate
-            made = populate(shape, browsers=args.browsers, agents=args.agents)
+            made = populate(shape, browsers=args.browsers, agents=args.agents, per_browser=args.per_browser)
             faults = Faults(shape, redis, cluster)
             print(f"soaking for {args.minutes:g} min", file=sys.stderr, flush=True)
             result = asyncio.run(run(args, shape, made, faults))

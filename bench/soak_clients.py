@@ -45,11 +45,21 @@ class Ledger:
 
 
 class Script:
-    """What one conversation says next, and the facts it should be able to repeat."""
+    """What one conversation says next, and the facts it should be able to repeat. After `length` turns the
+    client moves on to a new conversation (`fresh`), as people and agent runs do: the soak's conversations
+    stay the size real ones are, so memory growth is the code's and not the ever longer histories'."""
 
-    def __init__(self, name: str, tokens: int) -> None:
-        self.name, self.tokens, self.count = name, tokens, 0
+    def __init__(self, name: str, tokens: int, length: int = 40) -> None:
+        self.name, self.tokens, self.count, self.length = name, tokens, 0, length
         self.facts: list[str] = []  # facts whose `remember` turn completed
+        self.started = 0
+
+    @property
+    def done(self) -> bool:
+        return self.count - self.started >= self.length
+
+    def fresh(self) -> None:
+        self.started, self.facts = self.count, []
 
     def next(self) -> tuple[str, str | None]:
         self.count += 1
@@ -72,13 +82,17 @@ async def _backoff(attempt: int) -> None:
     await asyncio.sleep(min(5.0, 0.5 * 2 ** min(attempt, 4)))
 
 
-async def browser(origin: str, session: str, conversation: str, ledger: Ledger, script: Script,
+async def browser(origin: str, session: str, conversations: list[str], ledger: Ledger, script: Script,
                   stop: asyncio.Event, think: float) -> None:
-    """A signed-in tab on /ws/conversations/<id>/: history, then a message at a time."""
-    url = origin.replace("https://", "wss://") + f"/ws/conversations/{conversation}/"
+    """A signed-in tab on /ws/conversations/<id>/: history, then a message at a time; the next conversation
+    of the list after `script.length` turns (round the list again at its end)."""
     headers = {"Cookie": f"sessionid={session}", "Origin": origin}
-    attempt = 0
+    attempt, index = 0, 0
     while not stop.is_set():
+        if script.done:
+            script.fresh()
+            index += 1
+        url = origin.replace("https://", "wss://") + f"/ws/conversations/{conversations[index % len(conversations)]}/"
         try:
             async with connect(url, additional_headers=headers, open_timeout=15, max_size=None) as ws:
                 latest = None
@@ -88,7 +102,9 @@ async def browser(origin: str, session: str, conversation: str, ledger: Ledger, 
                         latest = event.get("latest_response_id")
                         break
                 attempt = 0
-                while not stop.is_set():
+                if script.count == script.started:
+                    latest = None  # a conversation met again when the list came round: a new chain in it
+                while not stop.is_set() and not script.done:
                     text, fact = script.next()
                     frame = {"type": "response.create", "input": [
                         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}]}
@@ -151,9 +167,12 @@ async def agent(origin: str, token: str, ledger: Ledger, script: Script, stop: a
     attempt = 0
     while not stop.is_set():
         try:
+            if script.done:  # a new run: a new socket, so a new conversation
+                script.fresh()
+                latest = None
             async with client.responses.connect() as conn:
                 attempt = 0
-                while not stop.is_set():
+                while not stop.is_set() and not script.done:
                     text, fact = script.next()
                     tool_turn = script.count % 3 == 0 and fact is None and not text.startswith("what")
                     asked = f"/tool lookup {{\"word\": \"w{script.count}\"}}" if tool_turn else text

@@ -164,8 +164,8 @@ for n in range(browsers):
     user = User.objects.create_user(username=f"soak-browser-{{n}}", password="soak-password-1")
     client = Client()
     client.force_login(user)
-    conversation = conversation_create(owner=user, profile=profile)
-    made["browsers"].append({{"session": client.cookies["sessionid"].value, "conversation": str(conversation.pk)}})
+    conversations = [str(conversation_create(owner=user, profile=profile).pk) for _ in range({per_browser})]
+    made["browsers"].append({{"session": client.cookies["sessionid"].value, "conversations": conversations}})
 for n in range(agents):
     user = User.objects.create_user(username=f"soak-agent-{{n}}", password="soak-password-1")
     _, raw = ApiToken.issue(user=user, name="soak")
@@ -174,7 +174,7 @@ print(json.dumps(made))
 """
 
 
-def populate(shape: ProductionShape, *, browsers: int, agents: int) -> dict:
-    """Users with a browser session and a conversation each, and users with an API token each."""
-    out = shape.manage("shell", "-c", POPULATE.format(browsers=browsers, agents=agents))
+def populate(shape: ProductionShape, *, browsers: int, agents: int, per_browser: int) -> dict:
+    """Users with a browser session and `per_browser` conversations each, and users with an API token each."""
+    out = shape.manage("shell", "-c", POPULATE.format(browsers=browsers, agents=agents, per_browser=per_browser))
     return json.loads(out.strip().splitlines()[-1])
