@@ -15,6 +15,12 @@ application is loaded is frozen out of collections, and young collections
 run every 10,000 allocations instead of 700. bench/relay.py (one run each,
 PostgreSQL): collector time 340-410 ms per run with the defaults, 130-160 ms
 tuned; its pauses land in the middle of streams.
+
+And it stops autobahn (26.11) from dressing up debug lines nobody reads: `WebSocketProtocol.sendData`
+builds the arguments of a `log.debug` line for every frame sent, and two of them colour text with
+click (`hltype`, `hlval`: about 4 µs a frame, ~11 % of a busy Daphne's samples in bench/capacity.py)
+before the logger drops the line. `quiet_autobahn` makes them plain `str` in autobahn's protocol
+module; a debug line, if anyone turns autobahn's debug logging on, reads the same, uncoloured.
 """
 
 from __future__ import annotations
@@ -138,6 +144,21 @@ class SwitchboardCommandLine(CommandLineInterface):
     server_class = DrainingServer
 
 
+def _plain_name(value, *args, **kwargs) -> str:
+    return getattr(value, "__qualname__", None) or str(value)
+
+
+def _plain_value(value, *args, **kwargs) -> str:
+    return str(value)
+
+
+def quiet_autobahn() -> None:
+    """See the module rules: autobahn's protocol module formats its debug arguments plainly."""
+    from autobahn.websocket import protocol
+
+    protocol.hltype, protocol.hlval = _plain_name, _plain_value
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     from .startup import refuse_unsafe_start
@@ -145,6 +166,7 @@ def main() -> None:
     refuse_unsafe_start()  # e.g. the demo password with DEBUG off: exit before listening
     WebSocketProtocol.serverClose = _server_close
     WebSocketProtocol.handle_reply = _handle_reply
+    quiet_autobahn()
     SwitchboardCommandLine.entrypoint()
 
 
