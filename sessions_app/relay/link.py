@@ -38,7 +38,8 @@ from ..upstream import UpstreamError, UpstreamRejected, UpstreamTimeout, open_up
 from . import errors as relay_errors
 from . import limits
 from .context import ConversationView
-from .stream import Downstream, UpstreamLink, decode_event
+from .stream import Downstream
+from .upstream_link import UpstreamLink, decode_event
 
 __all__ = ["LinkHost", "UpstreamLinks", "open_connection_pks"]
 

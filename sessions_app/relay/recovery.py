@@ -42,7 +42,8 @@ from .context import ConversationView
 from .echo import echo_of
 from .faces import Face
 from .lanes import Ticket
-from .stream import LIMIT_CODE, NOT_FOUND_CODE, RATE_CODE, Downstream, UpstreamLink
+from .stream import Downstream
+from .upstream_link import LIMIT_CODE, NOT_FOUND_CODE, RATE_CODE, UpstreamLink
 
 __all__ = ["Resend", "MAX_RESENDS", "Recovery", "RecoveryHost", "recovered_event", "replay_echo"]
 

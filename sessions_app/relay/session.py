@@ -59,7 +59,8 @@ from .limits import Quota
 from .link import UpstreamLinks, open_connection_pks
 from .ownership import Ownership
 from .recovery import Recovery, Resend, replay_echo
-from .stream import Downstream, UpstreamLink
+from .stream import Downstream
+from .upstream_link import UpstreamLink
 
 __all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession", "open_connection_pks"]
 
