@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -43,7 +44,15 @@ sys.path.insert(0, str(BENCH))
 
 import cpu  # noqa: E402
 import soak_clients as clients  # noqa: E402
-from soak_world import PrivateCluster, PrivateRedis, ProductionShape, populate  # noqa: E402
+from soak_world import (  # noqa: E402
+    CLUSTER_TOOLS,
+    PrivateRedis,
+    ProductionShape,
+    populate,
+    private_cluster,
+    restart_cluster,
+    restart_redis,
+)
 
 from tests.live import simulator_process  # noqa: E402
 
@@ -53,6 +62,7 @@ DOWN_SECONDS = 3.0
 RECORDS = """
 import json, sys
 from collections import Counter
+from contextlib import ExitStack
 from sessions_app.models import ErrorEvent, Item, ResponseRecord
 wanted = json.loads(sys.stdin.readline())
 out = {"responses": {}, "errors": dict(Counter(ErrorEvent.objects.values_list("code", flat=True)))}
@@ -93,7 +103,7 @@ def percentile(values: list[float], q: float) -> float | None:
 class Faults:
     """The schedule: each fault in turn, logged with its start time."""
 
-    def __init__(self, shape: ProductionShape, redis: PrivateRedis, cluster: PrivateCluster | None) -> None:
+    def __init__(self, shape: ProductionShape, redis: PrivateRedis, cluster: str | None) -> None:
         self.shape, self.redis, self.cluster = shape, redis, cluster
         self.log: list[tuple[float, str]] = []
         self.kinds = ["kill -9 daphne A", "SIGTERM daphne A (graceful restart)", "Redis down 3 s"]
@@ -112,9 +122,9 @@ class Faults:
         elif kind.startswith("SIGTERM"):
             os.kill(self.daphne_a(), signal.SIGTERM)
         elif kind.startswith("Redis"):
-            self.redis.restart(DOWN_SECONDS)
+            restart_redis(self.redis, DOWN_SECONDS)
         elif self.cluster is not None:
-            self.cluster.restart(DOWN_SECONDS)
+            restart_cluster(self.cluster, DOWN_SECONDS)
 
 
 async def run(args: argparse.Namespace, shape: ProductionShape, made: dict, faults: Faults) -> dict:
@@ -254,16 +264,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cluster = PrivateCluster() if PrivateCluster.available() else None
     redis = PrivateRedis()
-    with tempfile.TemporaryDirectory(prefix="switchboard-soak-") as tmp, \
+    with ExitStack() as services, tempfile.TemporaryDirectory(prefix="switchboard-soak-") as tmp, \
             simulator_process("--tokens-per-second", "200", "--connection-limit-seconds", "120") as simulator:
         shape = None
         try:
             redis.start()
-            if cluster is not None:
-                cluster.create()
-                database_url = cluster.url
+            services.callback(redis.stop)
+            cluster = None
+            if CLUSTER_TOOLS:
+                cluster, database_url = services.enter_context(private_cluster("sbsoak"))
             else:  # no cluster tools: a database of the local server, and no PostgreSQL fault
                 database_url = f"postgres://postgres@127.0.0.1:5432/switchboard_soak_{os.getpid()}"
                 subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", f"switchboard_soak_{os.getpid()}"],
@@ -285,9 +295,6 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if shape is not None:
                 shape.stop()
-            redis.stop()
-            if cluster is not None:
-                cluster.drop()
     print_report(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))

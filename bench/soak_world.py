@@ -1,9 +1,8 @@
 """What the soak (bench/soak.py) runs against: the production shape on services of its own.
 
-* `PrivateRedis`: a redis-server on a free port that the soak may restart (never the machine's shared one).
-* `PrivateCluster`: a PostgreSQL cluster of its own (`pg_createcluster` on a free port, as root), which the
-  soak may restart; dropped afterwards. Without the cluster tools the soak runs on a throwaway database
-  of the local server and leaves the PostgreSQL fault out.
+* A redis-server and a PostgreSQL cluster of its own (tests/private_services.py), which the soak may restart
+  (`restart_redis`, `restart_cluster`). Without the cluster tools the soak runs on a throwaway database of
+  the local server and leaves the PostgreSQL fault out.
 * `ProductionShape`: deploy/production.py (nginx with TLS in front of N Daphne processes, DEBUG off) in a
   private SWITCHBOARD_VAR_DIR, on those services, its upstream a simulator process of the soak's; it reads
   the shape's state.json for the ports and pids.
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,8 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.live import free_port, wait_for_port  # noqa: E402
-
-PG_VERSION = next(iter(sorted(os.listdir("/etc/postgresql"))), None) if os.path.isdir("/etc/postgresql") else None
+from tests.private_services import CLUSTER_TOOLS, PrivateRedis, pg_ctl, private_cluster  # noqa: E402,F401
 
 
 def _wait(ready, what: str, within: float = 60.0) -> None:
@@ -37,61 +34,16 @@ def _wait(ready, what: str, within: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-class PrivateRedis:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True)
-              .stdout.strip() == b"PONG", "redis-server")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-    def restart(self, down_seconds: float) -> None:
-        self.stop()
-        time.sleep(down_seconds)
-        self.start()
+def restart_redis(redis: PrivateRedis, down_seconds: float) -> None:
+    redis.stop()
+    time.sleep(down_seconds)
+    redis.start()
 
 
-class PrivateCluster:
-    """A PostgreSQL cluster of the soak's own; `available()` says whether this machine can make one."""
-
-    def __init__(self) -> None:
-        self.name = f"sbsoak{os.getpid()}"
-        self.port = free_port()
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/switchboard"
-
-    @staticmethod
-    def available() -> bool:
-        return bool(shutil.which("pg_createcluster") and shutil.which("pg_ctlcluster") and PG_VERSION
-                    and os.geteuid() == 0)
-
-    def _ctl(self, action: str) -> None:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, self.name, action], check=True,
-                       capture_output=True, timeout=120)
-
-    def create(self) -> None:
-        subprocess.run(["pg_createcluster", PG_VERSION, self.name, "-p", str(self.port), "--", "--auth=trust"],
-                       check=True, capture_output=True, timeout=120)
-        self._ctl("start")
-        subprocess.run(["su", "postgres", "-c", f"createdb -h 127.0.0.1 -p {self.port} switchboard"], check=True,
-                       capture_output=True, timeout=60)
-
-    def restart(self, down_seconds: float) -> None:
-        self._ctl("stop")
-        time.sleep(down_seconds)
-        self._ctl("start")
-
-    def drop(self) -> None:
-        subprocess.run(["pg_dropcluster", "--stop", PG_VERSION, self.name], capture_output=True, timeout=120)
+def restart_cluster(name: str, down_seconds: float) -> None:
+    pg_ctl(name, "stop")
+    time.sleep(down_seconds)
+    pg_ctl(name, "start")
 
 
 class ProductionShape:

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import ROOT, free_port, simulator_process, stop, wait_for_port
+from tests.live import ROOT, free_port, simulator_process, wait_for_port
+from tests.private_services import CLUSTER_TOOLS, PrivateRedis, pg_ctl
+from tests.private_services import private_cluster as private_cluster_of
 
-PG_VERSION = next(iter(sorted(os.listdir("/etc/postgresql"))), None) if os.path.isdir("/etc/postgresql") else None
 CHROMIUM = Path("/usr/bin/chromium")
 HEARTBEAT = "0.5"  # the liveness lease (3 beats) of a killed process runs out in 1.5 s
 DRAIN = "5"
@@ -35,7 +36,7 @@ DRAIN = "5"
 def _missing() -> str | None:
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         return "runs once, in the PostgreSQL + Redis pass (it starts its own private services)"
-    if not (shutil.which("pg_createcluster") and PG_VERSION and os.geteuid() == 0):
+    if not CLUSTER_TOOLS:
         return "needs PostgreSQL's cluster tools (pg_createcluster, pg_ctlcluster) and root"
     if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")) or not shutil.which("redis-server"):
         return "needs nginx (apt-get install nginx) and redis-server"
@@ -53,11 +54,6 @@ def pytest_collection_modifyitems(config, items) -> None:
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def pg_ctl(name: str, action: str) -> None:
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, name, action], check=True,
-                   capture_output=True, timeout=60)
-
-
 @dataclass(frozen=True)
 class Cluster:
     name: str
@@ -65,25 +61,6 @@ class Cluster:
 
     def restart(self) -> None:
         pg_ctl(self.name, "restart")
-
-
-@dataclass
-class Redis:
-    port: int
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                         "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        wait_for_port(self.port, self.process)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
 
 
 @dataclass(frozen=True)
@@ -95,7 +72,7 @@ class Production:
     env: dict[str, str]
     script: subprocess.Popen
     cluster: Cluster
-    redis: Redis
+    redis: PrivateRedis
 
     @property
     def ws_url(self) -> str:
@@ -156,21 +133,13 @@ def _listens(port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def private_cluster() -> Iterator[Cluster]:
-    name, port = f"sbprod{os.getpid()}", free_port()
-    try:
-        subprocess.run(["pg_createcluster", PG_VERSION, name, "-p", str(port), "--", "--auth=trust"], check=True,
-                       capture_output=True, timeout=120)
-        pg_ctl(name, "start")
-        subprocess.run(["su", "postgres", "-c", f"createdb -h 127.0.0.1 -p {port} switchboard"], check=True,
-                       capture_output=True, timeout=60)
-        yield Cluster(name=name, url=f"postgres://postgres@127.0.0.1:{port}/switchboard")
-    finally:
-        subprocess.run(["pg_dropcluster", "--stop", PG_VERSION, name], capture_output=True, timeout=120)
+    with private_cluster_of("sbprod") as (name, url):
+        yield Cluster(name=name, url=url)
 
 
 @pytest.fixture(scope="session")
-def private_redis() -> Iterator[Redis]:
-    redis = Redis(port=free_port())
+def private_redis() -> Iterator[PrivateRedis]:
+    redis = PrivateRedis()
     redis.start()
     try:
         yield redis

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -26,13 +25,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.live import ROOT, free_port, simulator_process, stop, wait_for_port
-
-PG_VERSION = next(iter(sorted(os.listdir("/etc/postgresql"))), None) if os.path.isdir("/etc/postgresql") else None
-
-needs_cluster_tools = pytest.mark.skipif(
-    not (shutil.which("pg_createcluster") and shutil.which("pg_ctlcluster") and PG_VERSION and os.geteuid() == 0),
-    reason="needs PostgreSQL's cluster tools (pg_createcluster, pg_ctlcluster) and root",
-)
+from tests.private_services import needs_cluster_tools, pg_ctl
+from tests.private_services import private_cluster as private_cluster_of
 
 SETUP = """
 import json
@@ -54,23 +48,10 @@ print(json.dumps({{"session": client.cookies["sessionid"].value, "token": raw, "
 """
 
 
-def pg_ctl(name: str, action: str) -> None:
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, name, action], check=True,
-                   capture_output=True, timeout=60)
-
-
 @pytest.fixture
 def private_cluster():
-    name, port = f"sboutage{os.getpid()}", free_port()
-    try:
-        subprocess.run(["pg_createcluster", PG_VERSION, name, "-p", str(port), "--", "--auth=trust"], check=True,
-                       capture_output=True, timeout=120)
-        pg_ctl(name, "start")
-        subprocess.run(["su", "postgres", "-c", f"createdb -h 127.0.0.1 -p {port} switchboard"], check=True,
-                       capture_output=True, timeout=60)
-        yield name, f"postgres://postgres@127.0.0.1:{port}/switchboard"
-    finally:
-        subprocess.run(["pg_dropcluster", "--stop", PG_VERSION, name], capture_output=True, timeout=120)
+    with private_cluster_of("sboutage") as made:
+        yield made
 
 
 @pytest.fixture

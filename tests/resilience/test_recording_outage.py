@@ -25,7 +25,9 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.live import ROOT, free_port, simulator_process, stop, wait_for_port
-from tests.resilience.test_database_outage import PG_VERSION, SETUP, needs_cluster_tools, pg_ctl
+from tests.private_services import needs_cluster_tools, pg_ctl
+from tests.private_services import private_cluster as private_cluster_of
+from tests.resilience.test_database_outage import SETUP
 
 SLOW_LONG = "/slow 30 /long 400 tell me a long story"
 DELTAS = 400
@@ -59,16 +61,8 @@ print(json.dumps({{
 
 @pytest.fixture
 def private_cluster():
-    name, port = f"sbrecout{os.getpid()}", free_port()
-    try:
-        subprocess.run(["pg_createcluster", PG_VERSION, name, "-p", str(port), "--", "--auth=trust"], check=True,
-                       capture_output=True, timeout=120)
-        pg_ctl(name, "start")
-        subprocess.run(["su", "postgres", "-c", f"createdb -h 127.0.0.1 -p {port} switchboard"], check=True,
-                       capture_output=True, timeout=60)
-        yield name, f"postgres://postgres@127.0.0.1:{port}/switchboard"
-    finally:
-        subprocess.run(["pg_dropcluster", "--stop", PG_VERSION, name], capture_output=True, timeout=120)
+    with private_cluster_of("sbrecout") as made:
+        yield made
 
 
 @pytest.fixture

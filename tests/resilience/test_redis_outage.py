@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.live import ROOT, database_url, free_port, stop, wait_for_port
+from tests.private_services import PrivateRedis
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -38,31 +38,6 @@ pytestmark = [
 OUTAGE_STARTS = "Channel layer unavailable"
 OUTAGE_ENDS = "Channel layer back"
 WAIT = 30.0  # generous: two cores shared with other test runs
-
-
-class PrivateRedis:
-    """redis-server on a free loopback port, no persistence: a restart forgets every group."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, self.process)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
 
 
 @pytest.fixture
