@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -57,12 +57,13 @@ from soak_world import (  # noqa: E402
 from tests.live import simulator_process  # noqa: E402
 
 FAULT_WINDOW_SECONDS = 15.0
+KILL_REACH_SECONDS = 2.0
 DOWN_SECONDS = 3.0
 
 RECORDS = """
 import json, sys
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from sessions_app.models import ErrorEvent, Item, ResponseRecord
 wanted = json.loads(sys.stdin.readline())
 out = {"responses": {}, "errors": dict(Counter(ErrorEvent.objects.values_list("code", flat=True)))}
@@ -188,6 +189,8 @@ def report(args, result: dict, records: dict, faults: Faults) -> dict:
         "minutes": args.minutes, "faults": [kind for _, kind in faults.log],
         "turns": len(ledger.turns), "completed": len(ledger.completed), "cut_by_faults": len(ledger.cut),
         "events_lost": len(lost),
+        "lost_ended_at": {rid: ledger.ended_at.get(rid) for rid in lost},
+        "fault_log": faults.log,
         "lost_after": dict(Counter(_last_fault(faults.log, ledger.ended_at.get(rid)) for rid in lost)),
         "lost_examples": [f"{rid}: client {ledger.completed[rid][:40]!r} ({len(ledger.completed[rid])}), record "
                           + (f"{stored[rid]['status']} {stored[rid]['text'][:40]!r} ({len(stored[rid]['text'])})"
@@ -211,9 +214,12 @@ def report(args, result: dict, records: dict, faults: Faults) -> dict:
 
 
 def _last_fault(log: list[tuple[float, str]], at: float | None) -> str:
-    """The fault that began last before `at` (within the fault window), or "no fault"."""
-    earlier = [(start, kind) for start, kind in log if at is not None and 0 <= at - start <= FAULT_WINDOW_SECONDS]
-    return earlier[-1][1] if earlier else "no fault"
+    """The fault nearest `at` that can explain it: begun up to the fault window before it, or up to
+    KILL_REACH seconds after it (a process killed just after a client saw a response end takes the
+    records it had not written yet); else "no fault"."""
+    near = [(start, kind) for start, kind in log
+            if at is not None and -KILL_REACH_SECONDS <= at - start <= FAULT_WINDOW_SECONDS]
+    return near[-1][1] if near else "no fault"
 
 
 def print_report(figures: dict) -> None:
@@ -259,13 +265,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="turns before a client moves on to a new conversation")
     parser.add_argument("--per-browser", type=int, default=60, help="conversations made for each browser user")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--var-dir", type=Path, help="keep the shape's files and logs here (default: a temporary "
+                                                      "directory, removed at the end)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     redis = PrivateRedis()
-    with ExitStack() as services, tempfile.TemporaryDirectory(prefix="switchboard-soak-") as tmp, \
+    with ExitStack() as services, (nullcontext(str(args.var_dir)) if args.var_dir
+                                   else tempfile.TemporaryDirectory(prefix="switchboard-soak-")) as tmp, \
             simulator_process("--tokens-per-second", "200", "--connection-limit-seconds", "120") as simulator:
         shape = None
         try:
