@@ -18,6 +18,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,11 +56,13 @@ def private_cluster():
         yield made
 
 
-@pytest.fixture
-def outage_world(private_cluster, tmp_path: Path):
-    name, url = private_cluster
+@contextmanager
+def world_on(cluster: tuple[str, str], tmp_path: Path, **extra_env: str) -> Iterator[dict]:
+    """A real Daphne (text log in tmp_path/daphne.log) on the private `cluster`, migrated, with SETUP's user,
+    token and conversation, its default profile on a simulator process; no Redis (the database alone)."""
+    name, url = cluster
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "project.settings",
-           "SWITCHBOARD_LOG_FORMAT": "text", "SWITCHBOARD_VAR_DIR": str(tmp_path)}
+           "SWITCHBOARD_LOG_FORMAT": "text", "SWITCHBOARD_VAR_DIR": str(tmp_path), **extra_env}
     env.pop("REDIS_URL", None)  # this test is about the database alone
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=120)
@@ -74,9 +78,15 @@ def outage_world(private_cluster, tmp_path: Path):
                  "project.asgi:application"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
             try:
                 wait_for_port(port, process)
-                yield {**world, "cluster": name, "port": port, "log": log}
+                yield {**world, "cluster": name, "port": port, "log": log, "env": env, "process": process}
             finally:
                 stop(process)
+
+
+@pytest.fixture
+def outage_world(private_cluster, tmp_path: Path):
+    with world_on(private_cluster, tmp_path) as world:
+        yield world
 
 
 def http_get(port: int, path: str, session: str | None = None) -> tuple[int, dict, str]:

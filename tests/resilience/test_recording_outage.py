@@ -15,7 +15,6 @@ logs what it could not write. The cluster is removed afterwards, whatever happen
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -24,10 +23,10 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from tests.live import ROOT, free_port, simulator_process, stop, wait_for_port
+from tests.live import ROOT
 from tests.private_services import needs_cluster_tools, pg_ctl
 from tests.private_services import private_cluster as private_cluster_of
-from tests.resilience.test_database_outage import SETUP
+from tests.resilience.test_database_outage import world_on
 
 SLOW_LONG = "/slow 30 /long 400 tell me a long story"
 DELTAS = 400
@@ -67,28 +66,8 @@ def private_cluster():
 
 @pytest.fixture
 def recording_world(private_cluster, tmp_path: Path):
-    name, url = private_cluster
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "project.settings",
-           "SWITCHBOARD_LOG_FORMAT": "text", "SWITCHBOARD_VAR_DIR": str(tmp_path),
-           "SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS": str(SHUTDOWN_SECONDS)}
-    env.pop("REDIS_URL", None)  # this test is about the database alone
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=120)
-    with simulator_process() as simulator:
-        made = subprocess.run([sys.executable, "-c", SETUP.format(simulator_url=simulator.url)], cwd=ROOT, env=env,
-                              check=True, capture_output=True, text=True, timeout=60)
-        world = json.loads(made.stdout.strip().splitlines()[-1])
-        port = free_port()
-        log = tmp_path / "daphne.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "sessions_app.serve", "-b", "127.0.0.1", "-p", str(port),
-                 "project.asgi:application"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-            try:
-                wait_for_port(port, process)
-                yield {**world, "cluster": name, "port": port, "log": log, "env": env, "process": process}
-            finally:
-                stop(process)
+    with world_on(private_cluster, tmp_path, SWITCHBOARD_RECORDER_SHUTDOWN_SECONDS=str(SHUTDOWN_SECONDS)) as world:
+        yield world
 
 
 def wait_for_log(log: Path, text: str, times: int = 1, seconds: float = 60) -> str:
