@@ -188,6 +188,20 @@ class Recorder:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    async def written(self, seconds: float) -> bool:
+        """Wait until what this socket queued so far is written (True), at most `seconds`; False at once
+        while the database is unavailable (then it is written when it returns, in order).
+
+        Cheaper than `flush`: only the ops queued before this call are waited for, never the later
+        ops of other sockets sharing the writer, and the writer's linger is cut short."""
+        writer = self.writer
+        if writer.done_count >= writer.put_count:
+            return True
+        try:
+            return await asyncio.wait_for(writer.written(writer.put_count), seconds)
+        except TimeoutError:
+            return False
+
     async def flush(self) -> None:
         """Wait until everything queued (or counted) so far is written, or the database is found unavailable
         (then it is written when the database returns; module rules)."""

@@ -15,6 +15,9 @@ Rules (recorder.py states the recorder's as a whole; these are the writer's):
 * Meanwhile the queue keeps filling, up to its bound (`queue_bound`, SWITCHBOARD_RECORDER_MAX_PENDING
   ops; docs/recording.md estimates the memory). Past it the recorder drops the new op loudly; its
   report row is handed to `note` and written with the next batch, so after an outage too.
+* `written(mark)` waits until the first `mark` ops ever put (`put_count`) are written (or refused),
+  or the database is unavailable: the relay holds a response's terminal event on it so a client
+  never sees an end the records do not have (stream.py). Other sockets' later ops never delay it.
 * `settle` waits until what is queued is written *or* the database is found unavailable (a socket
   that closes during an outage does not wait for it: its ops stay queued and are written when it
   returns); `flush` waits until written, however long. `stop(seconds)` and, at process exit,
@@ -107,6 +110,10 @@ class Writer:
         self.writing: list[Op] = []  # the batch in hand
         self._backoff = Backoff()
         self._hurry = asyncio.Event()
+        self._hurrying = 0  # callers waiting now: the linger is cut short while any is
+        self.put_count = 0  # ops ever queued; with `done_count`, FIFO order says which are written
+        self.done_count = 0
+        self._progress = asyncio.Event()  # set (and replaced) after each batch and each failed try
         self._retry_now = asyncio.Event()  # cuts the wait between tries short (`settle`)
         self._tries = 0  # tries started
         self._failed_try = 0  # the last try the database was unavailable for
@@ -118,6 +125,7 @@ class Writer:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="switchboard-recorder")
         self.queue.put_nowait(op)
+        self.put_count += 1
 
     def note(self, row: ErrorRow) -> None:
         """Write `row` with the next batch. Called on overflow, when the queue is full: so there is a next batch."""
@@ -151,6 +159,21 @@ class Writer:
                 flush_observed(time.monotonic() - started)
                 for _ in range(taken):
                     self.queue.task_done()
+                self.done_count += taken
+                self._progressed()
+
+    def _progressed(self) -> None:
+        progress, self._progress = self._progress, asyncio.Event()
+        progress.set()
+
+    def _hurry_up(self) -> None:
+        self._hurrying += 1
+        self._hurry.set()
+
+    def _unhurry(self) -> None:
+        self._hurrying -= 1
+        if not self._hurrying:
+            self._hurry.clear()
 
     async def _write(self, batch: list[Op]) -> None:
         """One transaction; if the database refuses it, one op at a time so a bad op only loses itself."""
@@ -187,6 +210,7 @@ class Writer:
         self._failed_try = try_number
         tried, self._tried = self._tried, asyncio.Event()
         tried.set()
+        self._progressed()
         if self.outage is None:
             self.outage = Outage(since=time.monotonic(), error=type(exc).__name__)
             logger.warning("Database unavailable (%s): recording paused, %d records held in order; "
@@ -219,7 +243,7 @@ class Writer:
         caller may read the records next, e.g. to replay a context)."""
         if self._task is None:
             return
-        self._hurry.set()
+        self._hurry_up()
         self._retry_now.set()
         mark = self._tries
         written = asyncio.ensure_future(self.queue.join())
@@ -234,7 +258,7 @@ class Writer:
                     return
         finally:
             written.cancel()
-            self._hurry.clear()
+            self._unhurry()
             if not self.outage:
                 self._retry_now.clear()
 
@@ -242,11 +266,27 @@ class Writer:
         """Wait until every queued op is written (or refused), however long the database is unavailable."""
         if self._task is None:
             return
-        self._hurry.set()
+        self._hurry_up()
         try:
             await self.queue.join()
         finally:
-            self._hurry.clear()
+            self._unhurry()
+
+    async def written(self, mark: int) -> bool:
+        """Wait until the first `mark` ops put are written (or refused): True; or until the database is
+        unavailable: False at once (the ops stay queued, in order, and are written when it returns).
+        Skips the linger meanwhile."""
+        if self.done_count >= mark:
+            return True
+        self._hurry_up()
+        try:
+            while self.done_count < mark:
+                if self.outage is not None or self._task is None:
+                    return False
+                await self._progress.wait()
+            return True
+        finally:
+            self._unhurry()
 
     async def stop(self, seconds: float | None = None) -> None:
         """Write what is queued, waiting at most `seconds` (None: however long), then end the task; what
@@ -260,6 +300,7 @@ class Writer:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
+        self._progressed()  # a caller of `written` stops waiting
 
     def _report_lost(self, seconds: float | None) -> None:
         lost = [*self.writing, *self.notes]

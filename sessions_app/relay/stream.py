@@ -5,10 +5,17 @@ The hot half of the relay (session.py holds the client half). Rules:
 * A frame is forwarded to the client verbatim *before* anything else is done
   with it (a replay's Response events: with the client's fields, echo.py);
   bookkeeping is in memory and recording is a queued op (O(1)).
+* Except the frame that ends a request (its terminal event, or the `error`
+  that ends it): it is held until the request's `Finished` op (and the
+  conversation's status) is written, so a client never sees a turn end that
+  the records would lose if this process died a moment later. The wait is one
+  short transaction per turn, off the per-event path; while the database is
+  unavailable it is not waited for (the op stays queued, in order), and it is
+  bounded by HOLD_SECONDS.
 * relay_lanes.LaneBook says which request an event belongs to; a request ends
   with its terminal event, with an `error` that ends it, or when its socket
   closes (failed; interrupted when the client left).
-* Every ended request becomes one `Finished` op; every error (the upstream's
+* Every ended request becomes one `Finished` op (endings.py says what it keeps); every error (the upstream's
   `error`, `response.failed` and `response.steer.failed`, the relay's own)
   one `ErrorRow` with its source; client mistakes are aggregated per code
   (refusals.py), so a flood of bad frames writes a bounded number of rows.
@@ -23,24 +30,21 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 from django.utils import timezone
 
 from ..models import ErrorEvent, ResponseRecord, UpstreamConnection
-from ..partial import partial_output
 from ..protocol.errors import ProtocolError
 from ..protocol.frames import TEXT_DELTA
-from ..protocol.outcome import Outcome
 from ..recording import (
     ConnectionClosed,
     ConversationState,
     ErrorRow,
-    Finished,
     Recorder,
     Started,
 )
+from . import endings
 from . import errors as relay_errors
 from .echo import echoed_frame
 from .faces import Face
@@ -55,12 +59,8 @@ logger = logging.getLogger("sessions_app.relay")
 SendText = Callable[[str], Awaitable[None]]
 Reason = UpstreamConnection.CloseReason
 Status = ResponseRecord.Status
-def _shown_output(ticket: Ticket) -> tuple[dict[str, Any], ...]:
-    """What a stopped response had shown its client when it was stopped (stopping.py)."""
-    frames, done = ticket.shown or (len(ticket.frames), ticket.output_done)
-    if frames:
-        return partial_output(ticket.frames[:frames], done)
-    return tuple(done[i] for i in sorted(done))
+# The longest a request's last frame waits for its record (a slow database, not an unavailable one).
+HOLD_SECONDS = 5.0
 
 
 def _count(ticket: Ticket, kind: str) -> None:
@@ -113,10 +113,13 @@ class Downstream:
         ticket = routed.ticket
         if ticket is not None and ticket.echo is not None and kind in RESPONSE_EVENTS:
             frame = echoed_frame(frame, event, ticket.echo)
-        if self.keep_tail and ticket is not None:
-            ticket.frames.append(frame)
-        if ticket is None or not ticket.stopped:
-            await self.to_client(frame)
+        # The frame that ends a request goes out once its record is written (module rules).
+        held = frame if routed.ended and ticket is not None and not ticket.stopped else None
+        if held is None:
+            if self.keep_tail and ticket is not None:
+                ticket.frames.append(frame)
+            if ticket is None or not ticket.stopped:
+                await self.to_client(frame)
         if ticket is not None:
             _count(ticket, kind)
             if kind == "response.output_item.done" and isinstance(event.get("output_index"), int):
@@ -140,9 +143,9 @@ class Downstream:
                     record_pk=ticket.record_pk if ticket else None, connection_pk=link.connection_pk,
                 ))
             if routed.ended and ticket is not None:
-                await self.end_ticket(ticket, Status.FAILED, None, connection_pk=link.connection_pk)
+                await self.end_ticket(ticket, Status.FAILED, None, connection_pk=link.connection_pk, held=held)
         elif kind in TERMINAL_EVENTS and ticket is not None:
-            await self._end_response(ticket, event, link)
+            await self._end_response(ticket, event, link, held)
 
     async def on_forward_only(self, link: UpstreamLink, frame: str, kind: str) -> None:
         """A default-lane delta or part marker, recognised without decoding (protocol/frames.py):
@@ -193,12 +196,7 @@ class Downstream:
 
     def supersede(self, ticket: Ticket) -> None:
         """A request the relay resends: its record ends failed, without telling the client."""
-        self.recorder.add(Finished(
-            conversation_id=self.conversation_id, record_pk=ticket.record_pk, status=Status.FAILED,
-            response_id=ticket.response_id, stream_id=ticket.stream_id,
-            previous_response_id=ticket.previous_response_id, payload={"superseded_by": "recovery"},
-            sent_at=ticket.sent_at, completed_at=timezone.now(), events_received=ticket.events,
-        ))
+        self.recorder.add(endings.superseded(ticket, self.conversation_id))
         self._child_ended_badly(ticket)
         self._ended(ticket)
 
@@ -218,11 +216,7 @@ class Downstream:
         if ticket.previous_response_id:
             for merged in link.book.merged_steers(ticket.previous_response_id):
                 # Several accepted steers feed one successor; the others point at it.
-                self.recorder.add(Finished(
-                    conversation_id=self.conversation_id, record_pk=merged.record_pk, status=Status.COMPLETED,
-                    payload={"merged_into": ticket.response_id}, sent_at=merged.sent_at,
-                    completed_at=timezone.now(),
-                ))
+                self.recorder.add(endings.merged(merged, ticket.response_id, self.conversation_id))
 
     async def on_violation(self, link: UpstreamLink, frame: str | bytes) -> None:
         """The upstream broke the protocol: record the frame and close that socket; each request open on it
@@ -262,62 +256,45 @@ class Downstream:
 
     # -- ending requests ---------------------------------------------------------------
 
-    async def _end_response(self, ticket: Ticket, event: dict[str, Any], link: UpstreamLink) -> None:
-        outcome = Outcome.parse(event)
-        if not outcome.output and ticket.frames and outcome.status == "failed":
-            # A failed response's final object drops what it had streamed; the records keep it.
-            outcome = replace(outcome, output=partial_output(ticket.frames, ticket.output_done))
-        if ticket.stopped:  # it ran on beside another response; the user had stopped it
-            outcome = replace(outcome, status=Status.CANCELLED, output=_shown_output(ticket))
-        self.recorder.add(Finished(
-            conversation_id=self.conversation_id, record_pk=ticket.record_pk, status=outcome.status,
-            response_id=outcome.response_id or ticket.response_id, stream_id=ticket.stream_id,
-            previous_response_id=outcome.previous_response_id,
-            origin=ResponseRecord.Origin.STEER if outcome.previous_response_id else ResponseRecord.Origin.USER,
-            model=outcome.model, payload=event.get("response"), usage=outcome.usage,
-            incomplete_reason=outcome.incomplete_reason, output=outcome.output, sent_at=ticket.sent_at,
-            first_event_at=ticket.first_event_at, first_text_at=ticket.first_text_at, completed_at=timezone.now(),
-            events_received=ticket.events,
-        ))
+    async def _end_response(self, ticket: Ticket, event: dict[str, Any], link: UpstreamLink,
+                            held: str | None) -> None:
+        outcome, finished = endings.responded(ticket, event, self.conversation_id)
+        self.recorder.add(finished)
         logger.info("Response %s", outcome.status,
                     extra=self.log_ids(outcome.response_id or ticket.response_id, link.connection_pk))
         if self.on_usage is not None and outcome.usage is not None:
             self.on_usage(outcome.usage.total_tokens)
         if outcome.status == "failed":
-            error = (event.get("response") or {}).get("error") or {}
-            self.recorder.add(ErrorRow(
-                source=ErrorEvent.Source.UPSTREAM, code=str(error.get("code") or "response_failed"),
-                message=str(error.get("message") or ""), conversation_id=self.conversation_id,
-                record_pk=ticket.record_pk, connection_pk=link.connection_pk, stream_id=ticket.stream_id,
-                raw={"type": event.get("type"), "response_id": outcome.response_id, "error": error},
-            ))
+            self.recorder.add(endings.response_failed(ticket, event, outcome, self.conversation_id,
+                                                      link.connection_pk))
         self._ended(ticket)
         self._failed = outcome.status not in CONTINUABLE and not ticket.stopped
         if outcome.status not in CONTINUABLE:
             self._child_ended_badly(ticket)
         if outcome.status in CONTINUABLE and outcome.response_id:
             self.latest = outcome.response_id
+        await self._deliver_held(ticket, held)
         await self.update_status()
 
-    async def end_ticket(self, ticket: Ticket, status: str, exc: relay_errors.RelayError | None, *,
-                         connection_pk: int | None, update: bool = True) -> None:
-        """End a request that got no terminal event; with `exc`, record it and tell the client.
+    async def _deliver_held(self, ticket: Ticket, frame: str | None) -> None:
+        """Send the frame that ended `ticket` once its records (and the conversation's status) are written."""
+        if frame is None:
+            return
+        self.record_status()
+        if not await self.recorder.written(HOLD_SECONDS) and self.recorder.writer.outage is None:
+            logger.warning("A response's record was not written within %g s; its last event goes out anyway",
+                           HOLD_SECONDS, extra=self.log_ids(ticket.response_id, None))
+        if self.keep_tail:
+            ticket.frames.append(frame)
+        await self.to_client(frame)
 
-        Its output is what completed; with the frames a hub kept, also the text streamed so far."""
-        if ticket.frames:
-            output = partial_output(ticket.frames, ticket.output_done)
-        else:
-            output = tuple(ticket.output_done[i] for i in sorted(ticket.output_done))
-        payload = None
-        if ticket.stopped:  # the items are what the client saw; the payload keeps what came after it too
-            output, payload = _shown_output(ticket), {"stopped_by_user": True, "received_output": list(output)}
-        self.recorder.add(Finished(
-            conversation_id=self.conversation_id, record_pk=ticket.record_pk, status=status,
-            response_id=ticket.response_id, stream_id=ticket.stream_id, payload=payload,
-            previous_response_id=ticket.previous_response_id, output=output, sent_at=ticket.sent_at,
-            first_event_at=ticket.first_event_at, first_text_at=ticket.first_text_at, completed_at=timezone.now(),
-            events_received=ticket.events,
-        ))
+    async def end_ticket(self, ticket: Ticket, status: str, exc: relay_errors.RelayError | None, *,
+                         connection_pk: int | None, update: bool = True, held: str | None = None) -> None:
+        """End a request that got no terminal event; with `exc`, record it and tell the client; `held`: the
+        upstream's frame that ended it, sent once the records are written.
+
+        Its record keeps what completed (endings.unended)."""
+        self.recorder.add(endings.unended(ticket, status, self.conversation_id))
         logger.log(logging.INFO if exc is None else logging.WARNING, "Response %s%s", status,
                    f" ({exc.code})" if exc is not None else "", extra=self.log_ids(ticket.response_id, connection_pk))
         if exc is not None:
@@ -329,6 +306,7 @@ class Downstream:
             self._failed = True
         self._child_ended_badly(ticket)
         self._ended(ticket)
+        await self._deliver_held(ticket, held)
         if update:
             await self.update_status()
 
@@ -391,13 +369,18 @@ class Downstream:
                 "upstream": "connected" if link is not None and link.is_open else "disconnected",
                 "latest_response_id": self.latest or None}
 
-    async def update_status(self, *, force: bool = False) -> None:
+    def record_status(self) -> dict[str, Any]:
+        """Queue the conversation's status if it changed; the browser's `switchboard.status` as it stands."""
         event = self.status_event()
-        status, upstream = event["status"], event["upstream"]
+        status = event["status"]
         if self.conversation_id is not None and (status, self.latest) != self._recorded:
             self._recorded = (status, self.latest)
             self.recorder.add(ConversationState(self.conversation_id, status, self.latest))
-        announced = (status, upstream, self.latest)
+        return event
+
+    async def update_status(self, *, force: bool = False) -> None:
+        event = self.record_status()
+        announced = (event["status"], event["upstream"], self.latest)
         if self.face.announces and (force or announced != self._announced):
             self._announced = announced
             await self.to_client(json.dumps(event))

@@ -141,6 +141,25 @@ async def test_records_wait_in_order_through_an_outage_and_an_overflow_is_writte
     await recorder.close()
 
 
+async def test_a_socket_waits_for_its_own_records_without_the_linger_and_not_through_an_outage():
+    """`Recorder.written` is what the relay holds a response's last event on (relay/stream.py)."""
+    path = _sqlite_path()
+    writer = Writer(linger=30.0)  # a linger no test could wait out: `written` must cut it short
+    recorder = Recorder(writer=writer)
+    recorder.add(_row("mine"))
+    assert await asyncio.wait_for(recorder.written(60), 10) is True
+    assert await db(lambda: list(ErrorEvent.objects.values_list("code", flat=True)))() == ["mine"]
+    assert await recorder.written(60) is True  # nothing queued since: no wait at all
+
+    async with WriteLock(path):
+        recorder.add(_row("held"))
+        await _until_unavailable(writer)
+        assert await asyncio.wait_for(recorder.written(60), 10) is False  # the database is out: no wait
+    await writer.flush()
+    assert await db(lambda: ErrorEvent.objects.filter(code="held").exists())()
+    await recorder.close()
+
+
 async def test_a_writer_that_must_stop_during_an_outage_waits_a_bounded_time_and_says_what_is_lost(caplog):
     path = _sqlite_path()
     writer = Writer()
