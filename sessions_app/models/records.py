@@ -95,6 +95,8 @@ class UpstreamConnection(models.Model):
         HANDSHAKE_FAILED = "handshake_failed", "Handshake rejected"
         SERVER_SHUTDOWN = "server_shutdown", "Server shutdown"
         STOPPED = "stopped", "Stopped by the user"
+        RECORDING_FAILED = "recording_failed", "Request not recorded"
+        RESENT = "resent", "Closed to resend a request"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="connections")
     upstream_profile = models.ForeignKey(UpstreamProfile, on_delete=models.SET_NULL, null=True, blank=True)

@@ -11,6 +11,7 @@ live layer.
 from .availability import database_unavailable
 from .ops import ErrorCount, ErrorTally
 from .recorder import (
+    AtOnce,
     ConnectionClosed,
     ConnectionFailed,
     ConversationState,
@@ -22,12 +23,13 @@ from .recorder import (
     Sent,
     Started,
     Writer,
+    at_once_statement,
     on_db_thread,
     shutdown,
 )
 
 __all__ = [
-    "Recorder", "Writer", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
+    "Recorder", "Writer", "AtOnce", "at_once_statement", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
     "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "shutdown",
     "database_unavailable",
 ]

@@ -50,6 +50,7 @@ from . import pg as recording_pg
 from . import sqlite as recording_sqlite
 from .groups import Groups
 from .input import (
+    AtOnce,
     RequestRow,
     RequestWritten,
     _open_connection,
@@ -79,6 +80,8 @@ from .writer import Writer, queued_ops, shared_writer, shutdown, shutdown_second
 # The ops are part of this module's interface: the relay builds them and hands them to `Recorder.add`.
 __all__ = [
     "Recorder",
+    "AtOnce",
+    "at_once_statement",
     "Writer",
     "RequestRow",
     "RequestWritten",
@@ -175,13 +178,17 @@ class Recorder:
         """Write and commit the user's request; raises if the database refused (do not send then)."""
         statement = at_once_statement(row)  # the usual create, built here: no database access
         if statement is not None:
-            if recording_pg.enabled():
-                written = await recording_pg.execute_at_once(statement)
-            else:
-                written = await _sqlite_groups().write(statement)
+            written = await self.write_at_once(statement)
             if written is not None:
                 return written
         return await _db(_write_request_in_transaction, row)
+
+    async def write_at_once(self, statement: AtOnce) -> RequestWritten | None:
+        """The usual create's one statement (`at_once_statement`), committed; None when the database says the
+        request needs the general path (a standalone compaction is pending: the records rewrite its input)."""
+        if recording_pg.enabled():
+            return await recording_pg.execute_at_once(statement)
+        return await _sqlite_groups().write(statement)
 
     async def open_connection(self, *, conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:
         return await _db(_open_connection, conversation_id, profile_id, url)

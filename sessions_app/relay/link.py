@@ -9,6 +9,8 @@ Rules (session.py states the whole relay's):
 * A socket that said `websocket_connection_limit_reached` is not reused: the
   next request opens a new one (recovery.py resends what it ended).
 * Opening is serialised per session: recovery tasks and the client may ask at once.
+* A request is sent on the open socket, or on one opened for it (`send`); if the socket
+  died under the send, once more on a new one; the request's record learns the socket.
 * Every open socket is beaten by live/liveness.py while it is open: the session's
   `on_link_open` (handed in by the hub or the gateway consumer) starts the beat.
 * A bad upstream never holds a client's turn: the handshake is bounded
@@ -31,13 +33,14 @@ from django.conf import settings
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 
-from ..models import UpstreamConnection
+from ..models import ResponseRecord, UpstreamConnection
 from ..protocol.frames import forward_only_kind
-from ..recording import ConnectionFailed, on_db_thread
+from ..recording import ConnectionFailed, Sent, on_db_thread
 from ..upstream import UpstreamError, UpstreamRejected, UpstreamTimeout, open_upstream
 from . import errors as relay_errors
 from . import limits
 from .context import ConversationView
+from .lanes import Ticket
 from .stream import Downstream
 from .upstream_link import UpstreamLink, decode_event
 
@@ -46,6 +49,7 @@ __all__ = ["LinkHost", "UpstreamLinks", "open_connection_pks"]
 logger = logging.getLogger("sessions_app.relay")
 
 Reason = UpstreamConnection.CloseReason
+Status = ResponseRecord.Status
 
 # One driving session per conversation and process holds an upstream socket (module rules).
 _DRIVERS: dict[uuid.UUID, UpstreamLinks] = {}
@@ -146,6 +150,41 @@ class UpstreamLinks:
         await self.downstream.update_status()
         return link
 
+    async def send(self, ticket: Ticket, text: str, recorded_connection: int | None, *,
+                             opening: asyncio.Task[UpstreamLink] | None = None) -> None:
+        """Send on the open link (opening one if needed, or the one `opening`); one retry if the socket
+        died under us.
+
+        `recorded_connection` is the socket the record already names; another one is recorded here.
+        """
+        for attempt in range(2):
+            try:
+                link = await (opening if opening is not None and attempt == 0 else self.ensure())
+            except relay_errors.RelayError as exc:
+                await self.downstream.end_ticket(ticket, Status.FAILED, exc, connection_pk=None)
+                return
+            book = link.book
+            (book.add_steer if ticket.kind == "steer" else book.add_create)(ticket)
+            try:
+                await link.socket.send(text)
+            except Exception:
+                if ticket not in book.open_tickets():
+                    return  # the socket's close, read meanwhile, already ended it and told the client (on_closed)
+                book.discard(ticket)
+                if link.reader is not None:
+                    await asyncio.wait([link.reader], timeout=5)
+                continue
+            link.carried += 1
+            self.downstream.sent_child(ticket)
+            if link.connection_pk != recorded_connection:
+                ticket.sent_at = timezone.now()
+                self.host.recorder.add(Sent(ticket.record_pk, link.connection_pk, ticket.sent_at))
+            await self.downstream.update_status()
+            return
+        closed = link.socket  # it closed under both sends: say how
+        await self.downstream.end_ticket(ticket, Status.FAILED, relay_errors.upstream_disconnected(
+            closed.close_code, Reason.UPSTREAM_ERROR, closed.close_reason), connection_pk=link.connection_pk)
+
     async def _record_failed_open(self, exc: UpstreamError) -> None:
         conversation = self.host.conversation
         assert conversation is not None and conversation.profile is not None
@@ -174,6 +213,8 @@ class UpstreamLinks:
         try:
             async for frame in link.socket.frames():
                 link.received += 1
+                if link.gate is not None and not await link.gate:
+                    continue  # a request sent before its record committed was not recorded: dropped (overlap.py)
                 kind = forward_only_kind(frame)
                 if kind is not None:  # most frames: forwarded and counted, never decoded
                     await forward_only(link, frame, kind)

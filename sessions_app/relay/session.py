@@ -7,8 +7,10 @@ Both faces (browser `ws/conversations/<id>/`, gateway `/v1/responses`) are a
   transport-only fields, lane names) plus the relay's own checks (frame size,
   read-only viewers, model allowed by the profile). Bad input gets an `error`
   event and the socket stays open.
-* A request is written and committed (recording/) before it is sent; if
-  that write fails it is not sent.
+* A request is written and committed (recording/) before any event of its
+  response is relayed: before it is sent, or for the usual create on an idle
+  open socket, while it is sent, its events held until the commit
+  (overlap.py). If the write fails, none of its response reaches the client.
 * The upstream socket opens on the first request that needs it, not before
   (while that request is being written: neither waits for the other); a
   session holds at most one, and per process one conversation has at most
@@ -43,7 +45,7 @@ from ..protocol.errors import ProtocolError, SteerError
 from ..protocol.events import CreateEvent, SteerEvent, parse_client_event
 from ..protocol.items import input_items, item_type
 from ..protocol.references import References, references, unverifiable_reference
-from ..recording import Recorder, RequestRow, RequestWritten, Sent, database_unavailable, on_db_thread
+from ..recording import Recorder, RequestRow, RequestWritten, database_unavailable, on_db_thread
 from . import errors as relay_errors
 from .context import (
     CONVERSATION_METADATA_KEY,
@@ -57,6 +59,7 @@ from .faces import BROWSER, GATEWAY, Face
 from .lanes import Ticket
 from .limits import Quota
 from .link import UpstreamLinks, open_connection_pks
+from .overlap import Overlap
 from .ownership import Ownership
 from .recovery import Recovery, Resend, replay_echo
 from .stream import Downstream
@@ -113,6 +116,7 @@ class RelaySession:
         self.quota = quota or Quota(user_pk=user.pk)
         self.downstream.on_usage = self.quota.used
         self.ownership = Ownership(self)
+        self.overlap = Overlap(self)
         self.api_token_pk: int | None = None
 
     # -- construction ----------------------------------------------------------------
@@ -225,11 +229,19 @@ class RelaySession:
 
     async def submit(self, row: RequestRow, *, raw: dict[str, Any] | None, frame: str | bytes | None,
                       resends: int = 0, reason: str | None = None) -> None:
-        """Write a create's record, then send it (as the client framed it when nothing was rewritten)."""
+        """Write a create's record, then send it (as the client framed it when nothing was rewritten); the
+        usual create is sent while it is written (overlap.py)."""
         if row.replay:
             await self.recorder.flush()  # the context is rebuilt from records: the latest must be written
+        elif frame is not None and not resends and not reason and (link := self.overlap.link_for(row)) is not None:
+            text = _text(frame) if row.payload is raw else json.dumps(row.payload)
+            if await self.overlap.send(link, row, text):
+                return
+            assert self.conversation is not None  # not sent: the ordinary way, on a new socket
+            row = replace(row, connection_pk=None,
+                          replay=self.needs_replay(row.previous_response_id, row.payload, self.conversation))
         opening = self._open_beside_write()
-        written = await self._write(row, row.stream_id)
+        written = await self._write(row)
         if self.conversation is not None and not self.conversation.title and row.title:  # its first message titled it
             self.conversation = replace(self.conversation, title=row.title)
             await self.downstream.announce({"type": "switchboard.conversation", "title": row.title})
@@ -240,7 +252,7 @@ class RelaySession:
                         sent_at=timezone.now(), request=Resend(row=row, resends=resends), echo=echo)
         if replayed or reason:
             await self.recovery.announce(row, replayed=replayed, reason=reason)
-        await self._send_upstream(ticket, text, row.connection_pk, opening=opening)
+        await self.links.send(ticket, text, row.connection_pk, opening=opening)
 
     def _open_beside_write(self) -> asyncio.Task[UpstreamLink] | None:
         """Start opening the upstream socket when this request will need a new one, so the handshake
@@ -277,10 +289,10 @@ class RelaySession:
             parent_pk=parent_pk, parent_forks=False, origin=ResponseRecord.Origin.STEER,
             model=self.conversation.model, payload=event.raw, connection_pk=link.connection_pk,
         )
-        written = await self._write(row, lane)
+        written = await self._write(row)
         ticket = Ticket(record_pk=written.record_pk, kind="steer", stream_id=lane, previous_response_id=target,
                         parent_pk=written.parent_pk, sent_at=timezone.now())
-        await self._send_upstream(ticket, _text(frame), row.connection_pk)
+        await self.links.send(ticket, _text(frame), row.connection_pk)
 
     async def _select_gateway_conversation(self, event: CreateEvent, refs: References) -> None:
         metadata = event.raw.get("metadata") if isinstance(event.raw.get("metadata"), dict) else {}
@@ -309,53 +321,22 @@ class RelaySession:
             self.downstream.publish = publisher.publish
             self.downstream.keep_tail = True  # the backlog of a watcher that arrives mid-response
 
-    async def _write(self, row: RequestRow, lane: str | None) -> RequestWritten:
+    async def _write(self, row: RequestRow) -> RequestWritten:
         try:
             return await self.recorder.write_request(row)
         except Exception as failure:
-            if database_unavailable(failure):  # an outage: one line per request, no traceback (docs/recording.md)
-                logger.warning("Could not record a request for conversation %s (database unavailable: %s); it was "
-                               "not sent", row.conversation_id, type(failure).__name__)
-            else:
-                logger.exception("Could not record a request for conversation %s; it was not sent", row.conversation_id)
-            exc = relay_errors.recording_failed()
-            exc.stream_id = lane
-            raise exc from None
+            raise self.write_failed(failure, row) from None
 
-    async def _send_upstream(self, ticket: Ticket, text: str, recorded_connection: int | None, *,
-                             opening: asyncio.Task[UpstreamLink] | None = None) -> None:
-        """Send on the open link (opening one if needed, or the one `opening`); one retry if the socket
-        died under us.
-
-        `recorded_connection` is the socket the record already names; another one is recorded here.
-        """
-        for attempt in range(2):
-            try:
-                link = await (opening if opening is not None and attempt == 0 else self.links.ensure())
-            except relay_errors.RelayError as exc:
-                await self.downstream.end_ticket(ticket, Status.FAILED, exc, connection_pk=None)
-                return
-            book = link.book
-            (book.add_steer if ticket.kind == "steer" else book.add_create)(ticket)
-            try:
-                await link.socket.send(text)
-            except Exception:
-                if ticket not in book.open_tickets():
-                    return  # the socket's close, read meanwhile, already ended it and told the client (on_closed)
-                book.discard(ticket)
-                if link.reader is not None:
-                    await asyncio.wait([link.reader], timeout=5)
-                continue
-            link.carried += 1
-            self.downstream.sent_child(ticket)
-            if link.connection_pk != recorded_connection:
-                ticket.sent_at = timezone.now()
-                self.recorder.add(Sent(ticket.record_pk, link.connection_pk, ticket.sent_at))
-            await self.downstream.update_status()
-            return
-        closed = link.socket  # it closed under both sends: say how
-        await self.downstream.end_ticket(ticket, Status.FAILED, relay_errors.upstream_disconnected(
-            closed.close_code, Reason.UPSTREAM_ERROR, closed.close_reason), connection_pk=link.connection_pk)
+    def write_failed(self, failure: BaseException, row: RequestRow) -> relay_errors.RelayError:
+        """Log a request's failed write (called in its `except`) and return the error its client gets."""
+        if database_unavailable(failure):  # an outage: one line per request, no traceback (docs/recording.md)
+            logger.warning("Could not record a request for conversation %s (database unavailable: %s); it was "
+                           "not relayed", row.conversation_id, type(failure).__name__)
+        else:
+            logger.exception("Could not record a request for conversation %s; it was not relayed", row.conversation_id)
+        exc = relay_errors.recording_failed()
+        exc.stream_id = row.stream_id
+        return exc
 
     # -- lifecycle -----------------------------------------------------------------------
 

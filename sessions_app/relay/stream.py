@@ -237,9 +237,9 @@ class Downstream:
             self.link = None
         code, text = link.socket.close_code, link.failure.code if link.failure else link.socket.close_reason
         reason = link.reason or (Reason.CONNECTION_LIMIT if link.limit_reached else Reason.UPSTREAM_ERROR)
-        # Nobody to blame: the client left (gateway) or stopped the response, or this process is shutting
-        # down (hub.drain).
-        left = reason in (Reason.CLIENT_LEFT, Reason.SERVER_SHUTDOWN, Reason.STOPPED)
+        # Nobody to blame: the client left (gateway) or stopped the response, this process is shutting
+        # down (hub.drain), or the relay closed it to resend its request (overlap.py).
+        left = reason in (Reason.CLIENT_LEFT, Reason.SERVER_SHUTDOWN, Reason.STOPPED, Reason.RESENT)
         for ticket in link.book.clear():
             if (reason == Reason.CONNECTION_LIMIT and ticket.response_id is None and self.recover is not None
                     and self.recover(link, ticket, LIMIT_CODE)):

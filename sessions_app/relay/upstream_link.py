@@ -42,6 +42,8 @@ class UpstreamLink:
     carried: int = 0  # requests sent on it
     received: int = 0  # frames read from it (link.py's stall watch)
     failure: relay_errors.RelayError | None = None  # why we closed it, for the requests it ends (else disconnected)
+    # While set, the reader holds every frame until it resolves: True relays them, False drops them (overlap.py).
+    gate: asyncio.Future[bool] | None = None
 
     @property
     def is_open(self) -> bool:

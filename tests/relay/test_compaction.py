@@ -85,3 +85,35 @@ async def test_compacting_someone_elses_conversation_is_not_found(profile, user,
     client = AsyncClient()
     await db(client.force_login)(other_user)
     assert (await client.post(f"/api/conversations/{conversation.pk}/compact")).status_code == 404
+
+
+async def test_a_turn_sent_beside_its_write_while_a_compaction_is_pending_is_resent_from_the_window(
+    profile, user, conversation_of, open_browser
+):
+    """The socket stays open across the compaction: the continuation goes upstream beside its write
+    (relay/overlap.py), the write finds the compaction pending, so the socket is closed unseen and the turn is
+    resent from the compacted window on a new one."""
+    from sessions_app.models import UpstreamConnection
+
+    conversation = await conversation_of(user)
+    socket = await open_browser(user, conversation.pk)
+    first = final(await socket.turn("remember: amber"))
+    second = final(await socket.turn("remember: violet", previous_response_id=first["response"]["id"]))
+
+    client = AsyncClient()
+    await db(client.force_login)(user)
+    response = await client.post(f"/api/conversations/{conversation.pk}/compact")
+    assert response.status_code == 200, response.content
+
+    events = await socket.turn("what did I ask you to remember?", previous_response_id=second["response"]["id"])
+    protocol = [e for e in events if not e["type"].startswith("switchboard.")]
+    assert [e["type"] for e in protocol].count("response.created") == 1  # the first send's events never shown
+    assert "error" not in [e["type"] for e in events]
+    answer = final(events)["response"]
+    assert "amber" in text_of(events) and "violet" in text_of(events)
+    await socket.close()
+    record = await db(lambda: ResponseRecord.objects.get(response_id=answer["id"]))()
+    assert record.request_payload["input"][0] == response.json()["output"][0]  # sent from the window
+    reasons = await db(lambda: list(UpstreamConnection.objects.filter(conversation=conversation)
+                                    .order_by("pk").values_list("close_reason", flat=True)))()
+    assert reasons[0] == "resent" and len(reasons) == 2

@@ -153,7 +153,8 @@ def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it
         # The finished responses' records wait in the queue; the writer has found the database down.
         wait_for_log(world["log"], "Database unavailable (")
 
-        # A new request cannot have its input stored: refused, and not sent upstream.
+        # A new request cannot have its input stored: refused, and not sent upstream (the writer knows the
+        # database is down, so it is not sent beside its write either: relay/overlap.py).
         socket.send(create("this one cannot be stored", previous_response_id=completed["response"]["id"]))
         refused = json.loads(socket.recv(timeout=30))
         assert refused["type"] == "error" and refused["error"]["code"] == "recording_failed", refused
@@ -173,7 +174,7 @@ def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it
         assert sum("Database available again" in line for line in recording_lines) == 1, recording_lines
         assert not any(" ERROR sessions_app.recording" in line for line in recording_lines), recording_lines  # none lost
         assert " WARNING sessions_app.relay: Could not record a request for conversation " in logged
-        assert "(database unavailable: OperationalError); it was not sent" in logged
+        assert "(database unavailable: OperationalError); it was not relayed" in logged
         assert "Traceback" not in logged  # an outage is warnings, one line each
 
         # Stopping the server while the database is down: a bounded wait, then what is lost is logged.
@@ -191,3 +192,56 @@ def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it
     assert lost.startswith(tuple("0123456789")) and " ERROR sessions_app.recording: " in lost
     assert f"after waiting {float(SHUTDOWN_SECONDS)} s for a database unavailable" in lost
     assert "1 Finished" in lost  # the response that completed during this outage
+
+
+CONVERSATION = """
+import json
+import django
+django.setup()
+from sessions_app.models import ResponseRecord, UpstreamConnection
+record = ResponseRecord.objects.get(response_id={response_id!r})
+print(json.dumps({{
+    "requests": [r.request_payload.get("input") for r in ResponseRecord.objects.filter(
+        conversation=record.conversation_id).order_by("pk")],
+    "closed": list(UpstreamConnection.objects.filter(conversation=record.conversation_id).order_by("pk")
+                   .values_list("close_reason", flat=True)),
+}}))
+"""
+
+
+@needs_cluster_tools
+def test_a_request_sent_beside_its_write_is_cut_unseen_when_the_database_fails(recording_world):
+    """The usual continuation goes upstream while its record is written (relay/overlap.py). The database stops
+    after the send: nothing of the response reaches the client, which gets `recording_failed`; the upstream
+    socket is closed; the next turn replays the context from the records on a new socket."""
+    world, port = recording_world, recording_world["port"]
+    with connect(f"ws://127.0.0.1:{port}/v1/responses", open_timeout=20,
+                 additional_headers={"Authorization": f"Bearer {world['token']}"}) as socket:
+        socket.send(create("remember: orca"))
+        first = until_terminal(socket, [])
+        assert first["type"] == "response.completed", first
+        pg_ctl(world["cluster"], "stop")  # nothing is queued: the relay does not know yet
+
+        socket.send(create("/slow 30 /long 60 tell me a story", previous_response_id=first["response"]["id"]))
+        refused = json.loads(socket.recv(timeout=30))
+        assert refused["type"] == "error" and refused["error"]["code"] == "recording_failed", refused
+        logged = wait_for_log(world["log"], "a request sent before its record committed could not be recorded")
+        with pytest.raises(TimeoutError):  # the upstream had started it; none of it is relayed
+            socket.recv(timeout=3)
+
+        pg_ctl(world["cluster"], "start")
+        socket.send(create("what did I ask you to remember?", previous_response_id=first["response"]["id"]))
+        events: list[dict] = []
+        answer = until_terminal(socket, events)
+        assert answer["type"] == "response.completed", answer
+        assert "You asked me to remember: orca." in "".join(
+            e["delta"] for e in events if e["type"] == "response.output_text.delta")
+        assert answer["response"]["previous_response_id"] == first["response"]["id"]
+
+    queried = subprocess.run([sys.executable, "-c", CONVERSATION.format(response_id=answer["response"]["id"])],
+                             cwd=ROOT, env=world["env"], check=True, capture_output=True, text=True, timeout=120)
+    records = json.loads(queried.stdout.strip().splitlines()[-1])
+    assert records["requests"][0] == "remember: orca"
+    assert "tell me a story" not in json.dumps(records["requests"])  # its input was never stored
+    assert records["closed"][0] == "recording_failed"  # the socket that carried it
+    assert " WARNING sessions_app.relay: Could not record a request for conversation " in logged

@@ -1,0 +1,95 @@
+"""The usual create goes upstream while its input commits; nothing of its response reaches the client before the
+commit (relay/overlap.py). The database is really held: SQLite's write lock, or on PostgreSQL a row lock on the
+conversation, which the new record's foreign-key check waits for. The failure path (the database stops after
+the send) is tests/resilience/test_recording_outage.py's, on a private PostgreSQL cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+
+import psycopg
+import pytest
+
+from sessions_app.models import ApiToken, ResponseRecord, UpstreamConnection
+
+from .conftest import db, final, text_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class RecordBlock:
+    """Another connection that keeps a new response record of `conversation_id` from committing until released."""
+
+    def __init__(self, conversation_id) -> None:
+        from django.db import connection
+
+        self.vendor, self.settings = connection.vendor, connection.settings_dict
+        self.conversation_id = conversation_id
+        self.locked, self.release = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._hold)
+
+    def _hold(self) -> None:
+        if self.vendor == "sqlite":
+            raw = sqlite3.connect(self.settings["NAME"], timeout=30)
+            raw.execute("BEGIN EXCLUSIVE")
+        else:
+            raw = psycopg.connect(host=self.settings["HOST"], port=self.settings["PORT"] or 5432,
+                                  user=self.settings["USER"], password=self.settings["PASSWORD"] or None,
+                                  dbname=self.settings["NAME"])
+            raw.execute("SELECT 1 FROM sessions_app_conversation WHERE id = %s FOR UPDATE", [self.conversation_id])
+        try:
+            self.locked.set()
+            self.release.wait(60)
+            raw.rollback()
+        finally:
+            raw.close()
+
+    async def __aenter__(self) -> RecordBlock:
+        self.thread.start()
+        assert await asyncio.to_thread(self.locked.wait, 30)
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self.release.set()
+        await asyncio.to_thread(self.thread.join, 30)
+
+
+async def until(check, within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "never happened"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_continuation_is_sent_before_its_record_commits_and_relayed_only_after(profile, user, sim,
+                                                                                      open_gateway):
+    _, token = await db(ApiToken.issue)(user=user, name="overlap")
+    gateway = await open_gateway(token)
+    first = final(await gateway.turn("remember: orca", model="gpt-5.5", store=False))
+    conversation_id = await db(lambda: ResponseRecord.objects.get(response_id=first["response"]["id"])
+                               .conversation_id)()
+    received = len(sim.received_frames)
+
+    async with RecordBlock(conversation_id):
+        await gateway.send({"type": "response.create", "model": "gpt-5.5", "store": False,
+                            "previous_response_id": first["response"]["id"],
+                            "input": "what did I ask you to remember?"})
+        await until(lambda: len(sim.received_frames) > received)  # upstream has it; its record cannot commit yet
+        # The simulator answers at full speed: the whole response is waiting in the relay, none of it relayed.
+        assert await gateway.communicator.receive_nothing(timeout=0.5)
+        assert not await db(ResponseRecord.objects.filter(previous_response_id=first["response"]["id"]).exists)()
+
+    events = await gateway.until(lambda e: e["type"] in ("response.completed", "error"))
+    assert [e["type"] for e in events][:2] == ["response.created", "response.in_progress"]
+    assert final(events)["type"] == "response.completed"
+    assert "You asked me to remember: orca." in text_of(events)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))  # nothing lost while held
+
+    second = await db(lambda: ResponseRecord.objects.get(previous_response_id=first["response"]["id"]))()
+    assert second.status == "completed" and second.response_id == final(events)["response"]["id"]
+    # One upstream socket carried both: the continuation used its cache, no replay and no resend.
+    assert await db(UpstreamConnection.objects.filter(conversation_id=conversation_id).count)() == 1
+    assert second.origin == "user" and second.connection_id is not None
