@@ -239,6 +239,8 @@ class UpstreamLinks:
         finally:
             if watch is not None:
                 watch.cancel()
+            if link.gate is not None:  # a request sent beside its write: it ends once its record exists (overlap.py)
+                await link.gate
             await self._on_upstream_closed(link)
 
     async def _watch(self, link: UpstreamLink, seconds: float) -> None:

@@ -60,6 +60,7 @@ class Overlap:
 
     def __init__(self, host: OverlapHost) -> None:
         self.host = host
+        self._closing: asyncio.Future[None] | None = None  # a close started by a cancelled send
 
     def link_for(self, row: RequestRow) -> UpstreamLink | None:
         """The socket `row` may go out on before its write commits, or None (write first)."""
@@ -96,6 +97,12 @@ class Overlap:
         except Exception as failure:
             await self._abandon(link, gate, ticket, Reason.RECORDING_FAILED)
             raise self.host.write_failed(failure, row) from None
+        except BaseException:  # cancelled mid-write (the session is going): none of it may be relayed
+            link.book.discard(ticket)
+            link.reason = Reason.RECORDING_FAILED
+            self._open_gate(link, gate, False)
+            self._closing = asyncio.ensure_future(link.socket.close(1000, "request not recorded"))
+            raise
         if written is None:  # the records say to send another input: resend it the general way
             await self._abandon(link, gate, ticket, Reason.RESENT)
             return False

@@ -7,6 +7,7 @@ the send) is tests/resilience/test_recording_outage.py's, on a private PostgreSQ
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 
@@ -15,7 +16,7 @@ import pytest
 
 from sessions_app.models import ApiToken, ResponseRecord, UpstreamConnection
 
-from .conftest import db, final, text_of
+from .conftest import db, eventually, final, text_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,3 +94,48 @@ async def test_a_continuation_is_sent_before_its_record_commits_and_relayed_only
     # One upstream socket carried both: the continuation used its cache, no replay and no resend.
     assert await db(UpstreamConnection.objects.filter(conversation_id=conversation_id).count)() == 1
     assert second.origin == "user" and second.connection_id is not None
+
+
+@pytest.fixture
+def bad_profile(transactional_db):
+    """The default profile pointed at a scripted upstream (tests/resilience/bad_upstream.py)."""
+    from sessions_app.services import default_profile_sync
+    from tests.resilience.bad_upstream import BadUpstream
+
+    with BadUpstream() as bad:
+        profile = default_profile_sync()
+        profile.websocket_url = bad.url("/ok")
+        profile.save()
+        yield profile
+
+
+async def test_a_socket_that_closes_before_answering_ends_the_request_once_its_record_exists(bad_profile, user,
+                                                                                            open_gateway):
+    async def unvalidated(until: str) -> dict:  # the scripted upstream's events are minimal, not the SDK's shape
+        while True:
+            event = json.loads((await gateway.communicator.receive_output(10))["text"])
+            if event["type"] == until:
+                return event
+
+    _, token = await db(ApiToken.issue)(user=user, name="overlap")
+    gateway = await open_gateway(token)
+    await gateway.send({"type": "response.create", "model": "gpt-5.5", "store": False, "input": "hello"})
+    first = await unvalidated("response.completed")
+    conversation_id = await db(lambda: ResponseRecord.objects.get(response_id=first["response"]["id"])
+                               .conversation_id)()
+
+    async with RecordBlock(conversation_id):
+        await gateway.send({"type": "response.create", "model": "gpt-5.5", "store": False,
+                            "previous_response_id": first["response"]["id"], "input": "hangup please"})
+        assert await gateway.communicator.receive_nothing(timeout=0.5)  # closed upstream; the record is not in yet
+    error = await unvalidated("error")
+    assert error["error"]["code"] == "upstream_disconnected", error
+
+    def settled():
+        rows = list(ResponseRecord.objects.filter(conversation_id=conversation_id).order_by("pk")
+                    .values_list("previous_response_id", "status"))
+        return rows if all(status not in ("queued", "in_progress") for _, status in rows) else None
+
+    records = await eventually(settled)
+    # The request's own record ends failed; no stray record is made for it, none is left queued.
+    assert records == [("", "completed"), (first["response"]["id"], "failed")]

@@ -150,6 +150,9 @@ class BadUpstream:
                  "content_index": 0, "delta": "partial ", "logprobs": []}
         if word == "silent":  # accepts the create, then nothing
             return
+        if word == "hangup":  # closes the socket at once, before any event of the create
+            await ws.close(1011, "going away")
+            return
         if word == "slow":  # slow but alive: N deltas, MS milliseconds apart, then a normal end
             count, pause = (int(n) for n in rest.split())
             for frame in [*started, *[delta] * count]:
