@@ -8,54 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-import threading
 
-import psycopg
 import pytest
 
 from sessions_app.models import ApiToken, ResponseRecord, UpstreamConnection
+from tests.held_database import HeldDatabase
 
 from .conftest import db, eventually, final, text_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class RecordBlock:
-    """Another connection that keeps a new response record of `conversation_id` from committing until released."""
+def RecordBlock(conversation_id) -> HeldDatabase:  # noqa: N802 (reads as the context manager it returns)
+    """Keeps a new response record of `conversation_id` from committing until the block ends."""
+    from django.db import connection
 
-    def __init__(self, conversation_id) -> None:
-        from django.db import connection
-
-        self.vendor, self.settings = connection.vendor, connection.settings_dict
-        self.conversation_id = conversation_id
-        self.locked, self.release = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._hold)
-
-    def _hold(self) -> None:
-        if self.vendor == "sqlite":
-            raw = sqlite3.connect(self.settings["NAME"], timeout=30)
-            raw.execute("BEGIN EXCLUSIVE")
-        else:
-            raw = psycopg.connect(host=self.settings["HOST"], port=self.settings["PORT"] or 5432,
-                                  user=self.settings["USER"], password=self.settings["PASSWORD"] or None,
-                                  dbname=self.settings["NAME"])
-            raw.execute("SELECT 1 FROM sessions_app_conversation WHERE id = %s FOR UPDATE", [self.conversation_id])
-        try:
-            self.locked.set()
-            self.release.wait(60)
-            raw.rollback()
-        finally:
-            raw.close()
-
-    async def __aenter__(self) -> RecordBlock:
-        self.thread.start()
-        assert await asyncio.to_thread(self.locked.wait, 30)
-        return self
-
-    async def __aexit__(self, *exc_info) -> None:
-        self.release.set()
-        await asyncio.to_thread(self.thread.join, 30)
+    return HeldDatabase(connection.settings_dict, conversation_id=conversation_id)
 
 
 async def until(check, within: float = 10.0) -> None:

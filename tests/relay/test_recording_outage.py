@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 
 import psycopg
 import pytest
@@ -20,6 +19,7 @@ from django.db import IntegrityError, OperationalError
 from sessions_app.models import ErrorEvent
 from sessions_app.recording.availability import Backoff, database_unavailable
 from sessions_app.recording.recorder import ErrorRow, Recorder, Writer
+from tests.held_database import HeldDatabase
 
 from .conftest import db
 
@@ -57,32 +57,9 @@ def test_retries_back_off_from_a_fifth_of_a_second_to_five_seconds():
     assert backoff.next() == 0.2
 
 
-class WriteLock:
+def WriteLock(path: str) -> HeldDatabase:  # noqa: N802 (reads as the context manager it returns)
     """Another connection holding SQLite's write lock (BEGIN EXCLUSIVE) until released."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.locked, self.release = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._hold)
-
-    def _hold(self) -> None:
-        raw = sqlite3.connect(self.path, timeout=30)
-        try:
-            raw.execute("BEGIN EXCLUSIVE")
-            self.locked.set()
-            self.release.wait(180)
-            raw.execute("ROLLBACK")
-        finally:
-            raw.close()
-
-    async def __aenter__(self) -> WriteLock:
-        self.thread.start()
-        assert await asyncio.to_thread(self.locked.wait, 30)
-        return self
-
-    async def __aexit__(self, *exc_info) -> None:
-        self.release.set()
-        await asyncio.to_thread(self.thread.join, 30)
+    return HeldDatabase({"ENGINE": "django.db.backends.sqlite3", "NAME": path})
 
 
 def _sqlite_path() -> str:

@@ -36,26 +36,18 @@ def serve(transactional_db, simulator_process):
     return lambda: daphne_process(connection.settings_dict)
 
 
-async def turn_then_kill(server, headers: dict[str, str], create: dict) -> dict:
-    """Send `create` on the gateway; SIGKILL the server as soon as its terminal event arrives; return that event."""
+async def turn(server, headers: dict[str, str], create: dict, *, kill: bool = False) -> dict:
+    """Send `create` on the gateway and return its terminal event; with `kill`, SIGKILL the server the moment that
+    event arrives (no drain, no flush: whatever is not committed by then is gone)."""
     async with connect(f"{server.ws_url}/v1/responses", additional_headers=headers) as ws:
         await ws.send(json.dumps(create))
-        while True:
-            event = json.loads(await asyncio.wait_for(ws.recv(), 15))
-            if event["type"] in TERMINAL:
-                server.process.kill()  # no drain, no flush: whatever is not committed now is gone
-                break
-    await asyncio.to_thread(server.process.wait, 10)
+        while (event := json.loads(await asyncio.wait_for(ws.recv(), 15)))["type"] not in TERMINAL:
+            pass
+        if kill:
+            server.process.kill()
+    if kill:
+        await asyncio.to_thread(server.process.wait, 10)
     return event
-
-
-async def turn(server, headers: dict[str, str], create: dict) -> dict:
-    async with connect(f"{server.ws_url}/v1/responses", additional_headers=headers) as ws:
-        await ws.send(json.dumps(create))
-        while True:
-            event = json.loads(await asyncio.wait_for(ws.recv(), 15))
-            if event["type"] in TERMINAL:
-                return event
 
 
 def recorded(response_id: str) -> tuple[str, list[str]]:
@@ -78,7 +70,7 @@ async def test_a_turn_completed_a_moment_before_kill_9_is_recorded_and_continued
             create = {**first, "previous_response_id": ids[-1]} if ids else first
             if ids:
                 create["input"] = f"and remember: whale {attempt}"
-            ended = await turn_then_kill(server, headers, create)
+            ended = await turn(server, headers, create, kill=True)
         assert ended["type"] == "response.completed", ended
         ids.append(ended["response"]["id"])
         status, output = await db(recorded)(ids[-1])
