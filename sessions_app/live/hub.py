@@ -55,6 +55,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from ..models import UpstreamConnection
+from ..recording import log_failure
 from ..relay import (
     BROWSER,
     STOP_CONTROL,
@@ -161,8 +162,8 @@ class HubClient:
         if self.hub.driver.downstream.link is None:
             try:  # a new upstream socket: first settle a dead holder's records (best effort)
                 await self.hub.remote.reap_dead_holders()
-            except Exception:
-                logger.exception("Could not check the holders of conversation %s", self.view.id)
+            except Exception as failure:
+                log_failure(logger, failure, "Could not check the holders of conversation %s", self.view.id)
         await self.hub.driver.from_client(text, data)
 
     async def close(self) -> None:

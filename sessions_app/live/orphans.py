@@ -26,6 +26,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from ..models import ResponseRecord
+from ..recording import log_failure
 from ..relay import history_event, open_connection_pks
 from . import liveness
 
@@ -70,8 +71,8 @@ async def _watch(conversation_id: uuid.UUID, clients: Callable[[], list[Any]], w
                         history = await database_sync_to_async(history_event)(user=client.user,
                                                                               conversation_id=conversation_id)
                         await client.deliver(json.dumps(history))
-    except Exception:
-        logger.exception("Could not settle the dead holders of conversation %s", conversation_id)
+    except Exception as failure:
+        log_failure(logger, failure, "Could not settle the dead holders of conversation %s", conversation_id)
     finally:
         if _WATCHING.get(conversation_id) is asyncio.current_task():
             del _WATCHING[conversation_id]

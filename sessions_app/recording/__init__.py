@@ -8,7 +8,7 @@ column once (columns.py). Nothing here imports the relay or the
 live layer.
 """
 
-from .availability import database_unavailable
+from .availability import database_unavailable, log_failure
 from .ops import ErrorCount, ErrorTally
 from .recorder import (
     AtOnce,
@@ -31,5 +31,5 @@ from .recorder import (
 __all__ = [
     "Recorder", "Writer", "AtOnce", "at_once_statement", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
     "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "shutdown",
-    "database_unavailable",
+    "database_unavailable", "log_failure",
 ]

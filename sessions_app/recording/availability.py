@@ -16,12 +16,13 @@ Django error with no driver cause is judged by Django's class.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 import psycopg
 from django.db import InterfaceError, OperationalError
 
-__all__ = ["database_unavailable", "Backoff", "FIRST_RETRY_SECONDS", "MAX_RETRY_SECONDS"]
+__all__ = ["database_unavailable", "log_failure", "Backoff", "FIRST_RETRY_SECONDS", "MAX_RETRY_SECONDS"]
 
 FIRST_RETRY_SECONDS = 0.2
 MAX_RETRY_SECONDS = 5.0
@@ -52,6 +53,16 @@ def database_unavailable(exc: BaseException) -> bool:
             return True
         cause = cause.__cause__
     return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def log_failure(log: logging.Logger, failure: BaseException, message: str, *args: object) -> None:
+    """Log a failed operation, in its `except` block: while the database is unavailable one warning line
+    naming the exception's class (an outage is expected, and would otherwise log a traceback per
+    request); any other failure with its traceback."""
+    if database_unavailable(failure):
+        log.warning(message + " (database unavailable: %s)", *args, type(failure).__name__)
+    else:
+        log.exception(message, *args)
 
 
 class Backoff:

@@ -35,7 +35,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..models import ResponseRecord, UpstreamConnection
 from ..protocol.frames import forward_only_kind
-from ..recording import ConnectionFailed, Sent, on_db_thread
+from ..recording import ConnectionFailed, Sent, log_failure, on_db_thread
 from ..upstream import UpstreamError, UpstreamRejected, UpstreamTimeout, open_upstream
 from . import errors as relay_errors
 from . import limits
@@ -135,8 +135,9 @@ class UpstreamLinks:
             connection_pk = await host.recorder.open_connection(
                 conversation_id=conversation.id, profile_id=conversation.profile.pk, url=target.url
             )
-        except Exception:
-            logger.exception("Could not record an upstream connection for conversation %s", conversation.id)
+        except Exception as failure:
+            log_failure(logger, failure, "Could not record an upstream connection for conversation %s",
+                        conversation.id)
             await socket.close()
             raise relay_errors.recording_failed() from None
         link = UpstreamLink(socket=socket, connection_pk=connection_pk)

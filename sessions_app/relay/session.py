@@ -45,7 +45,7 @@ from ..protocol.errors import ProtocolError, SteerError
 from ..protocol.events import CreateEvent, SteerEvent, parse_client_event
 from ..protocol.items import input_items, item_type
 from ..protocol.references import References, references, unverifiable_reference
-from ..recording import Recorder, RequestRow, RequestWritten, database_unavailable, on_db_thread
+from ..recording import Recorder, RequestRow, RequestWritten, database_unavailable, log_failure, on_db_thread
 from . import errors as relay_errors
 from .context import (
     CONVERSATION_METADATA_KEY,
@@ -173,9 +173,11 @@ class RelaySession:
             await self.downstream.refuse(exc, exc.to_event(stream_id=lane))
         except ProtocolError as exc:
             await self.downstream.refuse(exc, exc.to_event())
-        except Exception:
-            logger.exception("Relay failed on a client frame (conversation %s)", self._conversation_id)
-            exc = relay_errors.internal_error()
+        except Exception as failure:
+            log_failure(logger, failure, "Relay failed on a client frame (conversation %s)", self._conversation_id)
+            # A read the request needed (limits, usage, ownership) found the database down: nothing was stored
+            # or sent, as when its own write fails.
+            exc = relay_errors.recording_failed() if database_unavailable(failure) else relay_errors.internal_error()
             await self.downstream.refuse(exc, exc.to_event())
 
     async def _client_frame(self, text: str | None, data: bytes | None) -> None:
@@ -329,11 +331,9 @@ class RelaySession:
 
     def write_failed(self, failure: BaseException, row: RequestRow) -> relay_errors.RelayError:
         """Log a request's failed write (called in its `except`) and return the error its client gets."""
-        if database_unavailable(failure):  # an outage: one line per request, no traceback (docs/recording.md)
-            logger.warning("Could not record a request for conversation %s (database unavailable: %s); it was "
-                           "not relayed", row.conversation_id, type(failure).__name__)
-        else:
-            logger.exception("Could not record a request for conversation %s; it was not relayed", row.conversation_id)
+        # An outage: one line per request, no traceback (docs/recording.md).
+        log_failure(logger, failure, "Could not record a request for conversation %s; it was not relayed",
+                    row.conversation_id)
         exc = relay_errors.recording_failed()
         exc.stream_id = row.stream_id
         return exc

@@ -136,7 +136,9 @@ def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it
                  additional_headers={"Authorization": f"Bearer {world['token']}"}) as socket, \
             connect(f"ws://127.0.0.1:{port}/ws/conversations/{world['conversation']}/", open_timeout=20,
                     origin=f"http://127.0.0.1:{port}", additional_headers={"Cookie": f"sessionid={world['session']}"}
-                    ) as browser:
+                    ) as browser, \
+            connect(f"ws://127.0.0.1:{port}/v1/responses", open_timeout=20,
+                    additional_headers={"Authorization": f"Bearer {world['token']}"}) as fresh:
         socket.send(create(SLOW_LONG))
         browser.send(json.dumps({"type": "response.create", "input": SLOW_LONG}))
         events: list[dict] = []
@@ -158,6 +160,10 @@ def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it
         socket.send(create("this one cannot be stored", previous_response_id=completed["response"]["id"]))
         refused = json.loads(socket.recv(timeout=30))
         assert refused["type"] == "error" and refused["error"]["code"] == "recording_failed", refused
+        # A socket's first request needs the user's limits and usage read first: the same clear refusal.
+        fresh.send(create("my first words, during the outage"))
+        refused = json.loads(fresh.recv(timeout=30))
+        assert refused["type"] == "error" and refused["error"]["code"] == "recording_failed", refused
 
         pg_ctl(world["cluster"], "start")
 
@@ -174,7 +180,7 @@ def test_a_streaming_response_survives_a_database_outage_and_is_recorded_when_it
         assert sum("Database available again" in line for line in recording_lines) == 1, recording_lines
         assert not any(" ERROR sessions_app.recording" in line for line in recording_lines), recording_lines  # none lost
         assert " WARNING sessions_app.relay: Could not record a request for conversation " in logged
-        assert "(database unavailable: OperationalError); it was not relayed" in logged
+        assert "it was not relayed (database unavailable: OperationalError)" in logged
         assert "Traceback" not in logged  # an outage is warnings, one line each
 
         # Stopping the server while the database is down: a bounded wait, then what is lost is logged.
