@@ -20,7 +20,8 @@ Rules (docs/protocol.md §3 "Recording before relaying"):
 * If the database answers that the request needs the general path (a standalone
   compaction is pending, so the records rewrite its input), the socket is closed
   the same way (reason `resent`), the client is told nothing, and the request
-  goes the ordinary way on a new socket.
+  goes the ordinary way on a new socket: from the compacted window, which
+  needs no cache, so it is not a replay (and the page shows no recovery).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from django.utils import timezone
@@ -53,6 +55,7 @@ class OverlapHost(Protocol):
     downstream: Downstream
     recorder: Recorder
     write_failed: Callable[[BaseException, RequestRow], relay_errors.RelayError]
+    row_needs_replay: Callable[[RequestRow], bool]
 
 
 class Overlap:
@@ -71,13 +74,13 @@ class Overlap:
             return None
         return link
 
-    async def send(self, link: UpstreamLink, row: RequestRow, text: str) -> bool:
-        """Send `text` on `link` and write `row` meanwhile. True: sent and recorded. False: nothing was relayed
-        and nothing recorded; the caller takes the ordinary path. Raises the relay's `recording_failed` when the
-        write failed (the response, if any, was cut upstream and never reached the client)."""
+    async def send(self, link: UpstreamLink, row: RequestRow, text: str) -> RequestRow | None:
+        """Send `text` on `link` and write `row` meanwhile. None: sent and recorded. A row: nothing was relayed
+        and nothing recorded; the caller sends that row the ordinary way. Raises the relay's `recording_failed`
+        when the write failed (the response, if any, was cut upstream and never reached the client)."""
         statement = at_once_statement(row)
         if statement is None:
-            return False
+            return row
         downstream = self.host.downstream
         ticket = Ticket(record_pk=None, kind="create", stream_id=row.stream_id,
                         previous_response_id=row.previous_response_id, parent_pk=statement.parent_pk,
@@ -87,10 +90,10 @@ class Overlap:
         link.book.add_create(ticket)
         try:
             await link.socket.send(text)
-        except Exception:  # the socket died under us: its reader ends it; the ordinary path opens a new one
-            link.book.discard(ticket)
+        except Exception:  # the socket died under us: its reader ends it; the ordinary path opens a new one,
+            link.book.discard(ticket)  # whose empty cache a continuation must be replayed to
             self._open_gate(link, gate, True)
-            return False
+            return replace(row, connection_pk=None, replay=self.host.row_needs_replay(row))
         link.carried += 1
         try:
             written = await self.host.recorder.write_at_once(statement)
@@ -103,14 +106,14 @@ class Overlap:
             self._open_gate(link, gate, False)
             self._closing = asyncio.ensure_future(link.socket.close(1000, "request not recorded"))
             raise
-        if written is None:  # the records say to send another input: resend it the general way
+        if written is None:  # the records say to send another input (a compacted window, which needs no cache)
             await self._abandon(link, gate, ticket, Reason.RESENT)
-            return False
+            return replace(row, connection_pk=None)
         ticket.record_pk = written.record_pk
         self._open_gate(link, gate, True)
         downstream.sent_child(ticket)
         await downstream.update_status()
-        return True
+        return None
 
     @staticmethod
     def _open_gate(link: UpstreamLink, gate: asyncio.Future[bool], relay: bool) -> None:

@@ -237,11 +237,10 @@ class RelaySession:
             await self.recorder.flush()  # the context is rebuilt from records: the latest must be written
         elif frame is not None and not resends and not reason and (link := self.overlap.link_for(row)) is not None:
             text = _text(frame) if row.payload is raw else json.dumps(row.payload)
-            if await self.overlap.send(link, row, text):
+            resend = await self.overlap.send(link, row, text)
+            if resend is None:
                 return
-            assert self.conversation is not None  # not sent: the ordinary way, on a new socket
-            row = replace(row, connection_pk=None,
-                          replay=self.needs_replay(row.previous_response_id, row.payload, self.conversation))
+            row = resend  # not relayed: the ordinary way, on a new socket
         opening = self._open_beside_write()
         written = await self._write(row)
         if self.conversation is not None and not self.conversation.title and row.title:  # its first message titled it
@@ -265,6 +264,10 @@ class RelaySession:
         self._opening = opening = asyncio.ensure_future(self.links.ensure())
         opening.add_done_callback(_retrieved)  # a write that fails leaves it unawaited
         return opening
+
+    def row_needs_replay(self, row: RequestRow) -> bool:
+        assert self.conversation is not None
+        return self.needs_replay(row.previous_response_id, row.payload, self.conversation)
 
     def needs_replay(self, previous: str | None, payload: dict[str, Any], conversation: ConversationView) -> bool:
         """A continuation the upstream socket cannot know (a new socket has an empty cache, PROTOCOL.md §4).

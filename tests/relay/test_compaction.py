@@ -109,6 +109,7 @@ async def test_a_turn_sent_beside_its_write_while_a_compaction_is_pending_is_res
     protocol = [e for e in events if not e["type"].startswith("switchboard.")]
     assert [e["type"] for e in protocol].count("response.created") == 1  # the first send's events never shown
     assert "error" not in [e["type"] for e in events]
+    assert "switchboard.recovered" not in [e["type"] for e in events]  # from the window: no replay, as a reload shows
     answer = final(events)["response"]
     assert "amber" in text_of(events) and "violet" in text_of(events)
     await socket.close()
