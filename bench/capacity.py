@@ -48,13 +48,13 @@ sys.path.insert(0, str(BENCH.parent))
 import cpu  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
-from relay import (  # noqa: E402
+from relay import percentile  # noqa: E402
+from relay_setup import (  # noqa: E402
     StoredDatabase,
     _count,
     children_output_to,
     django_env,
     last_record_id,
-    percentile,
     redis_ping,
     service_answers,
     switchboard_prepare,

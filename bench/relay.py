@@ -35,35 +35,44 @@ import asyncio
 import json
 import math
 import os
-import secrets
 import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 import cpu  # noqa: E402
 import psycopg  # noqa: E402
+from relay_report import build_report, print_report  # noqa: E402
+from relay_setup import (  # noqa: E402
+    StoredDatabase,
+    children_output_to,
+    django_env,
+    last_record_id,
+    minimal_consumer_process,
+    passthrough_process,
+    postgres_database,
+    redis_ping,
+    service_answers,
+    sqlite_database,
+    switchboard_prepare,
+    verify,
+    wait_for_recorder,
+)
 from throwaway_pg import POSTGRES_ADMIN_URL, throwaway_database  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
-from tests.live import BIN, daphne_process, free_port, simulator_process, stop, wait_for_port  # noqa: E402
+from tests.live import daphne_process, free_port, simulator_process  # noqa: E402
 
 MODEL = "gpt-5.5"
 DELTA = "response.output_text.delta"
 TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
-# Targets from the capacity issue: CPU per relayed event against the minimal Channels consumer's, at every
-# load: the relay's process tree on SQLite; with PostgreSQL (and Redis), their CPU counted too.
-TARGET_CPU_RATIO = {"sqlite": 1.10, "postgresql": 1.20}
 
 
 # --- loads and ways -----------------------------------------------------------------------------------------------
@@ -78,19 +87,6 @@ class Load:
     @property
     def title(self) -> str:
         return f"{self.connections} connection{'s' * (self.connections > 1)} × {self.turns} turns × {self.deltas} deltas"
-
-
-@dataclass
-class StoredDatabase:
-    """A Switchboard database the benchmark writes to, and how to count what the recorder has stored."""
-
-    kind: str  # "postgresql" | "sqlite"
-    env: dict[str, str]
-    settings_dict: dict
-    count_stored: Callable[[int], int]  # stored responses whose record id is above the argument
-    received: dict[str, str] = field(default_factory=dict)  # response id → text the client got
-    backends: cpu.DatabaseBackends | None = None  # PostgreSQL: whose CPU is the database's own
-    redis_pid: int | None = None  # the benchmark's private redis-server, whose CPU is the layer's
 
 
 @dataclass(frozen=True)
@@ -231,181 +227,7 @@ async def drive(way: Way, load: Load, received: dict[str, str], limit_s: float,
     )
 
 
-def stored_count(database: StoredDatabase, since: int = 0) -> int:
-    try:
-        return database.count_stored(since)
-    except (psycopg.Error, sqlite3.Error):
-        return -1  # locked, or not there yet
-
-
-def last_record_id(database: StoredDatabase) -> int:
-    try:
-        return database.count_stored(-1)
-    except (psycopg.Error, sqlite3.Error):
-        return 0
-
-
-def wait_for_recorder(database: StoredDatabase, expected: int, since: int,
-                      timeout: float = 120.0) -> float | None:
-    """Seconds until the database holds `expected` completed responses with a record id above `since`
-    (this run's), or None on timeout. Counting only this run's keeps each poll as cheap in the last
-    run as in the first (counting every stored response scanned all their items: the figure grew by
-    0.3 s a run on PostgreSQL while the recorder's queue was already empty)."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if stored_count(database, since) >= expected:
-            return time.perf_counter() - start
-        time.sleep(0.02)
-    return None
-
-
 # --- processes ----------------------------------------------------------------------------------------------------
-
-@contextmanager
-def children_output_to(log: Path) -> Iterator[None]:
-    """Processes started inside write their stdout and stderr to `log` (access logs, banners, tracebacks).
-
-    The report stays readable; the log is kept and named at the end so a crash can be read.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    sink = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(sink, 1)
-    os.dup2(sink, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, sink):
-            os.close(fd)
-
-
-@contextmanager
-def passthrough_process(upstream_base: str) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(BENCH / "passthrough.py"), "--port", str(port), "--upstream", upstream_base], cwd=ROOT
-    )
-    try:
-        wait_for_port(port, process)
-        yield f"ws://127.0.0.1:{port}/v1/responses", process.pid
-    finally:
-        stop(process)
-
-
-@contextmanager
-def minimal_consumer_process(upstream_url: str, env: dict[str, str],
-                             module: str = "bench.minimal_consumer") -> Iterator[tuple[str, int]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), f"{module}:application"],
-        cwd=ROOT, env={**os.environ, **env, "BENCH_UPSTREAM_URL": upstream_url},
-    )
-    try:
-        wait_for_port(port, process)
-        yield f"ws://127.0.0.1:{port}/v1/responses", process.pid
-    finally:
-        stop(process)
-
-
-def django_env(var_dir: Path, simulator_url: str) -> dict[str, str]:
-    """Production-shaped settings (DEBUG off: no query log), the simulator as the default upstream."""
-    return {
-        "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "SWITCHBOARD_ENCRYPTION_KEY": secrets.token_urlsafe(32),
-        "SECURE_SSL_REDIRECT": "false",
-        "LOG_LEVEL": "WARNING",
-        "SWITCHBOARD_VAR_DIR": str(var_dir),
-        "OPENAI_API_KEY": "",
-        "OPENAI_WEBSOCKET_URL": simulator_url,
-        "REDIS_URL": "",
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-    }
-
-
-def switchboard_prepare(env: dict[str, str]) -> str:
-    """Migrate, sync the default profile onto the simulator, and return a fresh personal token."""
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "switchboard_db.py"), "prepare"], cwd=ROOT, env={**os.environ, **env},
-        capture_output=True, text=True, timeout=300,
-    )
-    if done.returncode:
-        raise RuntimeError(f"preparing the database failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["token"]
-
-
-def switchboard_dump(database: StoredDatabase) -> dict[str, dict]:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "switchboard_db.py"), "dump"], cwd=ROOT, env={**os.environ, **database.env},
-        capture_output=True, text=True, timeout=600,
-    )
-    if done.returncode:
-        raise RuntimeError(f"reading the database failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-# Raw SQL on purpose: this process never configures Django (two databases in one run).
-# A response counts as stored once its record is completed and its output item is written.
-STORED_SQL = (
-    "SELECT COUNT(*) FROM sessions_app_responserecord r WHERE r.id > {} AND r.status = 'completed' AND EXISTS "
-    "(SELECT 1 FROM sessions_app_item i WHERE i.response_id = r.id AND i.direction = 'output')"
-)
-LAST_ID_SQL = "SELECT COALESCE(MAX(id), 0) FROM sessions_app_responserecord"
-
-
-def _count(execute, since: int) -> int:
-    """`since` -1: the highest record id; else the stored responses with a record id above it."""
-    return execute(LAST_ID_SQL if since < 0 else STORED_SQL.format(int(since))).fetchone()[0]
-
-
-@contextmanager
-def postgres_database(base_env: dict[str, str], redis_url: str, redis_pid: int | None) -> Iterator[StoredDatabase]:
-    with throwaway_database("switchboard_bench") as url, psycopg.connect(url, autocommit=True) as reader:
-        def count_stored(since: int) -> int:
-            return _count(reader.execute, since)
-
-        info = reader.info
-        settings_dict = {"ENGINE": "django.db.backends.postgresql", "NAME": info.dbname, "USER": info.user,
-                         "PASSWORD": info.password or "", "HOST": info.host, "PORT": info.port}
-        env = {**base_env, "DATABASE_URL": url.replace("postgresql://", "postgres://", 1), "REDIS_URL": redis_url}
-        yield StoredDatabase("postgresql" if redis_url else "pg, no redis", env, settings_dict, count_stored,
-                             backends=cpu.DatabaseBackends(reader), redis_pid=redis_pid)
-
-
-@contextmanager
-def sqlite_database(base_env: dict[str, str], var_dir: Path) -> Iterator[StoredDatabase]:
-    path = var_dir / "switchboard-bench.sqlite3"
-    env = {**base_env, "DATABASE_URL": f"sqlite:///{path}"}
-    reader: sqlite3.Connection | None = None
-
-    def count_stored(since: int) -> int:
-        nonlocal reader
-        if reader is None:
-            reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=20)
-        return _count(reader.execute, since)
-
-    try:
-        yield StoredDatabase("sqlite", env, {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}, count_stored)
-    finally:
-        if reader is not None:
-            reader.close()
-
-
-def service_answers(check: Callable[[], object]) -> bool:
-    try:
-        check()
-    except Exception:
-        return False
-    return True
-
-
-def redis_ping(url: str) -> None:
-    import redis
-
-    redis.Redis.from_url(url, socket_connect_timeout=1).ping()
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
@@ -597,121 +419,7 @@ def measure(ways: list[Way], loads: list[Load], repeats: int, timeout: float):
     return samples, failures
 
 
-def verify(database: StoredDatabase) -> dict:
-    """Compare the output text each stored response holds with what the clients received."""
-    try:
-        stored = switchboard_dump(database)
-    except Exception as exc:
-        return {"error": str(exc)}
-    missing = [rid for rid in database.received if rid not in stored]
-    mismatched = [rid for rid, text in database.received.items() if rid in stored and stored[rid]["text"] != text]
-    return {
-        "received": len(database.received),
-        "stored": len(stored),
-        "stored_completed": sum(1 for row in stored.values() if row["status"] == "completed"),
-        "missing": len(missing),
-        "mismatched": len(mismatched),
-        "text_equal": not missing and not mismatched,
-        "examples": (missing + mismatched)[:5],
-    }
-
-
 # --- report -------------------------------------------------------------------------------------------------------
-
-def median_figures(runs: list[Sample], recorded: bool) -> dict[str, float | None]:
-    per_run = [run.figures for run in runs]
-    figures: dict[str, float | None] = {key: statistics.median(f[key] for f in per_run) for key in per_run[0]}
-    if recorded:
-        lags = [run.recording_lag_s for run in runs if run.recording_lag_s is not None]
-        figures["recording_lag_s"] = statistics.median(lags) if lags else None
-        figures["recorder_timeouts"] = sum(1 for run in runs if run.recording_lag_s is None)
-    return figures
-
-
-def build_report(ways, loads, repeats, samples, failures, verification, notes, elapsed) -> dict:
-    report = {"repeats": repeats, "elapsed_s": elapsed, "notes": notes, "failures": failures,
-              "loads": [], "verification": verification}
-    for load in loads:
-        entry = {**asdict(load), "title": load.title, "ways": {}, "comparisons": {}}
-        for way in ways:
-            runs = samples.get((way.name, load.key))
-            if runs:
-                entry["ways"][way.name] = {"median": median_figures(runs, recorded=way.database is not None),
-                                           "runs": [{**run.figures, "recording_lag_s": run.recording_lag_s,
-                                                     "wall_s": run.wall_s, "events": run.events} for run in runs]}
-        for way in ways:
-            if not (way.database or way.floor) or way.name not in entry["ways"]:
-                continue
-            ours = entry["ways"][way.name]["median"]
-            comparison = {}
-            # Switchboard is also compared with the floor of its database: what it costs beyond the rules.
-            own_floor = f"floor: {way.database.kind} commit" if way.database else None
-            for baseline in ("direct", "bare relay", "minimal consumer", own_floor):
-                if baseline in entry["ways"]:
-                    theirs = entry["ways"][baseline]["median"]
-                    comparison[baseline] = {
-                        "cpu_ratio": ours["all_cpu_us_per_event"] / theirs["relay_cpu_us_per_event"],
-                        "events_ratio": ours["events_per_s"] / theirs["events_per_s"],
-                        "ttfd_p50_delta_ms": ours["ttfd_p50_ms"] - theirs["ttfd_p50_ms"],
-                        "turn_p50_delta_ms": ours["turn_p50_ms"] - theirs["turn_p50_ms"],
-                    }
-            if "minimal consumer" in comparison:
-                target = comparison["minimal consumer"]
-                kind = way.database.kind if way.database else None
-                if kind in TARGET_CPU_RATIO:
-                    target["cpu_target"] = TARGET_CPU_RATIO[kind]
-                    target["pass_cpu"] = target["cpu_ratio"] <= TARGET_CPU_RATIO[kind]
-            entry["comparisons"][way.name] = comparison
-        report["loads"].append(entry)
-    return report
-
-
-def print_report(report: dict) -> None:
-    columns = [("turns/s", "turns_per_s", "{:.1f}"), ("events/s", "events_per_s", "{:.0f}"),
-               ("TTFD p50", "ttfd_p50_ms", "{:.2f}"), ("TTFD p95", "ttfd_p95_ms", "{:.2f}"),
-               ("turn p50", "turn_p50_ms", "{:.2f}"), ("turn p95", "turn_p95_ms", "{:.2f}"),
-               ("1st TTFD", "cold_ttfd_p50_ms", "{:.2f}"), ("CPU µs/ev", "relay_cpu_us_per_event", "{:.1f}"), ("+PG µs/ev", "database_cpu_us_per_event", "{:.1f}"),
-               ("+Redis", "redis_cpu_us_per_event", "{:.1f}"), ("CPU %", "relay_cpu_percent", "{:.0f}")]
-    print(f"\nRelay benchmark: median of {report['repeats']} interleaved run(s) per load and way; took "
-          f"{report['elapsed_s']:.0f} s.\nLatencies in ms, from sending response.create; each socket's first turn is "
-          "untimed (1st TTFD: its p50).\nCPU per relayed event (user + system, bench/cpu.py), from the clock's start "
-          "until the recorder has caught up: the relay's process tree (direct: the simulator's); +PG: the\n"
-          "PostgreSQL backends of the way's database; +Redis: the benchmark's private redis-server. CPU/event × compares "
-          "all three with the minimal consumer's.")
-    for note in report["notes"]:
-        print(f"note: {note}")
-    for way, reasons in report["failures"].items():
-        for reason in reasons:
-            print(f"FAILED: {way}: {reason}")
-    for load in report["loads"]:
-        print(f"\n== {load['key']}: {load['title']}")
-        print(f"{'way':<28}" + "".join(f"{title:>10}" for title, _, _ in columns) + f"{'rec. lag':>10}")
-        for name, way in load["ways"].items():
-            median = way["median"]
-            lag = median.get("recording_lag_s")
-            lag_text = "" if "recording_lag_s" not in median else f"{lag:.2f}s" if lag is not None else "timeout"
-            print(f"{name:<28}" + "".join(f"{fmt.format(median[key]):>10}" for _, key, fmt in columns)
-                  + f"{lag_text:>10}")
-        for name, comparison in load["comparisons"].items():
-            print(f"{name} vs:")
-            for baseline, figures in comparison.items():
-                line = (f"  {baseline:<20} CPU/event ×{figures['cpu_ratio']:.2f}   events/s ×{figures['events_ratio']:.3f}   "
-                        f"Δ TTFD p50 {figures['ttfd_p50_delta_ms']:+.2f} ms   "
-                        f"Δ turn p50 {figures['turn_p50_delta_ms']:+.2f} ms")
-                if "pass_cpu" in figures:
-                    line += f"   target CPU/event ≤ ×{figures['cpu_target']:.2f}: {'PASS' if figures['pass_cpu'] else 'FAIL'}"
-                print(line)
-    if report["verification"]:
-        print("\n== database verification (stored output text vs what the clients received)")
-        for name, result in report["verification"].items():
-            if "error" in result:
-                print(f"{name}: could not read the database: {result['error']}")
-                continue
-            print(f"{name}: responses received {result['received']}, stored {result['stored']} "
-                  f"(completed {result['stored_completed']}), output text equal: "
-                  f"{'yes' if result['text_equal'] else 'no'}, missing {result['missing']}, "
-                  f"mismatched {result['mismatched']}"
-                  + (f" (e.g. {', '.join(result['examples'])})" if result["examples"] else ""))
 
 
 if __name__ == "__main__":
