@@ -164,18 +164,13 @@ class UpstreamLinks:
             except relay_errors.RelayError as exc:
                 await self.downstream.end_ticket(ticket, Status.FAILED, exc, connection_pk=None)
                 return
-            book = link.book
-            (book.add_steer if ticket.kind == "steer" else book.add_create)(ticket)
-            try:
-                await link.socket.send(text)
-            except Exception:
-                if ticket not in book.open_tickets():
-                    return  # the socket's close, read meanwhile, already ended it and told the client (on_closed)
-                book.discard(ticket)
+            put = await link.put(ticket, text)
+            if put == "ended":
+                return  # the socket's close, read meanwhile, already ended it and told the client (on_closed)
+            if put == "unsent":
                 if link.reader is not None:
                     await asyncio.wait([link.reader], timeout=5)
                 continue
-            link.carried += 1
             self.downstream.sent_child(ticket)
             if link.connection_pk != recorded_connection:
                 ticket.sent_at = timezone.now()

@@ -87,14 +87,9 @@ class Overlap:
                         sent_at=timezone.now(), request=Resend(row=row, resends=0))
         gate: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         link.gate = gate
-        link.book.add_create(ticket)
-        try:
-            await link.socket.send(text)
-        except Exception:  # the socket died under us: its reader ends it; the ordinary path opens a new one,
-            link.book.discard(ticket)  # whose empty cache a continuation must be replayed to
-            self._open_gate(link, gate, True)
+        if await link.put(ticket, text) != "sent":  # the socket died under us: its reader ends it; the ordinary
+            self._open_gate(link, gate, True)  # path opens a new one, whose empty cache a continuation needs replayed
             return replace(row, connection_pk=None, replay=self.host.row_needs_replay(row))
-        link.carried += 1
         try:
             written = await self.host.recorder.write_at_once(statement)
         except Exception as failure:

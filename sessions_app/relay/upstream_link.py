@@ -10,11 +10,11 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..upstream import UpstreamSocket
 from . import errors as relay_errors
-from .lanes import LaneBook
+from .lanes import LaneBook, Ticket
 
 __all__ = ["UpstreamLink", "decode_event", "CONTINUABLE", "LIMIT_CODE", "NOT_FOUND_CODE", "RATE_CODE",
            "RECOVERABLE_CODES", "Recover"]
@@ -48,6 +48,21 @@ class UpstreamLink:
     @property
     def is_open(self) -> bool:
         return self.socket.is_open
+
+    async def put(self, ticket: Ticket, text: str) -> Literal["sent", "unsent", "ended"]:
+        """Book `ticket` on this socket and send `text`. "sent": on its way (counted in `carried`). When the
+        socket died under the send, "unsent": the ticket is out of the book again; or "ended": the reader
+        read the close meanwhile and already ended the request and told the client."""
+        (self.book.add_steer if ticket.kind == "steer" else self.book.add_create)(ticket)
+        try:
+            await self.socket.send(text)
+        except Exception:
+            if ticket not in self.book.open_tickets():
+                return "ended"
+            self.book.discard(ticket)
+            return "unsent"
+        self.carried += 1
+        return "sent"
 
 
 def decode_event(frame: str | bytes) -> dict[str, Any] | None:
