@@ -32,6 +32,7 @@ import logging
 import time
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -113,11 +114,10 @@ class Writer:
         self._hurrying = 0  # callers waiting now: the linger is cut short while any is
         self.put_count = 0  # ops ever queued; with `done_count`, FIFO order says which are written
         self.done_count = 0
-        self._progress = asyncio.Event()  # set (and replaced) after each batch and each failed try
+        self._progress = asyncio.Event()  # set (and replaced) after each batch and each try the database was down for
         self._retry_now = asyncio.Event()  # cuts the wait between tries short (`settle`)
         self._tries = 0  # tries started
         self._failed_try = 0  # the last try the database was unavailable for
-        self._tried = asyncio.Event()  # set (and replaced) when a try finds the database unavailable
         self._task: asyncio.Task[None] | None = None
 
     def put(self, op: Op) -> None:
@@ -208,8 +208,6 @@ class Writer:
 
     async def _wait_for_database(self, exc: Exception, try_number: int) -> None:
         self._failed_try = try_number
-        tried, self._tried = self._tried, asyncio.Event()
-        tried.set()
         self._progressed()
         if self.outage is None:
             self.outage = Outage(since=time.monotonic(), error=type(exc).__name__)
@@ -235,33 +233,21 @@ class Writer:
                        "%d records held", time.monotonic() - outage.since, outage.attempts + 1, self.held)
 
     async def settle(self) -> None:
-        """Wait until every queued op is written, or until the database is found unavailable (the ops then
-        wait in the queue and are written when it returns); skips the linger meanwhile.
+        """Wait until every op queued so far is written, or until the database is found unavailable (the ops
+        then wait in the queue and are written when it returns); skips the linger meanwhile.
 
         "Found unavailable" means by a try started after this call: during an outage the writer tries
         again at once, so a database that has just returned is not mistaken for one still down (a
         caller may read the records next, e.g. to replay a context)."""
         if self._task is None:
             return
-        self._hurry_up()
         self._retry_now.set()
-        mark = self._tries
-        written = asyncio.ensure_future(self.queue.join())
+        tries = self._tries
         try:
-            while not written.done():
-                tried = asyncio.ensure_future(self._tried.wait())
-                try:
-                    await asyncio.wait({written, tried}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    tried.cancel()
-                if not written.done() and self._failed_try > mark:
-                    return
+            await self._until_written(self.put_count, lambda: self._failed_try > tries)
         finally:
-            written.cancel()
-            self._unhurry()
             if not self.outage:
                 self._retry_now.clear()
-
     async def flush(self) -> None:
         """Wait until every queued op is written (or refused), however long the database is unavailable."""
         if self._task is None:
@@ -276,12 +262,17 @@ class Writer:
         """Wait until the first `mark` ops put are written (or refused): True; or until the database is
         unavailable: False at once (the ops stay queued, in order, and are written when it returns).
         Skips the linger meanwhile."""
+        return await self._until_written(mark, lambda: self.outage is not None)
+
+    async def _until_written(self, mark: int, give_up: Callable[[], bool]) -> bool:
+        """True once the first `mark` ops put are written (or refused); False as soon as `give_up()` is true
+        after a try, or the writer has stopped. The linger is cut short meanwhile."""
         if self.done_count >= mark:
             return True
         self._hurry_up()
         try:
             while self.done_count < mark:
-                if self.outage is not None or self._task is None:
+                if self._task is None or give_up():
                     return False
                 await self._progress.wait()
             return True
