@@ -30,10 +30,11 @@ from openai import AsyncOpenAI
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from sessions_app.models import ApiToken, ErrorEvent, ResponseRecord, UpstreamConnection, UpstreamProfile
+from sessions_app.models import ErrorEvent, ResponseRecord, UpstreamConnection, UpstreamProfile
 from sessions_app.upstream import UpstreamTarget, post_compact
 from tests.relay.conftest import db
 from tests.resilience.bad_upstream import FRAME_CAP, BadUpstream
+from tests.worlds import signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,18 +55,13 @@ def bad():
 # -- the world: profiles, a user with a session and a token, a real Daphne -----------------------------
 
 def make_world(bad: BadUpstream) -> dict[str, Any]:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     from sessions_app.services import conversation_create
 
     urls = {"ok": bad.url("/v1/responses"), "silent": bad.silent_url, "garbage": bad.garbage_url,
             "slow": bad.url("/slow-handshake/700"), "hangup": bad.url("/hang-up"),
             **{f"refuse{s}": bad.url(f"/refuse/{s}") for s in REFUSALS}}
-    user = get_user_model().objects.create_user(username="alice", password="alice-password-1", is_staff=True)
-    client = Client()
-    client.force_login(user)
-    token, raw = ApiToken.issue(user=user, name="bad upstreams")
+    made = signed_in(token_name="bad upstreams", is_staff=True)
+    user, token = made["user"], made["token_row"]
     token.reads_metrics = True
     token.save(update_fields=["reads_metrics"])
     conversations = {}
@@ -73,7 +69,7 @@ def make_world(bad: BadUpstream) -> dict[str, Any]:
         profile = UpstreamProfile.objects.create(name=f"bad-{name}", websocket_url=url, auth_style="none")
         for face in ("browser", "gateway"):
             conversations[name, face] = str(conversation_create(owner=user, profile=profile).pk)
-    return {"session": client.cookies["sessionid"].value, "token": raw, "conversations": conversations}
+    return {"session": made["session"], "token": made["token"], "conversations": conversations}
 
 
 @pytest.fixture

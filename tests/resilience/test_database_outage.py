@@ -34,19 +34,8 @@ SETUP = """
 import json
 import django
 django.setup()
-from django.contrib.auth import get_user_model
-from django.test import Client
-from sessions_app.models import ApiToken
-from sessions_app.services import conversation_create, default_profile_sync
-profile = default_profile_sync()
-profile.websocket_url = {simulator_url!r}
-profile.save()
-user = get_user_model().objects.create_user(username="alice", password="alice-password-1")
-client = Client()
-client.force_login(user)
-_, raw = ApiToken.issue(user=user, name="outage")
-conversation = conversation_create(owner=user, profile=profile)
-print(json.dumps({{"session": client.cookies["sessionid"].value, "token": raw, "conversation": str(conversation.pk)}}))
+from tests.worlds import simulator_world
+print(json.dumps(simulator_world({simulator_url!r})))
 """
 
 

@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.live import ROOT, database_url, free_port, stop, wait_for_port
 from tests.private_services import PrivateRedis
+from tests.worlds import simulator_world
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -50,24 +51,6 @@ def private_redis(tmp_path: Path):
         redis.kill()
 
 
-def make_world(simulator_url: str) -> dict:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from sessions_app.models import ApiToken
-    from sessions_app.services import conversation_create, default_profile_sync
-
-    profile = default_profile_sync()
-    profile.websocket_url = simulator_url
-    profile.save()
-    user = get_user_model().objects.create_user(username="alice", password="alice-password-1")
-    client = Client()
-    client.force_login(user)
-    _, raw = ApiToken.issue(user=user, name="outage")
-    conversation = conversation_create(owner=user, profile=profile)
-    return {"session": client.cookies["sessionid"].value, "token": raw, "conversation": str(conversation.pk)}
-
-
 @contextmanager
 def serving(redis: PrivateRedis, log: Path):
     """`python -m sessions_app.serve` on the test database and `redis`, logging in text to `log`."""
@@ -87,7 +70,7 @@ def serving(redis: PrivateRedis, log: Path):
 
 @pytest.fixture
 def outage_world(transactional_db, private_redis, simulator_process, tmp_path: Path):
-    world = make_world(simulator_process.url)
+    world = simulator_world(simulator_process.url)
     log = tmp_path / "daphne.log"
     with serving(private_redis, log) as (port, process):
         yield {**world, "port": port, "log": log, "redis": private_redis, "process": process}
