@@ -86,6 +86,10 @@ CHAIN = [
     Turn("d", "what did I ask you to remember?", after="c"),
     PAUSE,
     Turn("e", "hello again", after="d"),
+    DROP,  # a replay that ends response.incomplete, then one that ends response.failed
+    Turn("f", "tell me about the sea /incomplete", after="e"),
+    PAUSE,
+    Turn("g", "and the wind /fail", after="f"),
 ]
 TOOLS = [
     Turn("ask", "What is the weather in Paris?", fields={"tools": [WEATHER], "instructions": "Be brief."}),
@@ -256,6 +260,8 @@ async def test_the_gateway_streams_what_the_upstream_streams(simulator_config, s
     expected, got = normalised(direct, usage=not faults), normalised(gateway, usage=not faults)
     assert got == expected, first_difference(expected, got)
     assert COVERS[script] in {e["type"] for e in expected}
+    if script == "chain":  # every kind of Response end, replayed too with faults
+        assert TERMINAL <= {e["type"] for e in expected}
     if script == "lanes":
         assert {e.get("stream_id") for e in expected} == {"left", "right", "third"}
     if script == "warmup":
@@ -320,6 +326,27 @@ async def test_a_replay_echoes_the_clients_previous_response_id_and_the_admin_sh
     sent, asked = page.index("Previous_response_id as sent:"), page.index("Previous_response_id the client sent:")
     assert sent < asked < page.index("Request as sent:")  # side by side, the replay's payload below
     assert first in page[asked:page.index("</div>", asked)]
+
+
+async def test_a_fork_replayed_on_the_same_socket_echoes_the_id_it_forked_from(profile, user, open_gateway):
+    """previous_response_not_found on the socket itself (the upstream caches only its latest response): the
+    fork is resent there as a replay, and its Response objects still name the response the client forked."""
+    _, token = await db(ApiToken.issue)(user=user)
+    socket = await open_gateway(token)
+    ids = [(await socket.turn("remember: orca", model=MODEL, store=False))[-1]["response"]["id"]]
+    for n in range(2):
+        events = await socket.turn(f"turn {n}", model=MODEL, store=False, previous_response_id=ids[-1])
+        ids.append(events[-1]["response"]["id"])
+    events = await socket.turn("what did I ask you to remember?", model=MODEL, store=False,
+                               previous_response_id=ids[0])
+    await socket.close()
+    assert "error" not in {e["type"] for e in events}
+    assert [(e["type"], e["response"]["previous_response_id"]) for e in events if "response" in e] == [
+        ("response.created", ids[0]), ("response.in_progress", ids[0]), ("response.completed", ids[0])]
+    replay = await db(ResponseRecord.objects.get)(response_id=events[-1]["response"]["id"])
+    assert (replay.origin, replay.previous_response_id, replay.connection_id is not None) == (
+        "recovery_replay", "", True)
+    assert await db(lambda: UpstreamConnection.objects.count())() == 1  # the same upstream socket
 
 
 async def test_the_sdk_sees_its_own_chain_in_every_response_across_connection_limits(limited_daphne, user):
