@@ -4,6 +4,7 @@
 import { Announcer, focusShortcut } from './announce.js';
 import { ChainPanel } from './chain_panel.js';
 import { explain } from './errors.js';
+import { recordedOrigin } from './history.js';
 import { ReconnectingSocket, socketUrl } from './socket.js';
 import { ToolAnswers } from './tool_answers.js';
 import { Transcript } from './transcript.js';
@@ -35,7 +36,7 @@ const state = {
   upstream: null,          // 'connected' | 'disconnected', from switchboard.status
   livePaused: false,       // switchboard.live: other processes' events paused (channel layer down)
   fork: null,              // editing an earlier message: {continues: resp_… | null}
-  lastSent: null,          // {items, continues, origin}: the last create sent from here
+  lastSent: null,          // {items, continues}: the last create sent from here
   threshold: Number(meter?.dataset.threshold || 0) || null,
 };
 
@@ -139,14 +140,17 @@ function userMessage(text) {
 }
 
 /** Send a create continuing `continues` (resp_… or null) with `items`; true if it left. */
-function create(items, continues, origin) {
+function create(items, continues) {
+  const parent = transcript.turn(transcript.keyOf(continues));
+  const siblings = parent ? transcript.tree.children(transcript.tree.standing(parent.key)) : [];
+  const origin = recordedOrigin(items, parent, siblings.map((key) => transcript.turn(key)));
   const frame = { type: 'response.create', input: items };
   if (continues) frame.previous_response_id = continues;
   if (!socket.send(frame)) {
     hint.textContent = 'Not connected: your message was kept.';
     return false;
   }
-  state.lastSent = { items, continues, origin };
+  state.lastSent = { items, continues };
   transcript.startLocalTurn(items, { origin, continues });
   setBusy(true, null);
   return true;
@@ -157,21 +161,18 @@ function send() {
   const text = input.value.trim();
   const calls = pendingCalls();
   let items;
-  let origin = 'user';
   if (calls.length && !answers.plain) {
     items = answers.outputs();
     if (!items) return;
-    origin = 'tool_output';
   } else if (!text) {
     return;
   } else if (calls.length) {
     items = calls.map((call) => ({ type: 'function_call_output', call_id: call.call_id, output: text }));
-    origin = 'tool_output';
   } else {
     items = [userMessage(text)];
   }
   const continues = state.fork ? state.fork.continues : (transcript.leaf()?.responseId || null);
-  if (!create(items, continues, state.fork ? 'fork' : origin)) return;
+  if (!create(items, continues)) return;
   state.fork = null;
   input.value = '';
   answers.clear();
@@ -205,20 +206,21 @@ function onStopped(event) {
   transcript.abandon('', 'cancelled');
   setBusy(false);
   showStatus('idle');
-  hint.textContent = 'Stopped.';
+  hint.dataset.sticky = 'true';
+  hint.textContent = 'Stopped: the reply keeps what it had said.';
 }
 
 function retry(key) {
   const turn = transcript.turn(key);
   if (!turn || state.busy) return;
   const parent = transcript.turn(turn.parent);
-  create(turn.inputs.slice(), parent?.responseId || turn.previousResponseId || null, turn.origin === 'fork' ? 'fork' : 'user');
+  create(turn.inputs.slice(), parent?.responseId || turn.previousResponseId || null);
 }
 
 function continueTurn(key) {
   const turn = transcript.turn(key);
   if (!turn?.responseId || state.busy) return;
-  create([userMessage('Continue exactly where you stopped.')], turn.responseId, 'user');
+  create([userMessage('Continue exactly where you stopped.')], turn.responseId);
 }
 
 /** A turn sent from here failed: its text goes back into the composer (rate limits the relay already
@@ -228,7 +230,7 @@ function failed() {
   if (message && !input.value.trim()) {
     input.value = partsText(message.content);
     hint.dataset.sticky = 'true';
-    hint.textContent = 'Not sent: your message is back in the box. Retry, or edit and send it again.';
+    hint.textContent = 'That turn failed: your message is back in the box. Retry, or edit and send it again.';
   }
 }
 
@@ -253,6 +255,7 @@ async function compactNow() {
     const words = explain(error);
     hint.textContent = `Compaction failed: ${words.summary} (${words.detail})`;
   } finally {
+    hint.dataset.sticky = 'true';  // the answer stays in view until the next reply starts
     updateControls();
   }
 }
@@ -301,14 +304,23 @@ function onResponseEvent(event) {
   }
 }
 
+/** Said in the hint, not the transcript: the records keep no such line, so a reload would lose it. A turn
+ *  it ended already got its own error; one still open is cut off, unless the relay resends it (recovered). */
 function onUpstreamClosed(event) {
   const code = event.code ? ` ${event.code}` : '';
-  transcript.notice(`Upstream connection closed (${event.reason || 'unknown'}${code}). The next message reconnects.`,
-    'warning');
   if (state.busy) {
     transcript.abandon('', 'interrupted');
     setBusy(false);
   }
+  if (!hint.dataset.sticky) {
+    hint.dataset.sticky = 'true';
+    hint.textContent = `Upstream connection closed (${event.reason || 'unknown'}${code}). The next message reconnects.`;
+  }
+}
+
+function onRecovered(event) {
+  const turn = transcript.recovered(event);
+  if (turn && !event.stream_id && !state.busy) setBusy(true, turn.responseId);
 }
 
 /** The server titled the conversation (its first message): the heading and the window follow. */
@@ -367,7 +379,7 @@ socket
   .on('switchboard.history', onHistory)
   .on('switchboard.conversation', onTitled)
   .on('switchboard.status', onStatus)
-  .on('switchboard.recovered', (event) => transcript.recovered(event))
+  .on('switchboard.recovered', onRecovered)
   .on('switchboard.stopped', onStopped)
   .on('switchboard.retrying', (event) => {
     transcript.retrying(event);

@@ -6,6 +6,7 @@
 // the reason its first attempt failed; a steer the upstream refused started nothing and is no turn.
 
 const ENDED = new Set(['completed', 'incomplete', 'failed', 'cancelled', 'interrupted']);
+const ENDED_BADLY = new Set(['failed', 'cancelled', 'interrupted']);
 
 function moment(iso) {
   const value = iso ? Date.parse(iso) : NaN;
@@ -52,4 +53,14 @@ export function turnsFromHistory(history) {
     if (compaction.kind === 'standalone' && compaction.record != null) standalone.set(`r${compaction.record}`, compaction);
   }
   return { turns, standalone };
+}
+
+/** The origin the records will give a turn sent now (relay/session.py `_origin`, recording/input.py), so
+ *  its badge reads the same live and after a reload: tool outputs are `tool_output`; a message is a `fork`
+ *  when the turn it continues (`parent`) is on a lane or already has a child (`siblings`) that did not end
+ *  badly. An edit of a first message continues nothing: it is no fork in the records either. */
+export function recordedOrigin(items, parent, siblings) {
+  if (items.some((item) => item.type === 'function_call_output')) return 'tool_output';
+  if (!parent) return 'user';
+  return parent.lane || siblings.some((turn) => turn && !ENDED_BADLY.has(turn.status)) ? 'fork' : 'user';
 }

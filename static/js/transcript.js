@@ -48,6 +48,7 @@ export class Transcript {
     this.steered = new Set();     // lanes whose last response ended 'steered': a successor follows
     this.steers = new Map();      // lane -> steering texts sent, shown on the successor they start
     this.standalone = new Map();  // key -> standalone compaction figures after that turn
+    this.cut = new Map();         // lane -> turn an upstream close cut off before it started (may be resent)
     this.localCount = 0;
     this.path = [];
   }
@@ -102,6 +103,7 @@ export class Transcript {
     this.tree = new ConversationTree();
     this.turns.clear();
     this.active.clear();
+    this.cut.clear();
     this.standalone.clear();
     const { turns, standalone } = turnsFromHistory(history);
     for (const { fields, inputs, outputs, steer, inFlight } of turns) {
@@ -265,6 +267,7 @@ export class Transcript {
     const turn = this.add({ key, parent: this.keyOf(continues), previousResponseId: continues, origin, status: 'sending' });
     this.addInputs(turn, items);
     this.active.set('', key);
+    this.cut.delete('');
     this.selected = key;
     this.follow(() => this.render());
     return turn;
@@ -280,14 +283,26 @@ export class Transcript {
     turn.view.note('steer', `Steering: “${text}”`);
   }
 
-  /** The relay resent the lane's request (switchboard.recovered): one turn, with a note. */
+  /** The relay resent the lane's request (switchboard.recovered): one turn, with a note. The upstream
+   *  close that came first (the 60-minute limit) had cut that turn off: it is the one resent. */
   recovered(event) {
-    const turn = this.turns.get(this.active.get(event.stream_id || ''));
-    if (!turn) return;
+    const lane = event.stream_id || '';
+    let turn = this.turns.get(this.active.get(lane));
+    const cut = this.turns.get(this.cut.get(lane));
+    this.cut.delete(lane);
+    if (!turn && cut?.status === 'interrupted' && !cut.responseId) {
+      turn = cut;
+      turn.status = 'sending';
+      this.active.set(lane, turn.key);
+      this.touch(turn);
+      this.render();
+    }
+    if (!turn) return null;
     turn.recovered = true;
     turn.recoveredReason = turn.recoveredReason || (event.reason === 'new_upstream_socket' ? null : event.reason);
     turn.view.notes.querySelector('.note[data-kind="retrying"]')?.remove();
     this.decorate(turn);
+    return turn;
   }
 
   /** The relay waits before resending the lane's request (switchboard.retrying): said on the turn. */
@@ -299,16 +314,13 @@ export class Transcript {
       + `(attempt ${event.attempt} of ${event.of}).`);
   }
 
-  notice(text, kind = 'info') {
-    this.follow(() => this.root.append(el('p', `notice ${kind}`, text)));
-  }
-
   /** Ends the lane's turn as `status` without a terminal event (the upstream socket died, Stop). */
   abandon(lane, status) {
     const turn = this.turns.get(this.active.get(lane));
     if (!turn) return null;
     turn.status = status;
     this.active.delete(lane);
+    if (status === 'interrupted') this.cut.set(lane, turn.key);
     for (const item of turn.view.items.values()) item.flush();  // the text it had is the text it keeps
     this.touch(turn);
     this.decorate(turn);
@@ -342,7 +354,8 @@ export class Transcript {
         turn.outputs[event.output_index] = event.item || {};
         return turn.view.outputItem(event.item || {}, event.output_index).finish(event.item || {});
       case 'response.output_text.delta':
-      case 'response.refusal.delta':
+      case 'response.refusal.delta':  // time to first text, live from response.created (the records': from the send)
+        if (turn.ttftMs == null && turn.firstEventAt) turn.ttftMs = Date.now() - turn.firstEventAt;
         return this.liveItem(turn, event, 'message').appendText(event.content_index, event.delta);
       case 'response.output_text.done':
         return this.liveItem(turn, event, 'message').setText(event.content_index, event.text);

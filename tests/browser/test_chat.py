@@ -324,9 +324,15 @@ def test_a_dropped_upstream_is_announced_and_the_conversation_carries_on(page: P
     send(page, "remember: orca")
     expect(turn(page, 0)).to_have_class(re.compile(r"\bcompleted\b"))
     send(page, "/slow 20 /long 50 /drop")
-    expect(page.locator("#transcript .notice")).to_contain_text("Upstream connection closed (upstream_error")
+    # Said on the turn (which the records keep) and beside the composer, never as a line a reload would drop.
     expect(turn(page, 1)).to_have_class(re.compile(r"\b(failed|interrupted)\b"))
+    expect(turn(page, 1).locator(".item.error")).to_contain_text("dropped mid-response")
+    expect(page.locator("#connection-state")).to_contain_text("upstream disconnected")
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    before = page.locator("#transcript").inner_text()
+    page.reload()
+    composer_ready(page)
+    same_transcript(page, before)
 
     send(page, "what did I ask you to remember?")  # a new upstream socket: the relay rebuilds the context
     expect(turn(page, 2)).to_have_class(re.compile(r"\bcompleted\b"))

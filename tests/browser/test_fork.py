@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.support import create_user, orm, same_transcript, send, sign_in
+from tests.browser.support import composer_ready, create_user, orm, same_transcript, send, sign_in
 from tests.browser.test_chat import record_sent_frames, start_conversation, turn
 
 pytestmark = pytest.mark.browser
@@ -82,3 +82,26 @@ def test_editing_an_earlier_message_forks_from_its_parent(page: Page) -> None:
     page.goto(f"{page.url.split('?')[0]}?response={beta_id}")
     expect(turn(page, 1).locator(".switcher .position")).to_have_text("1 / 2")
     expect(page.locator("#transcript")).to_contain_text("remember: beta")
+
+
+def test_an_edited_first_message_reads_the_same_after_a_reload(page: Page) -> None:
+    """The page labels a turn as the records will: an edit of a first message continues nothing, so the
+    records keep no fork (and the page showed "Edited" until a reload dropped it)."""
+    create_user("fern", "fern-password-1")
+    sign_in(page, "fern", "fern-password-1")
+    start_conversation(page, "Edited roots")
+    send(page, "remember: one")
+    expect(turn(page, 0)).to_have_class(re.compile(r"\bcompleted\b"))
+
+    turn(page, 0).get_by_role("button", name="Edit").click()
+    page.get_by_label("Message").fill("remember: uno")
+    page.get_by_label("Message").press("Enter")
+    expect(turn(page, 0)).to_have_class(re.compile(r"\bcompleted\b"))
+    expect(turn(page, 0).locator(".switcher .position")).to_have_text("2 / 2")
+    send(page, "what did I ask you to remember?")
+    expect(turn(page, 1).locator(".item.output.message")).to_contain_text("You asked me to remember: uno.")
+
+    before = page.locator("#transcript").inner_text()
+    page.reload()
+    composer_ready(page)
+    same_transcript(page, before)
