@@ -227,6 +227,7 @@ class RelaySession:
             title="" if conversation.title else title_from(payload), connection_pk=self.open_connection_pk(),
         )
         self.quota.started()
+        await self.downstream.show_request(row)
         await self.submit(row, raw=event.raw, frame=frame)
 
     async def submit(self, row: RequestRow, *, raw: dict[str, Any] | None, frame: str | bytes | None,

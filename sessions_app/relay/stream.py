@@ -37,11 +37,13 @@ from django.utils import timezone
 from ..models import ErrorEvent, ResponseRecord, UpstreamConnection
 from ..protocol.errors import ProtocolError
 from ..protocol.frames import TEXT_DELTA
+from ..protocol.items import input_items
 from ..recording import (
     ConnectionClosed,
     ConversationState,
     ErrorRow,
     Recorder,
+    RequestRow,
     Started,
 )
 from . import endings
@@ -345,6 +347,17 @@ class Downstream:
         """An event only the browser face gets (`switchboard.*`, docs/protocol.md); the gateway stays pure protocol."""
         if self.face.announces:
             await self.to_client(json.dumps(event))
+
+    async def show_request(self, row: RequestRow) -> None:
+        """`switchboard.request`: a create this session accepted, for the people watching the conversation
+        (its other tabs, staff viewers; docs/protocol.md), before anything of its response. The browser face
+        sends it to its clients; the gateway only to its conversation's viewers (`publish`), never to its client."""
+        event = {"type": "switchboard.request", "stream_id": row.stream_id, "origin": row.origin,
+                 "previous_response_id": row.previous_response_id, "input": input_items(row.payload)}
+        if self.face.announces:
+            await self.to_client(json.dumps(event))
+        elif self.publish is not None:
+            self.publish(json.dumps(event))
 
     async def to_client(self, text: str) -> None:
         if self.publish is not None:

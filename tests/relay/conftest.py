@@ -41,19 +41,25 @@ def validated(event: dict[str, Any]) -> dict[str, Any]:
 class Socket:
     """A client socket on the real ASGI app; every frame it receives is kept in `frames`."""
 
-    def __init__(self, communicator: WebsocketCommunicator) -> None:
+    def __init__(self, communicator: WebsocketCommunicator, *, requests: bool = False) -> None:
         self.communicator = communicator
         self.frames: list[str] = []
+        # switchboard.request echoes each accepted create to the conversation's watchers (the sender too);
+        # tests about a response's own events skip it unless they ask for it.
+        self.requests = requests
 
     async def send(self, event: dict[str, Any] | str) -> None:
         await self.communicator.send_to(text_data=event if isinstance(event, str) else json.dumps(event))
 
     async def recv(self, within: float = 10.0) -> dict[str, Any]:
-        message = await self.communicator.receive_output(within)
-        if message["type"] == "websocket.close":
-            raise ConnectionError(f"closed with {message.get('code')}")
-        self.frames.append(message["text"])
-        return validated(json.loads(message["text"]))
+        while True:
+            message = await self.communicator.receive_output(within)
+            if message["type"] == "websocket.close":
+                raise ConnectionError(f"closed with {message.get('code')}")
+            self.frames.append(message["text"])
+            event = validated(json.loads(message["text"]))
+            if self.requests or event["type"] != "switchboard.request":
+                return event
 
     async def until(self, done: Callable[[dict[str, Any]], bool], within: float = 10.0) -> list[dict[str, Any]]:
         """Receive until an event satisfies `done` (included)."""

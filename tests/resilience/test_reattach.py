@@ -110,9 +110,16 @@ async def test_a_staff_viewer_sees_the_owners_turn_live_and_may_not_send(
     conversation = await conversation_of(user)
     owner = await open_browser(user, conversation.pk)
     viewer = await open_browser(staff_user, conversation.pk)
+    viewer.requests = owner.requests = True
     assert viewer.history["conversation"]["read_only"] is True
     events = await owner.turn("hello viewers")
     seen = await viewer.until(lambda e: e["type"] in TERMINAL)
+    # The viewer sees the owner's message first (switchboard.request), as the owner's own tab does.
+    requests = [e for e in seen if e["type"] == "switchboard.request"]
+    assert requests == [e for e in events if e["type"] == "switchboard.request"] == [{
+        "type": "switchboard.request", "stream_id": None, "previous_response_id": None, "origin": "user",
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello viewers"}]}]}]
+    assert [e["type"] for e in seen].index("switchboard.request") < [e["type"] for e in seen].index("response.created")
     assert [e for e in seen if not e["type"].startswith("switchboard.")] == \
         [e for e in events if not e["type"].startswith("switchboard.")]
     refused = final(await viewer.turn("let me in"))
@@ -132,8 +139,12 @@ async def test_a_browser_viewer_sees_a_gateway_driven_turn_live(profile, user, c
     viewer = await open_browser(user, conversation.pk)
     _, token = await db(ApiToken.issue)(user=user, name="sdk")
     gateway = await open_gateway(token)
+    viewer.requests = gateway.requests = True
     events = await gateway.turn("hello from the SDK", model="gpt-5.5",
                                 metadata={"switchboard_conversation": str(conversation.pk)})
     seen = await viewer.until(lambda e: e["type"] in TERMINAL)
-    assert [e["sequence_number"] for e in seen] == [e["sequence_number"] for e in events]
+    assert "switchboard.request" not in [e["type"] for e in events]  # the gateway face stays pure protocol
+    request, *rest = seen
+    assert (request["type"], request["input"][0]["content"][0]["text"]) == ("switchboard.request", "hello from the SDK")
+    assert [e["sequence_number"] for e in rest] == [e["sequence_number"] for e in events]
     assert final(seen)["response"]["id"] == final(events)["response"]["id"]
