@@ -9,7 +9,7 @@ Rules:
   conversation's current one (if still usable), else the default, else the first usable.
 * The model must be one the profile allows (`UpstreamProfile.allowed_models`; empty allows any);
   none given means the profile's `default_model`.
-* Tools are checked by protocol/tools.py (static/js/settings.js repeats those checks in the browser).
+* Tools are checked by protocol/tools.py (static/js/tool_checks.js repeats those checks in the browser).
 * Numbers follow the API: `max_output_tokens` at least 16 (protocol.events.MIN_OUTPUT_TOKENS); a
   `compact_threshold` is a positive number of tokens. Empty means "not sent".
 """

@@ -1,133 +1,16 @@
 // Conversation settings: the New conversation dialog, the settings drawer, and the form's checks in the browser.
 'use strict';
 
-// Rules: the server (sessions_app/forms.py, protocol/tools.py) decides; these checks repeat its messages so
-// a mistake shows next to its field before anything is sent. The drawer posts with fetch and tells the page
-// (`switchboard:settings-saved` on document; conversation.js tells the socket, docs/protocol.md §1); the
-// dialog and the no-script pages post the form as it is. Text reaches the DOM through textContent only.
+// Rules: the server (sessions_app/forms.py, protocol/tools.py) decides; these checks repeat its messages (the
+// tools' checks live in tool_checks.js) so a mistake shows next to its field before anything is sent. The drawer
+// posts with fetch and tells the page (`switchboard:settings-saved` on document; conversation.js tells the
+// socket, docs/protocol.md §1); the dialog and the no-script pages post the form as it is. Text reaches the DOM
+// through textContent only.
 
-const NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
-const TOOL_FIELDS = ['type', 'name', 'description', 'parameters', 'strict'];
-const MAX_TOOLS = 128;
+import { TOOL_EXAMPLES, toolsTextProblems } from './tool_checks.js';
+
 const MIN_OUTPUT_TOKENS = 16;
 const REASONING_MODELS = /^(o\d|gpt-5|codex)|reason/i;
-const EXAMPLES = {
-  weather: [{
-    type: 'function', name: 'get_weather', description: 'Current weather in a city.',
-    parameters: {
-      type: 'object',
-      properties: {
-        city: { type: 'string', description: 'City name, e.g. Paris' },
-        unit: { type: 'string', enum: ['celsius', 'fahrenheit'] },
-      },
-      required: ['city', 'unit'],
-      additionalProperties: false,
-    },
-    strict: true,
-  }],
-  calculator: [{
-    type: 'function', name: 'calculate', description: 'Evaluate an arithmetic expression.',
-    parameters: {
-      type: 'object',
-      properties: { expression: { type: 'string', description: 'e.g. (2 + 3) * 4' } },
-      required: ['expression'],
-      additionalProperties: false,
-    },
-    strict: true,
-  }],
-  clear: null,
-};
-
-function kindOf(value) {
-  if (Array.isArray(value)) return 'a list';
-  if (value === null) return 'null';
-  if (typeof value === 'object') return 'an object';
-  if (typeof value === 'string') return 'a string';
-  if (typeof value === 'boolean') return 'true/false';
-  return 'a number';
-}
-
-function shown(value) {
-  if (typeof value !== 'string') return kindOf(value);
-  return value.length <= 40 ? `"${value}"` : `"${value.slice(0, 40)}…"`;
-}
-
-function parametersProblems(parameters) {
-  if (parameters === null || typeof parameters !== 'object' || Array.isArray(parameters)) {
-    return [`"parameters" must be a JSON schema object { … }, not ${kindOf(parameters)}.`];
-  }
-  const problems = [];
-  if (parameters.type !== 'object') problems.push('"parameters" must have "type": "object" at the top.');
-  const props = parameters.properties;
-  if ('properties' in parameters && (props === null || typeof props !== 'object' || Array.isArray(props))) {
-    problems.push(`"parameters.properties" must be an object, not ${kindOf(props)}.`);
-  }
-  const required = parameters.required;
-  if ('required' in parameters && !(Array.isArray(required) && required.every((r) => typeof r === 'string'))) {
-    problems.push('"parameters.required" must be a list of property names.');
-  }
-  return problems;
-}
-
-function toolProblems(tool) {
-  const problems = [];
-  if (!('type' in tool)) problems.push('"type" is missing: only "function" tools can be set here.');
-  else if (tool.type !== 'function') {
-    problems.push(`"type" must be "function", not ${shown(tool.type)}: only function tools can be set here.`);
-  }
-  if (!('name' in tool)) problems.push('"name" is missing.');
-  else if (typeof tool.name !== 'string') problems.push(`"name" must be a string, not ${kindOf(tool.name)}.`);
-  else if (!NAME_PATTERN.test(tool.name)) {
-    problems.push('"name" may use only letters, digits, "_" and "-", 1 to 64 characters.');
-  }
-  if ('description' in tool && typeof tool.description !== 'string') {
-    problems.push(`"description" must be a string, not ${kindOf(tool.description)}.`);
-  }
-  if (!('parameters' in tool)) {
-    problems.push('"parameters" is missing: give a JSON schema such as {"type": "object", "properties": {}}.');
-  } else {
-    problems.push(...parametersProblems(tool.parameters));
-  }
-  if ('strict' in tool && typeof tool.strict !== 'boolean') {
-    problems.push(`"strict" must be true or false, not ${kindOf(tool.strict)}.`);
-  }
-  for (const key of Object.keys(tool)) {
-    if (!TOOL_FIELDS.includes(key)) {
-      problems.push(`unknown field "${key}" (a function tool has type, name, description, parameters and strict).`);
-    }
-  }
-  return problems;
-}
-
-/** The problems of a tools text, as sessions_app/protocol/tools.py words them ([] when valid). */
-export function toolsTextProblems(text) {
-  if (!text.trim()) return [];
-  let tools;
-  try {
-    tools = JSON.parse(text);
-  } catch (error) {
-    return [`Not valid JSON: ${error.message}.`];
-  }
-  if (!Array.isArray(tools)) return [`Tools must be a JSON list [ … ] of tool objects, not ${kindOf(tools)}.`];
-  if (tools.length > MAX_TOOLS) return [`At most ${MAX_TOOLS} tools (this list has ${tools.length}).`];
-  const problems = [];
-  const firstUse = new Map();
-  tools.forEach((tool, index) => {
-    const number = index + 1;
-    if (tool === null || typeof tool !== 'object' || Array.isArray(tool)) {
-      problems.push(`Tool ${number}: must be an object { … }, not ${kindOf(tool)}.`);
-      return;
-    }
-    const named = typeof tool.name === 'string' && NAME_PATTERN.test(tool.name);
-    const label = named ? `Tool ${number} ("${tool.name}")` : `Tool ${number}`;
-    problems.push(...toolProblems(tool).map((problem) => `${label}: ${problem}`));
-    if (named) {
-      if (firstUse.has(tool.name)) problems.push(`${label}: the name is already used by tool ${firstUse.get(tool.name)}.`);
-      else firstUse.set(tool.name, number);
-    }
-  });
-  return problems;
-}
 
 function wholeNumberProblems(value, min, tooSmall, invalid) {
   if (!value.trim()) return [];
@@ -201,7 +84,7 @@ class SettingsForm {
   onClick(event) {
     const example = event.target.closest('[data-tool-example]');
     if (!example) return;
-    const tools = EXAMPLES[example.dataset.toolExample];
+    const tools = TOOL_EXAMPLES[example.dataset.toolExample];
     const box = this.field('tools');
     box.value = tools ? JSON.stringify(tools, null, 2) : '';
     this.check();
@@ -364,9 +247,12 @@ class SettingsForm {
 /** The conversation page's heading and model line follow the saved settings. */
 function showOnPage(settings) {
   const heading = document.getElementById('conversation-title') || document.querySelector('.toolbar h1');
-  if (heading && settings.title) {
-    heading.textContent = settings.title;
-    document.title = `${settings.title} · Switchboard`;
+  // An emptied title reads as the server names an untitled conversation (Conversation.__str__).
+  const id = document.getElementById('transcript')?.dataset.conversation;
+  const title = settings.title || (id ? `Conversation ${id.slice(0, 8)}` : '');
+  if (heading && title) {
+    heading.textContent = title;
+    document.title = `${title} · Switchboard`;
   }
   const model = document.getElementById('conversation-model');
   if (model) model.textContent = settings.model;

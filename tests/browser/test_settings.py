@@ -183,3 +183,20 @@ def test_bad_tools_in_the_drawer_are_refused_next_to_the_field_and_nothing_is_sa
     page.screenshot(path=str(RESULTS / "settings-drawer-errors-420.png"))
     row = conversation_row(pk)
     assert (row.instructions, row.tools) == ("Keep me.", [])
+
+
+def test_a_title_emptied_in_the_drawer_leaves_the_heading_as_an_untitled_conversation_reads(page: Page) -> None:
+    alice = create_user("alice", PASSWORD)
+    pk = conversation_with(alice, "Named for now")
+    sign_in(page, "alice", PASSWORD)
+    page.goto(f"/conversations/{pk}/")
+    page.get_by_role("button", name="Settings").click()
+    drawer = page.get_by_role("dialog", name="Conversation settings")
+    drawer.get_by_label("Title").fill("")
+    drawer.get_by_role("button", name="Save settings").click()
+    expect(drawer.get_by_role("status")).to_have_text("Saved. Your next message uses these settings.")
+    untitled = f"Conversation {pk[:8]}"  # what the server calls it, here and after a reload
+    expect(page.locator("h1#conversation-title")).to_have_text(untitled)
+    expect(page).to_have_title(f"{untitled} · Switchboard")
+    page.reload()
+    expect(page.locator("h1#conversation-title")).to_have_text(untitled)

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.support import create_user, sign_in
+from tests.browser.support import create_user, orm, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -53,6 +53,8 @@ def test_a_reload_after_creating_a_token_makes_no_second_one(page: Page) -> None
     page.reload()
     expect(page.locator("#new-token")).to_have_count(0)
     expect(page.locator("table.list tbody tr", has_text="ci agent")).to_have_count(1)
+    from sessions_app.models import ApiToken
+    assert orm(lambda: ApiToken.objects.filter(user__username="carol").count()) == 1
 
 
 def test_copy_puts_the_secret_on_the_clipboard(new_page) -> None:
@@ -75,3 +77,29 @@ def test_revoking_asks_first(page: Page) -> None:
     page.get_by_role("button", name="Revoke token").click()
     expect(page.locator(".flash.success")).to_contain_text("revoked")
     expect(row).to_contain_text("revoked")
+
+
+def test_the_page_shows_when_a_token_was_last_used(page: Page, daphne_server) -> None:
+    """The official SDK opens the gateway socket with the new token; the page then shows the minute of that use."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openai import OpenAI
+
+    create_token(page, "frank", "sdk script")
+    secret = page.locator("#new-token-secret").inner_text()
+    last_used = page.locator("table.list tbody tr", has_text="sdk script").locator("td").nth(3)
+    expect(last_used).to_have_text("never")
+
+    def chat() -> str:  # off the test thread, which Playwright's event loop holds
+        client = OpenAI(api_key=secret, websocket_base_url=daphne_server.ws_url + "/v1")
+        with client.responses.connect() as connection:
+            connection.response.create(model="gpt-5.5", input="hello", store=False)
+            for event in connection:
+                if event.type in ("response.completed", "response.failed", "error"):
+                    return event.type
+        return "closed"
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(chat).result(timeout=30) == "response.completed"
+    page.reload()
+    expect(last_used).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d$"))
