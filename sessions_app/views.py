@@ -179,11 +179,13 @@ def token_list(request: HttpRequest) -> HttpResponse:
         return redirect("token_list")
     new = request.session.pop(NEW_TOKEN_SESSION_KEY, None)
     socket_base = request.build_absolute_uri("/v1").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    profile = selectors.default_profile() if new else None  # the snippet's model: what a gateway create gets
     response = render(
         request,
         "sessions_app/tokens.html",
         {"tokens": selectors.token_list(user=request.user), "new_token": new["raw"] if new else None,
-         "new_token_pk": new["pk"] if new else None, "websocket_base_url": socket_base},
+         "new_token_pk": new["pk"] if new else None, "websocket_base_url": socket_base,
+         "snippet_model": (profile.default_model if profile else "") or settings.SWITCHBOARD_DEFAULT_MODEL},
     )
     response["Cache-Control"] = "no-store"  # the page may hold a token shown only once
     return response

@@ -88,6 +88,17 @@ def test_token_page_shows_a_new_token_once_and_revokes(client, user):
     assert not token.is_active
 
 
+def test_the_sdk_snippet_names_the_model_a_gateway_create_gets(client, user):
+    from sessions_app.models import UpstreamProfile
+
+    UpstreamProfile.objects.create(name="team", websocket_url="ws://127.0.0.1:9/v1/responses", auth_style="none",
+                                   default_model="o4-mini", is_default=True)
+    client.force_login(user)
+    client.post(reverse("token_list"), {"name": "agent"})
+    page = client.get(reverse("token_list")).content.decode()
+    assert 'connection.response.create(model="o4-mini", input="hello", store=False)' in page
+
+
 def test_users_cannot_revoke_each_others_tokens(client, user, other_user):
     from sessions_app.models import ApiToken
 
