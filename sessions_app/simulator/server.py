@@ -9,7 +9,8 @@ Rules:
 * `websockets` only parses GET requests, so `SimulatorConnection` looks at
   the first bytes of each TCP connection: anything but `GET ` is read as a
   plain HTTP/1.1 request with a Content-Length body, answered by
-  httpapi.compact_endpoint, and closed.
+  httpapi.compact_endpoint, and closed. A connection closed before its
+  first byte is a port probe (Switchboard's /healthz): no handshake, no log.
 * Each accepted socket gets an engine `Session`; this module only moves
   frames between them.
 """
@@ -86,6 +87,8 @@ class SimulatorConnection(ServerConnection):
             # Plain HTTP: the answer is written by data_received; wait for the close.
             await self.connection_lost_waiter
             return
+        if self.connection_lost_waiter.done() and self._sniffed == b"":
+            return  # connected and closed without a byte: a port probe (Switchboard's /healthz), not a failed handshake
         await super().handshake(*args, **kwargs)
 
     def _maybe_answer_http(self) -> None:

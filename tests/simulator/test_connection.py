@@ -36,6 +36,18 @@ async def test_query_strings_and_any_key_are_accepted(sim: Simulator) -> None:
         assert (await client.turn(create("hi")))[-1]["type"] == "response.completed"
 
 
+async def test_a_port_probe_is_no_failed_handshake(sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    """Switchboard's /healthz connects and closes without a byte: nothing to log, and sockets still work."""
+    for _ in range(3):
+        _, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+        writer.close()
+        await writer.wait_closed()
+    await asyncio.sleep(0.1)
+    async with await RawClient.open(sim.url) as client:
+        assert (await client.turn(create("hi")))[-1]["type"] == "response.completed"
+    assert [r for r in caplog.records if r.levelno >= 30] == []
+
+
 async def test_other_paths_are_404(sim: Simulator) -> None:
     with pytest.raises(InvalidStatus) as info:
         async with connect(f"ws://127.0.0.1:{sim.port}/v1/realtime"):
