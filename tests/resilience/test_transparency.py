@@ -349,6 +349,29 @@ async def test_a_fork_replayed_on_the_same_socket_echoes_the_id_it_forked_from(p
     assert await db(lambda: UpstreamConnection.objects.count())() == 1  # the same upstream socket
 
 
+async def test_only_a_replayed_request_pays_for_the_echo(profile, user, open_gateway, monkeypatch):
+    """Frames of ordinary turns go out as the upstream sent them: the rewrite runs for a replay's Response
+    events only (counted at the one place the relay calls it)."""
+    from sessions_app.relay import stream
+
+    rewritten: list[str] = []
+    real = stream.echoed_frame
+    monkeypatch.setattr(stream, "echoed_frame", lambda frame, *args: rewritten.append(frame) or real(frame, *args))
+    _, token = await db(ApiToken.issue)(user=user)
+    socket = await open_gateway(token)
+    previous = None
+    for n in range(3):
+        events = await socket.turn(f"turn {n}", model=MODEL, store=False, previous_response_id=previous)
+        previous = events[-1]["response"]["id"]
+    await socket.close()
+    assert rewritten == []
+    fresh = await open_gateway(token)  # a new socket's cache is empty: the continuation is replayed
+    events = await fresh.turn("and on", model=MODEL, store=False, previous_response_id=previous)
+    await fresh.close()
+    assert len(rewritten) == len([e for e in events if "response" in e]) == 3
+    assert {e["response"]["previous_response_id"] for e in events if "response" in e} == {previous}
+
+
 async def test_the_sdk_sees_its_own_chain_in_every_response_across_connection_limits(limited_daphne, user):
     """The official SDK through a real Daphne whose upstream has a 1 s limit: every Response object of
     every turn names the response the client continued, replayed or not."""
