@@ -25,7 +25,8 @@ from tests.browser.support import composer_ready, create_user, send, sign_in
 
 pytestmark = pytest.mark.browser
 
-OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# SWITCHBOARD_SCREENSHOTS_DIR writes them elsewhere (to look at a change without touching docs/).
+OUT = Path(os.environ.get("SWITCHBOARD_SCREENSHOTS_DIR") or Path(__file__).resolve().parents[2] / "docs" / "screenshots")
 WRITE = os.environ.get("SWITCHBOARD_SCREENSHOTS") == "1"
 MAX_HEIGHT = 1400  # a long page is cut here: the top of it shows the design, the files stay small
 
