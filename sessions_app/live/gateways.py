@@ -53,11 +53,6 @@ def close_reason(session: RelaySession) -> str:
     return Reason.SERVER_SHUTDOWN if session in _SHUTTING else Reason.CLIENT_LEFT
 
 
-def _busy(session: RelaySession) -> bool:
-    link = session.downstream.link
-    return bool(session.recovery.tasks) or (link is not None and link.book.busy)
-
-
 async def _shut(session: RelaySession, close: CloseSocket) -> None:
     _SHUTTING.add(session)
     try:
@@ -74,7 +69,7 @@ async def drain(seconds: float) -> None:
     while waiting:
         late = loop.time() >= deadline
         for session, close in list(waiting.items()):
-            if late or not _busy(session):
+            if late or not session.busy:
                 del waiting[session]
                 await _shut(session, close)
         if waiting:

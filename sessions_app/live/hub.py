@@ -234,8 +234,7 @@ class ConversationHub:
 
     @property
     def busy(self) -> bool:
-        link = self.driver.downstream.link
-        return bool(self.driver.recovery.tasks) or (link is not None and link.book.busy)
+        return self.driver.busy
 
     # -- clients ---------------------------------------------------------------------
 

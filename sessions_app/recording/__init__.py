@@ -9,6 +9,7 @@ live layer.
 """
 
 from .availability import database_unavailable, log_failure
+from .input import request_origin
 from .ops import ErrorCount, ErrorTally
 from .recorder import (
     AtOnce,
@@ -31,5 +32,5 @@ from .recorder import (
 __all__ = [
     "Recorder", "Writer", "AtOnce", "at_once_statement", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
     "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "shutdown",
-    "database_unavailable", "log_failure",
+    "database_unavailable", "log_failure", "request_origin",
 ]

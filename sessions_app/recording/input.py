@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from ..compaction import pending_compaction, start_from_window
 from ..models import CompactionEvent, Conversation, Item, ResponseRecord, UpstreamConnection
-from ..protocol.items import input_items
+from ..protocol.items import input_items, item_type
 from ..recovery import context_after
 from .columns import Columns
 from .ops import (
@@ -36,6 +36,16 @@ ENDED_BADLY = (ResponseRecord.Status.FAILED, ResponseRecord.Status.CANCELLED, Re
 
 
 # -- direct writes: the user's input ----------------------------------------------------
+
+
+def request_origin(payload: dict[str, Any]) -> str:
+    """What a create is, for its record: a warm-up, tool outputs, or a person's message (the relay says fork,
+    steer and recovery itself)."""
+    if payload.get("generate") is False:
+        return ResponseRecord.Origin.WARMUP
+    if any(item_type(i) in ("function_call_output", "custom_tool_call_output") for i in input_items(payload)):
+        return ResponseRecord.Origin.TOOL_OUTPUT
+    return ResponseRecord.Origin.USER
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,16 @@ from django.utils import timezone
 from ..models import ResponseRecord, UpstreamConnection
 from ..protocol.errors import ProtocolError, SteerError
 from ..protocol.events import CreateEvent, SteerEvent, parse_client_event
-from ..protocol.items import input_items, item_type
 from ..protocol.references import References, references, unverifiable_reference
-from ..recording import Recorder, RequestRow, RequestWritten, database_unavailable, log_failure, on_db_thread
+from ..recording import (
+    Recorder,
+    RequestRow,
+    RequestWritten,
+    database_unavailable,
+    log_failure,
+    on_db_thread,
+    request_origin,
+)
 from . import errors as relay_errors
 from .context import (
     CONVERSATION_METADATA_KEY,
@@ -223,7 +230,7 @@ class RelaySession:
         row = RequestRow(
             conversation_id=conversation.id, stream_id=event.stream_id,
             previous_response_id=event.previous_response_id, parent_pk=parent_pk, parent_forks=parent_forks,
-            origin=_origin(payload), model=model, payload=payload, use_compacted_window=True, replay=replay,
+            origin=request_origin(payload), model=model, payload=payload, use_compacted_window=True, replay=replay,
             title="" if conversation.title else title_from(payload), connection_pk=self.open_connection_pk(),
         )
         self.quota.started()
@@ -374,6 +381,13 @@ class RelaySession:
         record_pk, parent_lane = known
         return record_pk, self.downstream.forks(record_pk, parent_lane, lane)
 
+    @property
+    def busy(self) -> bool:
+        """A request in flight: on its socket, being resent, or its last frame waiting for its record (a drain
+        waits for all three)."""
+        link = self.downstream.link
+        return bool(self.recovery.tasks) or self.downstream.holding > 0 or (link is not None and link.book.busy)
+
     def has_seen(self, response_id: str) -> bool:
         """A response of this session's conversation it already knows, with no query (ownership.py)."""
         link = self.downstream.link
@@ -393,12 +407,3 @@ def _retrieved(task: asyncio.Task[Any]) -> None:
 def _text(frame: str | bytes) -> str:
     """Upstreams expect text frames; a binary client frame already parsed as UTF-8 JSON."""
     return frame if isinstance(frame, str) else frame.decode()
-
-
-def _origin(payload: dict[str, Any]) -> str:
-    if payload.get("generate") is False:
-        return ResponseRecord.Origin.WARMUP
-    if any(item_type(i) in ("function_call_output", "custom_tool_call_output") for i in input_items(payload)):
-        return ResponseRecord.Origin.TOOL_OUTPUT
-    return ResponseRecord.Origin.USER
-

@@ -96,6 +96,7 @@ class Downstream:
         self._recorded: tuple[str, str] = (status, latest_response_id)
         self._announced: tuple[str, str, str] | None = None
         self.client_gone = False
+        self.holding = 0  # requests whose last frame waits for its record (_deliver_held)
         self.recover: Recover | None = None  # set by the relay session (recovery.py)
         # A hub (live/hub.py) keeps each in-flight response's frames for clients that attach mid-response.
         self.keep_tail = False
@@ -279,16 +280,21 @@ class Downstream:
         await self.update_status()
 
     async def _deliver_held(self, ticket: Ticket, frame: str | None) -> None:
-        """Send the frame that ended `ticket` once its records (and the conversation's status) are written."""
+        """Send the frame that ended `ticket` once its records (and the conversation's status) are written.
+        Until it is out, the request counts as in flight for a drain (`holding`, session.busy)."""
         if frame is None:
             return
         self.record_status()
-        if not await self.recorder.written(HOLD_SECONDS) and self.recorder.writer.outage is None:
-            logger.warning("A response's record was not written within %g s; its last event goes out anyway",
-                           HOLD_SECONDS, extra=self.log_ids(ticket.response_id, None))
-        if self.keep_tail:
-            ticket.frames.append(frame)
-        await self.to_client(frame)
+        self.holding += 1
+        try:
+            if not await self.recorder.written(HOLD_SECONDS) and self.recorder.writer.outage is None:
+                logger.warning("A response's record was not written within %g s; its last event goes out anyway",
+                               HOLD_SECONDS, extra=self.log_ids(ticket.response_id, None))
+            if self.keep_tail:
+                ticket.frames.append(frame)
+            await self.to_client(frame)
+        finally:
+            self.holding -= 1
 
     async def end_ticket(self, ticket: Ticket, status: str, exc: relay_errors.RelayError | None, *,
                          connection_pk: int | None, update: bool = True, held: str | None = None) -> None:

@@ -11,6 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from sessions_app.models import ResponseRecord, UpstreamConnection
+from tests.held_database import HeldDatabase
 from tests.relay.conftest import db
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,8 +41,10 @@ def browser_session(user):
     return client.cookies["sessionid"].value, conversation_create(owner=user)
 
 
-async def stream_then_terminate(server, user, text: str) -> tuple[list[dict], int | None]:
-    """Start a response, SIGTERM the server after a few deltas, read until the socket closes."""
+async def stream_then_terminate(server, user, text: str, *, hold_records_for: float = 0.0
+                                ) -> tuple[list[dict], int | None]:
+    """Start a response, SIGTERM the server after a few deltas, read until the socket closes. With
+    `hold_records_for`, another connection holds the database from just before the SIGTERM for that long."""
     session, conversation = await db(browser_session)(user)
     url = f"{server.ws_url}/ws/conversations/{conversation.pk}/"
     seen: list[dict] = []
@@ -49,7 +52,14 @@ async def stream_then_terminate(server, user, text: str) -> tuple[list[dict], in
         await ws.send(json.dumps({"type": "response.create", "input": text}))
         while sum(e["type"] == "response.output_text.delta" for e in seen) < 3:
             seen.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
-        server.process.send_signal(signal.SIGTERM)
+        if hold_records_for:
+            from django.db import connection
+
+            async with HeldDatabase(connection.settings_dict, conversation_id=conversation.pk):
+                server.process.send_signal(signal.SIGTERM)
+                await asyncio.sleep(hold_records_for)
+        else:
+            server.process.send_signal(signal.SIGTERM)
         try:
             while True:
                 seen.append(json.loads(await asyncio.wait_for(ws.recv(), 15)))
@@ -69,6 +79,17 @@ async def test_sigterm_lets_the_in_flight_response_finish_within_the_drain_time(
     assert record.status == "completed" and record.output_tokens >= 30
     connection = await db(lambda: UpstreamConnection.objects.get(conversation_id=conversation_id))()
     assert connection.close_reason == "server_shutdown"
+
+
+async def test_the_drain_waits_for_a_last_event_held_for_its_record(serve, user):
+    """The response ends upstream while its record cannot commit: its last event waits (relay/stream.py), and
+    the drain waits for that event too, rather than closing the socket before it goes out."""
+    with serve(8) as server:
+        seen, conversation_id, code = await stream_then_terminate(server, user, "/long 30 /slow 40",
+                                                                  hold_records_for=2.5)
+    assert "response.completed" in [e["type"] for e in seen] and code == 1012
+    record = await db(lambda: ResponseRecord.objects.get(conversation_id=conversation_id))()
+    assert record.status == "completed"
 
 
 async def test_sigterm_with_a_short_drain_stores_the_response_interrupted_with_its_partial_text(serve, user):
