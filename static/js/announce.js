@@ -51,6 +51,14 @@ export class Announcer {
     }, 50);
   }
 
+  /** A create sent elsewhere (another tab, the SDK; switchboard.request): its message is read out. */
+  request(items) {
+    const message = items.find((item) => item && (item.type === 'message' || (!item.type && item.role)));
+    const text = message ? clip(contentText(message.content)) : '';
+    if (text) this.say(`Message sent elsewhere: ${text}`);
+    else if (items.length) this.say('Function outputs sent elsewhere.');
+  }
+
   /** A relayed event: announces finished messages and failures, ignores everything else. */
   event(event) {
     if (event.type === 'response.output_item.done') {

@@ -3,8 +3,11 @@
 
 import { Announcer, focusShortcut } from './announce.js';
 import { ChainPanel } from './chain_panel.js';
+import { compactNow } from './compact.js';
 import { explain } from './errors.js';
 import { recordedOrigin } from './history.js';
+import { LiveTurns } from './live.js';
+import { PageStatus } from './page_status.js';
 import { ReconnectingSocket, socketUrl } from './socket.js';
 import { ToolAnswers } from './tool_answers.js';
 import { Transcript } from './transcript.js';
@@ -15,6 +18,8 @@ import { partsText } from './turns.js';
 // last finished turn of the branch on screen (transcript.js) via previous_response_id and carries only
 // the new input; the relay adds model, store, instructions, tools and the other settings. While that
 // turn waits on function calls, each call gets its own answer form and all outputs go in one create.
+// A create sent elsewhere (another tab, the SDK through the gateway: switchboard.request) makes the lane
+// busy here too: an owner tab may stop or steer it; a read-only viewer only watches.
 
 const composer = document.getElementById('composer');
 const input = document.getElementById('composer-input');
@@ -22,10 +27,11 @@ const sendButton = document.getElementById('send-button');
 const steerButton = document.getElementById('steer-button');
 const stopButton = document.getElementById('stop-button');
 const hint = document.getElementById('composer-hint');
-const connection = document.getElementById('connection-state');
-const statusBadge = document.getElementById('conversation-status');
 const compactButton = document.getElementById('compact-button');
-const meter = document.getElementById('context-meter');
+const status = new PageStatus({
+  connection: document.getElementById('connection-state'), badge: document.getElementById('conversation-status'),
+  meter: document.getElementById('context-meter'),
+});
 const announcer = new Announcer(document.getElementById('announcer'));
 
 const state = {
@@ -33,15 +39,19 @@ const state = {
   ready: false,            // switchboard.history received on the current socket
   busy: false,             // a default-lane response was sent and has not ended
   inFlightId: null,        // its response id, once response.created arrived
-  upstream: null,          // 'connected' | 'disconnected', from switchboard.status
-  livePaused: false,       // switchboard.live: other processes' events paused (channel layer down)
   fork: null,              // editing an earlier message: {continues: resp_… | null}
   lastSent: null,          // {items, continues}: the last create sent from here
-  threshold: Number(meter?.dataset.threshold || 0) || null,
 };
 
 const transcript = new Transcript(document.getElementById('transcript'), {
-  onChange: () => { chain.update(); answers.show(state.readOnly ? [] : pendingCalls()); updateMeter(); updateControls(); },
+  onChange: () => {
+    chain.update();
+    answers.show(state.readOnly ? [] : pendingCalls());
+    status.meter(transcript.contextTokens());
+    updateControls();
+  },
+});
+const live = new LiveTurns(transcript, {
   onSteer: (kind, error) => {
     hint.textContent = kind === 'failed' ? `Steer not applied: ${explain(error).summary}` : 'Steer accepted.';
   },
@@ -53,33 +63,10 @@ const chain = new ChainPanel({
 const answers = new ToolAnswers(document.getElementById('tool-answers'), input, { onPlain: () => updateControls() });
 const socket = new ReconnectingSocket(socketUrl(composer.dataset.socketPath), { onState: showConnection });
 
-// Why the server closed the socket for good (docs/protocol.md §1, §8).
-const CLOSED_LABELS = {
-  4401: 'Signed out: reload the page to sign in again',
-  4403: 'You may no longer view this conversation',
-  4404: 'Conversation not found',
-};
-
 function showConnection(name, detail) {
-  const labels = {
-    connecting: 'Connecting…',
-    open: (state.upstream ? `Connected · upstream ${state.upstream}` : 'Connected')
-      + (state.livePaused ? ' · live view paused' : ''),
-    reconnecting: `Disconnected; retrying in ${Math.ceil((detail.delay || 0) / 1000)} s`,
-    closed: CLOSED_LABELS[detail.code] || 'Disconnected',
-  };
-  connection.dataset.state = name;
-  connection.textContent = labels[name];
-  if (name !== 'open') state.ready = state.livePaused = false;  // a new socket is told again
-  connection.dataset.live = state.livePaused ? 'paused' : '';
-  if (name === 'open') connection.dataset.upstream = state.upstream || '';
+  status.connection(name, detail);
+  if (name !== 'open') state.ready = false;  // a new socket sends the history again
   updateControls();
-}
-
-function showStatus(status) {
-  if (!statusBadge || !status) return;
-  statusBadge.className = `status ${status}`;
-  statusBadge.textContent = status.charAt(0).toUpperCase() + status.slice(1);
 }
 
 function setBusy(busy, inFlightId = null) {
@@ -88,20 +75,32 @@ function setBusy(busy, inFlightId = null) {
   updateControls();
 }
 
+/** A default-lane turn ended as `ended` (a status, or null: the badge waits for switchboard.status): busy
+ *  while another one is in flight or waiting. */
+function settle(ended) {
+  const next = live.inFlight('');
+  setBusy(Boolean(next), next?.responseId || null);
+  status.status(next ? 'streaming' : ended);
+}
+
 function updateControls() {
-  const live = !state.readOnly && state.ready && socket.isOpen;
+  const usable = !state.readOnly && state.ready && socket.isOpen;
+  const inFlight = live.inFlight('');
   input.disabled = state.readOnly;
   sendButton.hidden = state.busy && !state.readOnly;
-  sendButton.disabled = !live || state.busy;
+  sendButton.disabled = !usable || state.busy;
   steerButton.hidden = state.readOnly || !state.busy;
-  steerButton.disabled = !live || !state.inFlightId;
+  steerButton.disabled = !usable || !state.inFlightId;
   stopButton.hidden = state.readOnly || !state.busy;
-  stopButton.disabled = !live;
-  if (compactButton) compactButton.disabled = !live || state.busy || !transcript.leaf();
+  stopButton.disabled = !usable;
+  if (compactButton) compactButton.disabled = !usable || state.busy || !transcript.leaf();
   if (state.readOnly) {
     hint.textContent = 'Read-only: you are viewing someone else\'s conversation.';
   } else if (state.fork) {
     hint.textContent = 'Editing an earlier message: Send forks the conversation from before it (Esc cancels).';
+  } else if (state.busy && inFlight?.requested && !inFlight.local) {  // sent by another tab or client
+    hint.textContent = state.inFlightId ? 'Replying to a message sent elsewhere… Enter steers it; Esc stops it.'
+      : 'A message sent elsewhere is on its way…';
   } else if (state.busy) {
     hint.textContent = state.inFlightId ? 'Responding… Enter steers the reply with what you type; Esc stops it.'
       : 'Sending…';
@@ -110,20 +109,6 @@ function updateControls() {
       : 'Answer each function call below; Send sends all the outputs together.';
   } else if (!hint.dataset.sticky) {
     hint.textContent = '';
-  }
-}
-
-function updateMeter() {
-  if (!meter) return;
-  const tokens = transcript.contextTokens();
-  const gauge = meter.querySelector('meter');
-  const label = meter.querySelector('.context-label');
-  label.textContent = tokens === null ? 'Context: –' : `Context: ${tokens} tokens${state.threshold ? ` of ${state.threshold}` : ''}`;
-  gauge.hidden = !state.threshold || tokens === null;
-  if (state.threshold) {
-    gauge.max = state.threshold;
-    gauge.high = state.threshold * 0.8;
-    gauge.value = Math.min(tokens || 0, state.threshold);
   }
 }
 
@@ -151,7 +136,7 @@ function create(items, continues) {
     return false;
   }
   state.lastSent = { items, continues };
-  transcript.startLocalTurn(items, { origin, continues });
+  live.startLocal(items, { origin, continues });
   setBusy(true, null);
   return true;
 }
@@ -186,7 +171,7 @@ function steer() {
     return;
   }
   if (socket.send({ type: 'response.steer', previous_response_id: state.inFlightId, input: text })) {
-    transcript.addSteer(text);
+    live.addSteer(text);
     hint.textContent = 'Steer sent…';
     input.value = '';
   }
@@ -195,7 +180,7 @@ function steer() {
 /** Stop: the relay stops relaying the reply at once and answers switchboard.stopped; what arrived
  *  before that answer is what the records keep (docs/protocol.md), so the page shows exactly that. */
 function stop() {
-  if (!state.busy) return;
+  if (!state.busy || state.readOnly) return;
   if (socket.send({ type: 'switchboard.stop', ...(state.inFlightId ? { response_id: state.inFlightId } : {}) })) {
     hint.textContent = 'Stopping…';
   }
@@ -203,9 +188,8 @@ function stop() {
 
 function onStopped(event) {
   if (!event.stopped || event.stream_id) return;
-  transcript.abandon('', 'cancelled');
-  setBusy(false);
-  showStatus('idle');
+  live.abandon('', 'cancelled');
+  settle('idle');
   hint.dataset.sticky = 'true';
   hint.textContent = 'Stopped: the reply keeps what it had said.';
 }
@@ -236,28 +220,11 @@ function failed() {
 
 // -- compaction -----------------------------------------------------------------------
 
-async function compactNow() {
+async function compact() {
   compactButton.disabled = true;
-  const csrf = document.cookie.split('; ').find((row) => row.startsWith('csrftoken='))?.split('=')[1] || '';
-  try {
-    const response = await fetch(compactButton.dataset.url, {
-      method: 'POST', headers: { 'X-CSRFToken': decodeURIComponent(csrf) }, credentials: 'same-origin',
-    });
-    const body = await response.json();
-    if (!response.ok) throw body.error || { code: `http_${response.status}` };
-    const key = transcript.keyOf(body.base_response_id);
-    if (key) {
-      transcript.standalone.set(key, body);
-      transcript.render();
-    }
-    hint.textContent = `Compacted: ${body.items_replaced} items replaced. The next message starts from the summary.`;
-  } catch (error) {
-    const words = explain(error);
-    hint.textContent = `Compaction failed: ${words.summary} (${words.detail})`;
-  } finally {
-    hint.dataset.sticky = 'true';  // the answer stays in view until the next reply starts
-    updateControls();
-  }
+  hint.textContent = await compactNow(compactButton, transcript);
+  hint.dataset.sticky = 'true';  // the answer stays in view until the next reply starts
+  updateControls();
 }
 
 // -- socket events ----------------------------------------------------------------------
@@ -267,40 +234,52 @@ function onHistory(event) {
   state.readOnly = state.readOnly || Boolean(conversation.read_only);
   transcript.editable = !state.readOnly;
   const wanted = new URLSearchParams(window.location.search).get('response');
-  transcript.renderHistory(event, { select: state.ready ? null : wanted });
+  live.history(event, { select: state.ready ? null : wanted });
   // A drawer the user is editing keeps their edits; one that is closed shows what the next turn uses.
   if (conversation.settings) applySettings(conversation.settings, { fill: !document.querySelector('dialog[open]') });
-  showStatus(conversation.status);
+  status.status(conversation.status);
   state.ready = true;
-  const inFlight = transcript.inFlight('');
+  const inFlight = live.inFlight('');
   setBusy(Boolean(inFlight), inFlight && inFlight.responseId);
 }
 
 function onStatus(event) {
-  showStatus(event.status);
+  status.status(event.status);
   if (event.upstream) {
-    state.upstream = event.upstream;
+    status.upstream = event.upstream;
     showConnection(socket.isOpen ? 'open' : 'connecting', {});
   }
+}
+
+/** A create the relay accepted (docs/protocol.md §1): this tab's own is already on the page; one sent
+ *  elsewhere gets its turn now, and on the default lane makes the composer busy until its reply ends. */
+function onRequest(event) {
+  const { turn, own } = live.requested(event);
+  if (own) return;
+  announcer.request(turn.inputs);
+  if (event.stream_id) return;  // named lanes (other clients) never block this composer
+  delete hint.dataset.sticky;
+  const inFlight = live.inFlight('');
+  setBusy(true, inFlight?.responseId || null);
+  status.status('streaming');
 }
 
 function onResponseEvent(event) {
   const stopped = transcript.turn(transcript.keyOf(event.response?.id));
   if (stopped && stopped.status === 'cancelled' && !event.stream_id) return;  // the user stopped it
-  transcript.apply(event);
+  const before = event.stream_id ? null : live.inFlight('');
+  live.apply(event);
   announcer.event(event);
   if (event.stream_id) return;  // named lanes (other clients) never block this composer
   if (event.type === 'response.created' || event.type === 'response.queued') {
     delete hint.dataset.sticky;
     setBusy(true, event.response && event.response.id);
-    showStatus('streaming');
+    status.status('streaming');
   } else if (event.type === 'response.completed' || event.type === 'response.incomplete') {
-    setBusy(false);
-    showStatus('idle');
+    settle('idle');
   } else if (event.type === 'response.failed' || event.type === 'error') {
-    setBusy(false);
-    showStatus('failed');
-    failed();
+    settle('failed');
+    if (!before || before.local) failed();  // a turn sent elsewhere leaves this composer alone
   }
 }
 
@@ -309,8 +288,8 @@ function onResponseEvent(event) {
 function onUpstreamClosed(event) {
   const code = event.code ? ` ${event.code}` : '';
   if (state.busy) {
-    transcript.abandon('', 'interrupted');
-    setBusy(false);
+    live.abandon('', 'interrupted');
+    settle(null);
   }
   if (!hint.dataset.sticky) {
     hint.dataset.sticky = 'true';
@@ -319,7 +298,7 @@ function onUpstreamClosed(event) {
 }
 
 function onRecovered(event) {
-  const turn = transcript.recovered(event);
+  const turn = live.recovered(event);
   if (turn && !event.stream_id && !state.busy) setBusy(true, turn.responseId);
 }
 
@@ -354,7 +333,7 @@ document.addEventListener('keydown', (event) => {
 });
 steerButton.addEventListener('click', steer);
 stopButton.addEventListener('click', stop);
-compactButton?.addEventListener('click', compactNow);
+compactButton?.addEventListener('click', compact);
 transcript.root.addEventListener('click', (event) => {
   const target = event.target.closest('button');
   if (!target || !transcript.root.contains(target)) return;
@@ -378,16 +357,17 @@ focusShortcut(input);
 socket
   .on('switchboard.history', onHistory)
   .on('switchboard.conversation', onTitled)
+  .on('switchboard.request', onRequest)
   .on('switchboard.status', onStatus)
   .on('switchboard.recovered', onRecovered)
   .on('switchboard.stopped', onStopped)
   .on('switchboard.retrying', (event) => {
-    transcript.retrying(event);
+    live.retrying(event);
     if (!event.stream_id) hint.textContent = `Rate limited: Switchboard retries in ${event.retry_in} s…`;
   })
   .on('switchboard.upstream_closed', onUpstreamClosed)
   .on('switchboard.live', (event) => {  // paused: this tab still chats; resumed: caught up from the records
-    state.livePaused = event.state === 'paused';
+    status.livePaused = event.state === 'paused';
     showConnection(socket.isOpen ? 'open' : 'connecting', {});
   })
   .on('*', (event) => {
@@ -398,8 +378,8 @@ socket
 document.addEventListener('switchboard:settings-saved', () => socket.send({ type: 'switchboard.settings_changed' }));
 function applySettings(settings, { fill = true } = {}) {
   if ('compact_threshold' in settings) {
-    state.threshold = Number(settings.compact_threshold) || null;
-    updateMeter();
+    status.threshold = Number(settings.compact_threshold) || null;
+    status.meter(transcript.contextTokens());
   }
   if (fill) document.dispatchEvent(new CustomEvent('switchboard:settings', { detail: settings }));
 }

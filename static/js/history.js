@@ -55,12 +55,13 @@ export function turnsFromHistory(history) {
   return { turns, standalone };
 }
 
-/** The origin the records will give a turn sent now (relay/session.py `_origin`, recording/input.py), so
- *  its badge reads the same live and after a reload: tool outputs are `tool_output`; a message is a `fork`
- *  when the turn it continues (`parent`) is on a lane or already has a child (`siblings`) that did not end
- *  badly. An edit of a first message continues nothing: it is no fork in the records either. */
-export function recordedOrigin(items, parent, siblings) {
-  if (items.some((item) => item.type === 'function_call_output')) return 'tool_output';
+/** The origin the records will give a turn sent now on `lane` (relay/session.py `_origin`, recording/input.py),
+ *  so its badge reads the same live and after a reload: tool outputs are `tool_output`; a message is a `fork`
+ *  when the turn it continues (`parent`) is on another lane or already has a child (`siblings`) that did not
+ *  end badly. An edit of a first message continues nothing: it is no fork in the records either. */
+export function recordedOrigin(items, parent, siblings, lane = '') {
+  const outputs = new Set(['function_call_output', 'custom_tool_call_output']);
+  if (items.some((item) => outputs.has(item?.type))) return 'tool_output';
   if (!parent) return 'user';
-  return parent.lane || siblings.some((turn) => turn && !ENDED_BADLY.has(turn.status)) ? 'fork' : 'user';
+  return (parent.lane || '') !== lane || siblings.some((turn) => turn && !ENDED_BADLY.has(turn.status)) ? 'fork' : 'user';
 }
