@@ -1,6 +1,6 @@
 """Function tools in the shape a `response.create` takes them (`tools`), checked before they are saved.
 
-Rules (the conversation settings form uses them; static/js/settings.js repeats the same checks and the
+Rules (the conversation settings form uses them; static/js/tool_checks.js repeats the same checks and the
 same messages in the browser, the server's answer is the one that counts):
 
 * `tools` is a JSON list of at most `MAX_TOOLS` objects; empty text means no tools.
