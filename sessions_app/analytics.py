@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Aggregate, CharField, Count, F, FloatField, Func, Q, Sum
+from django.db.models import Aggregate, CharField, Count, Exists, F, FloatField, Func, OuterRef, Q, Sum
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 
@@ -99,22 +99,45 @@ def live_sockets() -> LiveSockets:
 
 @dataclass(frozen=True)
 class HourRow:
+    """Responses sent in one bucket. `failed`: ended failed or interrupted; `recovered`: of those, the
+    attempts the relay resent (ResponseRecord.supersedes), so the turn went on: a user saw no failure."""
+
     bucket: datetime
     responses: int
     failed: int
+    recovered: int = 0
+
+    @property
+    def turns(self) -> int:
+        return self.responses - self.recovered
+
+    @property
+    def broken(self) -> int:
+        """Turns that ended failed or interrupted: failed attempts nobody resent."""
+        return max(self.failed - self.recovered, 0)
 
     @property
     def error_rate(self) -> float:
-        return self.failed / self.responses if self.responses else 0.0
+        """Of the turns, the share that ended broken (a recovered attempt folds into its turn, as on the
+        conversation page and the chain tree)."""
+        return self.broken / self.turns if self.turns > 0 else 0.0
 
 
 def responses_over_time(*, since: datetime, unit: str) -> list[HourRow]:
-    """Responses sent per bucket and how many of them ended failed or interrupted (one query)."""
+    """Responses sent per bucket, how many ended failed or interrupted, and how many of those the relay
+    resent (two queries: the resends are few, so the second joins only their rows)."""
     rows = (ResponseRecord.objects.filter(sent_at__gte=since).annotate(bucket=_trunc("sent_at", unit))
             .values("bucket").annotate(n=Count("pk"), failed=Count("pk", filter=Q(status__in=FAILED))))
     found = {bucket_floor(r["bucket"], unit): r for r in rows}
-    return [HourRow(bucket=b, responses=found[b]["n"] if b in found else 0, failed=found[b]["failed"] if b in found
-                    else 0) for b in bucket_range(since, timezone.now(), unit)]
+    resent = (ResponseRecord.objects.filter(supersedes__sent_at__gte=since, supersedes__status__in=FAILED)
+              .annotate(bucket=_trunc("supersedes__sent_at", unit)).values("bucket").annotate(n=Count("pk")))
+    recovered: dict[datetime, int] = {}
+    for r in resent:
+        at = bucket_floor(r["bucket"], unit)
+        recovered[at] = recovered.get(at, 0) + r["n"]
+    return [HourRow(bucket=b, responses=found[b]["n"] if b in found else 0,
+                    failed=found[b]["failed"] if b in found else 0, recovered=recovered.get(b, 0))
+            for b in bucket_range(since, timezone.now(), unit)]
 
 
 @dataclass(frozen=True)
@@ -344,18 +367,22 @@ def errors_over_time(*, since: datetime, unit: str, codes: list[str]) -> dict[st
 
 
 def recent_errors(*, code: str | None = None, limit: int = 50) -> list[ErrorEvent]:
-    """The latest errors (of one code), with what the page links to: their conversation and response."""
-    rows = ErrorEvent.objects.select_related("conversation", "response")
+    """The latest errors (of one code), with what the page links to: their conversation and response, and
+    `recovered`: the relay resent that response (the turn went on; the error did not end it)."""
+    # supersedes__isnull: PostgreSQL hashes the subquery, and only the few resends need reading for it.
+    resent = ResponseRecord.objects.filter(supersedes__isnull=False, supersedes=OuterRef("response_id"))
+    rows = ErrorEvent.objects.select_related("conversation", "response").annotate(recovered=Exists(resent))
     if code is not None:
         rows = rows.filter(code=code)
     return list(rows.order_by("-created_at", "-pk")[:limit])
 
 
 def compaction_savings(*, since: datetime) -> dict:
-    """How many compactions ran and the tokens they took out of the context (before - after)."""
+    """How many compactions ran and the tokens they took out of the context (before - after), summed over
+    the `measured` ones: those whose size after is known."""
     known = Q(input_tokens_before__isnull=False, tokens_after__isnull=False)
     return CompactionEvent.objects.filter(created_at__gte=since).aggregate(
-        compactions=Count("pk"),
+        compactions=Count("pk"), measured=Count("pk", filter=known),
         before=Coalesce(Sum("input_tokens_before", filter=known), 0),
         after=Coalesce(Sum("tokens_after", filter=known), 0),
     )

@@ -48,7 +48,8 @@ def overview(request: HttpRequest) -> HttpResponse:
     ttft = analytics.ttft_over_time(since=since, unit=unit)
     labels = _x_labels([r.bucket for r in traffic], unit)
     responses = sum(r.responses for r in traffic)
-    failed = sum(r.failed for r in traffic)
+    turns, broken = sum(r.turns for r in traffic), sum(r.broken for r in traffic)
+    recovered = sum(r.failed - r.broken for r in traffic)
     savings = analytics.compaction_savings(since=since)
     saved = savings["before"] - savings["after"]
     endings = {reason: (label, n) for reason, label, n in analytics.socket_endings(since=since)}
@@ -58,12 +59,14 @@ def overview(request: HttpRequest) -> HttpResponse:
     ending_rows = sorted(((label, n, reason) for reason, (label, n) in endings.items()), key=lambda r: (-r[1], r[0]))
     return _page(
         request, "admin/sessions_app/overview.html", "Overview", window=window, window_label=WINDOW_LABELS[window],
-        live=analytics.live_sockets(), responses=responses, failed=failed,
-        error_rate=(100.0 * failed / responses) if responses else 0.0,
+        live=analytics.live_sockets(), responses=responses, failed=broken, recovered=recovered,
+        error_rate=(100.0 * broken / turns) if turns > 0 else 0.0,
         responses_chart=mark_safe(charts.bar_chart(  # noqa: S308 (charts.py escapes every text it draws)
-            labels, [("ended", [r.responses - r.failed for r in traffic]), ("failed", [r.failed for r in traffic])],
+            labels, [("ended", [r.responses - r.failed for r in traffic]), ("failed", [r.broken for r in traffic]),
+                     ("failed, then resent", [r.failed - r.broken for r in traffic])],
             title=f"Responses per {unit}, {WINDOW_LABELS[window]}")),
-        responses_legend=mark_safe(charts.legend(["ended", "failed or interrupted"])),  # noqa: S308
+        responses_legend=mark_safe(charts.legend(  # noqa: S308
+            ["ended", "failed or interrupted", "failed, recovered by a resend"])),
         error_chart=mark_safe(charts.line_chart(  # noqa: S308
             labels, [("error rate", [100.0 * r.error_rate if r.responses else None for r in traffic])],
             title=f"Error rate per {unit}", unit="%")),

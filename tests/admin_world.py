@@ -37,7 +37,8 @@ def build_world(owner, *, tag: str = "") -> World:
 
     def add(key, *, parent=None, at, never_created=False, connection=first, items=(), **fields):
         fields.setdefault("status", "completed")
-        rid = None if never_created else f"resp_{key}{tag}_0123456789abcdef"
+        # As long as the upstream's ids (resp_ + 48 hex): shorter ones hid a chain tree wider than 420 px.
+        rid = None if never_created else f"resp_{key}{tag}_" + "0123456789abcdef" * 3
         record = ResponseRecord.objects.create(
             conversation=conversation, response_id=rid, parent=records.get(parent), connection=connection,
             previous_response_id=records[parent].response_id if parent and fields.get("origin") != "recovery_replay"

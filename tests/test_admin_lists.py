@@ -96,3 +96,19 @@ def test_readonly_json_is_pretty_printed_and_collapsible(client, staff_user, wor
     assert re.search(r"<time datetime=[^>]+>\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}</time>", html)
     assert "420 ms" in html and "2.0 s" in html
     assert "icon-no.svg" not in html and "icon-yes.svg" not in html
+
+
+def test_the_conversation_page_lists_its_responses_as_the_response_list_does(client, staff_user, world):
+    client.force_login(staff_user)
+    html = client.get(reverse("admin:sessions_app_conversation_change", args=[world.conversation.pk])).content.decode()
+    inline = html[html.index('id="responses-group"'):]
+    assert re.search(r"<time datetime=[^>]+>\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}</time>", inline)  # to the millisecond
+    assert '<span class="sb-badge sb-badge-failed">Failed</span>' in inline
+    assert '<span class="sb-flag">resent</span>' in inline  # the replay that superseded the failed attempt
+    assert inline.count('<span class="sb-flag">recovered</span>') == 1  # and that attempt
+    assert "2.0 s" in inline  # computed duration
+    parent = world.records["hello"].response_id
+    assert f'data-copy-text="{parent}"' in inline and f">{parent}</a>" not in inline  # ids cut short, not links
+    # The conversation's own times to the millisecond too.
+    assert len(re.findall(r"<time datetime=[^>]+>\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}</time>", html[:html.index(
+        'id="responses-group"')])) == 2

@@ -133,6 +133,40 @@ def test_overview_figures_match_the_fixture(known, staff_user):
         ["Server shutdown", "0"]]
 
 
+def test_a_failed_attempt_the_relay_resent_is_no_broken_turn(known, staff_user):
+    """The relay resent it (ResponseRecord.supersedes): the user saw one turn that worked. The overview's
+    error rate counts turns, and every staff view says the attempt was recovered."""
+    attempt = ResponseRecord.objects.create(conversation=known["alice"], response_id=None, model="m-a",
+                                            status="failed", sent_at=known["hour"] + timedelta(minutes=30))
+    error = ErrorEvent.objects.create(conversation=known["alice"], response=attempt, source="upstream",
+                                      code="previous_response_not_found", created_at=known["hour"])
+    ResponseRecord.objects.create(conversation=known["alice"], response_id="resp_resent", model="m-a",
+                                  status="completed", origin="recovery_replay", supersedes=attempt,
+                                  sent_at=known["hour"] + timedelta(minutes=30, seconds=1))
+    client = client_for(staff_user)
+    html = client.get(reverse("staff_overview")).content.decode()
+    assert figure(html, "responses") == "8"
+    # 8 attempts, 3 failed, 1 of them resent: 7 turns, 2 broken.
+    assert figure(html, "error-rate") == "28.6%"
+    assert "2 failed or interrupted · 1 more attempt failed and was recovered by a resend" in html_lib.unescape(
+        section(html, "error-rate"))
+    row = re.search(rf'<tr data-error="{error.pk}">.*?</tr>', client.get(reverse("staff_errors")).content.decode(),
+                    re.S).group(0)
+    assert f"attempt #{attempt.pk} (never created)" in row and "recovered: resent" in row
+    listing = client.get("/admin/sessions_app/responserecord/?status__exact=failed").content.decode()
+    assert listing.count('<span class="sb-flag">recovered</span>') == 1
+    errors = client.get("/admin/sessions_app/errorevent/?code__exact=previous_response_not_found").content.decode()
+    assert errors.count('<span class="sb-flag">recovered</span>') == 1  # of its 3 rows, the one resent
+
+
+def test_compaction_savings_say_how_many_compactions_they_measure(known, staff_user):
+    """A server-side compaction records no size after: the savings are over the ones that do, and say so."""
+    CompactionEvent.objects.create(conversation=known["alice"], kind="server_side", input_tokens_before=900)
+    html = html_lib.unescape(client_for(staff_user).get(reverse("staff_overview")).content.decode())
+    assert figure(html, "compaction") == "1,200"
+    assert "3 compactions: 1,500 → 300 (80%), over the 2 whose size after is known" in section(html, "compaction")
+
+
 def test_overview_charts_have_no_style_attributes(known, staff_user):
     html = client_for(staff_user).get(reverse("staff_overview") + "?window=week").content.decode()
     svgs = re.findall(r"<svg.*?</svg>", html, re.S)

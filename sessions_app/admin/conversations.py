@@ -6,6 +6,7 @@ import io
 import zipfile
 
 from django.contrib import admin
+from django.db.models import Exists, OuterRef
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -23,16 +24,56 @@ EXPORT_MAX_CONVERSATIONS = 50  # one action, one response: a bigger export belon
 
 
 class ResponseInline(admin.TabularInline):
+    """The conversation's responses as the response list reads them: short columns first, times to the
+    millisecond, ids cut short (each row's heading names its response and links to it)."""
+
     model = ResponseRecord
     fk_name = "conversation"
-    fields = ["response_id", "stream_id", "parent", "status", "origin", "total_tokens", "sent_at"]
+    fields = ["sent", "status_badge", "origin_label", "tokens", "took", "parent_short", "lane"]
     readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = True
 
+    def get_queryset(self, request):
+        resent_by = ResponseRecord.objects.filter(supersedes__isnull=False, supersedes=OuterRef("pk"))
+        return (super().get_queryset(request).select_related("parent").annotate(recovered=Exists(resent_by))
+                .order_by("sent_at", "pk"))
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="sent")
+    def sent(self, obj: ResponseRecord) -> str:
+        return display.when(obj.sent_at)
+
+    @admin.display(description="status")
+    def status_badge(self, obj: ResponseRecord) -> str:
+        return format_html("{} {}{}", display.badge(obj.status, obj.get_status_display()),
+                           display.flag(obj.supersedes_id is not None, "resent"),
+                           display.flag(getattr(obj, "recovered", False), "recovered"))
+
+    @admin.display(description="origin")
+    def origin_label(self, obj: ResponseRecord) -> str:
+        return obj.get_origin_display()
+
+    @admin.display(description="tokens")
+    def tokens(self, obj: ResponseRecord) -> str:
+        return display.number(obj.total_tokens)
+
+    @admin.display(description="took")
+    def took(self, obj: ResponseRecord) -> str:
+        return display.duration(obj.sent_at, obj.completed_at)
+
+    @admin.display(description="after")
+    def parent_short(self, obj: ResponseRecord) -> str:
+        if obj.parent is None:
+            return display.EMPTY
+        return display.short_id(obj.parent.response_id or f"attempt #{obj.parent.pk}")
+
+    @admin.display(description="lane")
+    def lane(self, obj: ResponseRecord) -> str:
+        return display.short_id(obj.stream_id)
 
 
 @admin.register(Conversation)
@@ -43,7 +84,7 @@ class ConversationAdmin(ListAdmin):
     search_fields = ["id", "title", "owner__username", "latest_response_id"]
     # What happened, not settings: the relay sets status, the creating socket sets created_via and
     # api_token, and a conversation never changes owner (its records and ids are the owner's).
-    readonly_fields = ["id", "created_at", "updated_at", "latest_response_id", "status", "created_via", "api_token"]
+    readonly_fields = ["id", "created", "updated_at_when", "latest_response_id", "status", "created_via", "api_token"]
     raw_id_fields = ["owner"]
     list_select_related = ["owner"]
     date_hierarchy = "created_at"
@@ -76,6 +117,14 @@ class ConversationAdmin(ListAdmin):
 
     @admin.display(description="last activity", ordering="updated_at")
     def updated(self, obj: Conversation) -> str:
+        return display.when(obj.updated_at)
+
+    @admin.display(description="created at")
+    def created(self, obj: Conversation) -> str:
+        return display.when(obj.created_at)
+
+    @admin.display(description="updated at")
+    def updated_at_when(self, obj: Conversation) -> str:
         return display.when(obj.updated_at)
 
     @admin.display(description="chain")

@@ -7,6 +7,7 @@ with the long ids, cut short with a copy button, so the columns that matter fit 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Exists, OuterRef
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -131,10 +132,17 @@ class ResponseRecordAdmin(RecordAdmin):
     def origin_label(self, obj: ResponseRecord) -> str:
         return obj.get_origin_display()
 
+    def get_queryset(self, request):
+        """Each record knows whether a later one resent it: a failed attempt the relay recovered reads
+        "recovered", not as a turn that broke (an EXISTS per row of the page only)."""
+        resent_by = ResponseRecord.objects.filter(supersedes__isnull=False, supersedes=OuterRef("pk"))  # few rows to hash
+        return super().get_queryset(request).annotate(recovered=Exists(resent_by))
+
     @admin.display(description="", empty_value="")
     def flags(self, obj: ResponseRecord) -> str:
-        return format_html("{}{}", display.flag(obj.produced_compaction, "compacted"),
-                           display.flag(obj.supersedes_id is not None, "resent"))
+        return format_html("{}{}{}", display.flag(obj.produced_compaction, "compacted"),
+                           display.flag(obj.supersedes_id is not None, "resent"),
+                           display.flag(getattr(obj, "recovered", False), "recovered"))
 
     @admin.display(description="response id", ordering="response_id")
     def response_short(self, obj: ResponseRecord) -> str:
@@ -209,9 +217,15 @@ class ErrorEventAdmin(RecordAdmin):
     def created(self, obj: ErrorEvent) -> str:
         return display.when(obj.created_at)
 
+    def get_queryset(self, request):
+        """`recovered`: the relay resent the response this error failed, so the turn went on."""
+        resent = ResponseRecord.objects.filter(supersedes__isnull=False, supersedes=OuterRef("response_id"))
+        return super().get_queryset(request).annotate(recovered=Exists(resent))
+
     @admin.display(description="code", ordering="code")
     def code_badge(self, obj: ErrorEvent) -> str:
-        return display.badge("failed", obj.code or obj.error_type or "error")
+        return format_html("{}{}", display.badge("failed", obj.code or obj.error_type or "error"),
+                           display.flag(getattr(obj, "recovered", False), "recovered"))
 
     @admin.display(description="message")
     def message_short(self, obj: ErrorEvent) -> str:

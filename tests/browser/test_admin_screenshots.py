@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from sessions_app.models import ApiToken, UpstreamProfile
+from sessions_app.models import ApiToken, ResponseRecord, UpstreamProfile
 from tests.admin_world import build_world
 from tests.browser.pages import NARROW, WIDE, assert_fits, resize
 from tests.browser.support import create_user, orm, sign_in
@@ -107,6 +107,13 @@ def test_lists_and_the_chain_tree_at_1280_px(new_page) -> None:
     page.goto(f"/admin/sessions_app/upstreamprofile/{profile}/change/")
     expect(page.get_by_role("button", name="Test connection")).to_be_visible()
     assert_fits(page, "profile", NARROW)
+    # A record's page is named by its long id, and its inline tables are wider than a phone.
+    record = orm(lambda: ResponseRecord.objects.filter(conversation_id=conversation, items__isnull=False)
+                 .exclude(response_id=None).first().pk)
+    for name, path in (("response page", f"/admin/sessions_app/responserecord/{record}/change/"),
+                       ("conversation page", f"/admin/sessions_app/conversation/{conversation}/change/")):
+        page.goto(path)
+        assert_fits(page, name, NARROW)
 
     resize(page, WIDE)
     page.goto(f"/admin/sessions_app/conversation/{conversation}/chain/")

@@ -58,15 +58,19 @@ def seed_week() -> None:
         hours = rng.random() * (24 if rng.random() < .4 else 168)
         sent = now - timedelta(hours=hours)
         conversation = conversations[i % 6]
+        # Ids as long as real ones (resp_ + 48 hex): short ones hid a latest-errors table wider than 1280 px.
         record = ResponseRecord.objects.create(
-            conversation=conversation, response_id=f"resp_shot{i}", model=conversation.model,
+            conversation=conversation, response_id=f"resp_{rng.getrandbits(192):048x}", model=conversation.model,
             status=rng.choice(["completed"] * 12 + ["failed", "interrupted"]), sent_at=sent,
             first_text_at=sent + timedelta(milliseconds=rng.gauss(600, 150) + (900 if rng.random() < .1 else 0)),
             input_tokens=(inputs := rng.randrange(500, 9000)), cached_input_tokens=rng.randrange(inputs),
             output_tokens=(outputs := rng.randrange(50, 900)), total_tokens=inputs + outputs)
         if record.status != "completed" or rng.random() < .05:
-            ErrorEvent.objects.create(conversation=conversation, response=record, source="upstream",
-                                      code=rng.choice(CODES), message="The upstream said no.", created_at=sent)
+            code = rng.choice(CODES)  # the upstream's own words, which name the response they are about
+            message = (f"Previous response with id '{record.response_id}' not found."
+                       if code == "previous_response_not_found" else "The upstream said no.")
+            ErrorEvent.objects.create(conversation=conversation, response=record, source="upstream", code=code,
+                                      message=message, created_at=sent)
     for i in range(40):
         CompactionEvent.objects.create(conversation=conversations[i % 6], kind="server_side",
                                        input_tokens_before=120_000, tokens_after=rng.randrange(15_000, 40_000),
