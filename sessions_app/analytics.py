@@ -380,11 +380,11 @@ def recent_errors(*, code: str | None = None, limit: int = 50) -> list[ErrorEven
 def compaction_savings(*, since: datetime) -> dict:
     """How many compactions ran and the tokens they took out of the context (before - after), summed over
     the `measured` ones: those whose size after is known."""
-    known = Q(input_tokens_before__isnull=False, tokens_after__isnull=False)
-    return CompactionEvent.objects.filter(created_at__gte=since).aggregate(
+    known = Q(input_tokens_before__isnull=False, size_after__isnull=False)
+    return CompactionEvent.objects.filter(created_at__gte=since).with_size_after().aggregate(
         compactions=Count("pk"), measured=Count("pk", filter=known),
         before=Coalesce(Sum("input_tokens_before", filter=known), 0),
-        after=Coalesce(Sum("tokens_after", filter=known), 0),
+        after=Coalesce(Sum("size_after", filter=known), 0),
     )
 
 

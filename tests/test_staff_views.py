@@ -167,6 +167,25 @@ def test_compaction_savings_say_how_many_compactions_they_measure(known, staff_u
     assert "3 compactions: 1,500 → 300 (80%), over the 2 whose size after is known" in section(html, "compaction")
 
 
+def test_a_server_side_compaction_is_measured_by_the_turn_that_continues_it(known, staff_user):
+    """Its size after is the next turn's input tokens (the compacted window and that turn's input), read from the
+    records: the overview's savings and the compaction list count it once that turn exists."""
+    alice = known["alice"]
+    compacting = ResponseRecord.objects.create(conversation=alice, response_id="resp_compacting", model="m-a",
+                                               status="completed", input_tokens=900, produced_compaction=True)
+    event = CompactionEvent.objects.create(conversation=alice, response=compacting, kind="server_side",
+                                           input_tokens_before=900)
+    assert CompactionEvent.objects.with_size_after().get(pk=event.pk).size_after is None  # nothing continued it yet
+    ResponseRecord.objects.create(conversation=alice, response_id="resp_next", parent=compacting, model="m-a",
+                                  status="completed", input_tokens=150)
+    client = client_for(staff_user)
+    html = html_lib.unescape(client.get(reverse("staff_overview")).content.decode())
+    assert figure(html, "compaction") == "1,950"
+    assert "3 compactions: 2,400 → 450 (81%)" in section(html, "compaction")
+    listing = client.get(reverse("admin:sessions_app_compactionevent_changelist")).content.decode()
+    assert ">150<" in listing and ">83 %<" in listing
+
+
 def test_overview_charts_have_no_style_attributes(known, staff_user):
     html = client_for(staff_user).get(reverse("staff_overview") + "?window=week").content.decode()
     svgs = re.findall(r"<svg.*?</svg>", html, re.S)

@@ -253,6 +253,9 @@ class CompactionEventAdmin(RecordAdmin):
     raw_id_fields = ["conversation", "response"]
     list_select_related = ["conversation", "response"]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_size_after()
+
     @admin.display(description="when", ordering="created_at")
     def created(self, obj: CompactionEvent) -> str:
         return display.when(obj.created_at)
@@ -265,15 +268,16 @@ class CompactionEventAdmin(RecordAdmin):
     def before(self, obj: CompactionEvent) -> str:
         return display.number(obj.input_tokens_before)
 
-    @admin.display(description="after", ordering="tokens_after")
+    @admin.display(description="after", ordering="size_after")
     def after(self, obj: CompactionEvent) -> str:
-        return display.number(obj.tokens_after)
+        """Server-side: the next turn's input tokens (CompactionQuerySet.with_size_after); — until there is one."""
+        return display.number(obj.size_after)
 
     @admin.display(description="saved")
     def saved(self, obj: CompactionEvent) -> str:
-        if not obj.input_tokens_before or obj.tokens_after is None:
+        if not obj.input_tokens_before or obj.size_after is None:
             return display.EMPTY
-        return f"{100 * (obj.input_tokens_before - obj.tokens_after) / obj.input_tokens_before:.0f} %"
+        return f"{100 * (obj.input_tokens_before - obj.size_after) / obj.input_tokens_before:.0f} %"
 
     @admin.display(description="response", ordering="response__response_id")
     def response_short(self, obj: CompactionEvent) -> str:

@@ -12,6 +12,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .upstream import UpstreamProfile
@@ -278,6 +279,20 @@ class ErrorEvent(models.Model):
         return f"{self.source}: {self.code or self.error_type}"
 
 
+class CompactionQuerySet(models.QuerySet):
+    def with_size_after(self) -> CompactionQuerySet:
+        """Each compaction's `size_after`: the context's tokens once compacted. A standalone compaction records
+        it (`tokens_after`, the compact call's output). A server-side one learns it only from the turn that
+        continues its response: that turn's input tokens (the compacted window and the turn's own input), read
+        here from the records rather than written on the relay's per-turn path."""
+        next_input = (ResponseRecord.objects.filter(parent_id=models.OuterRef("response_id"), input_tokens__isnull=False)
+                      .order_by("sent_at", "pk").values("input_tokens")[:1])
+        return self.annotate(size_after=models.Case(
+            models.When(kind=CompactionEvent.Kind.SERVER_SIDE,
+                        then=Coalesce(models.F("tokens_after"), models.Subquery(next_input))),
+            default=models.F("tokens_after")))
+
+
 class CompactionEvent(models.Model):
     """A context compaction: server-side (`context_management`) or a standalone compact call."""
 
@@ -295,6 +310,8 @@ class CompactionEvent(models.Model):
         "compacted window", default=list, blank=True, help_text="Items a new chain can start from."
     )
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = CompactionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
