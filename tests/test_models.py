@@ -115,3 +115,14 @@ def test_naming_a_response_does_not_lock_out_the_insert_of_its_child_on_postgres
         relay.execute(sql, values)  # with a full unique index on response_id: LockNotAvailable
         batch.commit()
     assert ResponseRecord.objects.get(parent=parent).parent.response_id == "resp_x"
+
+
+def test_a_record_without_a_response_id_reads_as_pending_only_while_in_flight(user):
+    from sessions_app.models import Conversation, ResponseRecord
+
+    conversation = Conversation.objects.create(owner=user, title="t")
+    pending = ResponseRecord.objects.create(conversation=conversation, status="in_progress")
+    refused = ResponseRecord.objects.create(conversation=conversation, status="failed")
+    named = ResponseRecord.objects.create(conversation=conversation, status="completed", response_id="resp_x")
+    assert (str(pending), str(refused), str(named)) == (
+        f"(pending #{pending.pk})", f"attempt #{refused.pk} (never created)", "resp_x")

@@ -198,7 +198,13 @@ class ResponseRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.response_id or f"(pending #{self.pk})"
+        """Its response id; a request the upstream never named is pending while in flight, else an attempt that
+        was never created (refused, or cut before response.created)."""
+        if self.response_id:
+            return self.response_id
+        if self.status in (self.Status.QUEUED, self.Status.IN_PROGRESS):
+            return f"(pending #{self.pk})"
+        return f"attempt #{self.pk} (never created)"
 
     @property
     def time_to_first_text_ms(self) -> float | None:
