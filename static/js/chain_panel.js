@@ -3,11 +3,11 @@
 
 // Rules: nodes are drawn depth-first; a branch is indented only where the chain forks, so a long
 // agent loop stays one flat column. Each node shows its status colour, tokens and time to first
-// token, and marks forks, recoveries, compactions and errors. Clicking a node shows its branch in
+// token, and marks forks, edits, recoveries, compactions and errors. Clicking a node shows its branch in
 // the transcript and scrolls to it. The panel redraws at most once per animation frame, and only
 // while it is open.
 
-import { partsText, STATUS_LABELS } from './turns.js';
+import { partsText, replayKind, STATUS_LABELS } from './turns.js';
 
 const MAX_DEPTH = 8;
 const REMEMBER = 'switchboard.chain-panel';
@@ -116,7 +116,10 @@ export class ChainPanel {
     button.append(title, facts);
     const marks = [];
     if (forks) marks.push(['fork', 'forks here']);
-    if (turn.recovered) marks.push(['recovered', 'recovered']);
+    // As the turn's badge reads (turns.js replayKind): an edit replayed from the records is an edit.
+    const replay = replayKind(turn);
+    if (replay === 'edit' || (!replay && turn.origin === 'fork')) marks.push(['edited', 'edited']);
+    else if (replay) marks.push(['recovered', replay === 'retried' ? 'retried' : 'recovered']);
     if (turn.outputs.some((item) => item?.type === 'compaction') || this.transcript.standalone.has(key)) {
       marks.push(['compaction', 'compacted']);
     }

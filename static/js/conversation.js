@@ -4,6 +4,7 @@
 import { Announcer, focusShortcut } from './announce.js';
 import { ChainPanel } from './chain_panel.js';
 import { compactNow } from './compact.js';
+import { composerHint } from './composer_hint.js';
 import { explain } from './errors.js';
 import { recordedOrigin } from './history.js';
 import { LiveTurns } from './live.js';
@@ -20,6 +21,8 @@ import { partsText } from './turns.js';
 // turn waits on function calls, each call gets its own answer form and all outputs go in one create.
 // A create sent elsewhere (another tab, the SDK through the gateway: switchboard.request) makes the lane
 // busy here too: an owner tab may stop or steer it; a read-only viewer only watches.
+// With a compaction threshold replies cannot be steered (composer_hint.js): Enter holds the message until
+// the reply ends. A steer the upstream refused puts its text back.
 
 const composer = document.getElementById('composer');
 const input = document.getElementById('composer-input');
@@ -41,19 +44,24 @@ const state = {
   inFlightId: null,        // its response id, once response.created arrived
   fork: null,              // editing an earlier message: {continues: resp_… | null}
   lastSent: null,          // {items, continues}: the last create sent from here
+  held: false,             // Enter while a reply streams that cannot be steered: send when it ends
 };
 
 const transcript = new Transcript(document.getElementById('transcript'), {
   onChange: () => {
     chain.update();
     answers.show(state.readOnly ? [] : pendingCalls());
-    status.meter(transcript.contextTokens());
+    status.meter(transcript.context());
     updateControls();
   },
 });
 const live = new LiveTurns(transcript, {
-  onSteer: (kind, error) => {
-    hint.textContent = kind === 'failed' ? `Steer not applied: ${explain(error).summary}` : 'Steer accepted.';
+  onSteer: (kind, error, text) => {
+    if (kind !== 'failed') { hint.textContent = 'Steer accepted.'; return; }
+    const back = Boolean(text) && !input.value.trim();  // as a failed turn does: the text goes back in the box
+    if (back) input.value = text;
+    hint.dataset.sticky = 'true';
+    hint.textContent = `Steer not applied: ${explain(error).summary}${back ? ' Your text is back in the box.' : ''}`;
   },
 });
 const chain = new ChainPanel({
@@ -81,7 +89,14 @@ function settle(ended) {
   const next = live.inFlight('');
   setBusy(Boolean(next), next?.responseId || null);
   status.status(next ? 'streaming' : ended);
+  if (state.held && !state.busy) {  // a reply that ended well is followed by the message held for it
+    state.held = false;
+    if (ended === 'idle') send();
+    else updateControls();
+  }
 }
+
+const canSteer = () => !status.threshold;  // unless the conversation compacts automatically (see the rules)
 
 function updateControls() {
   const usable = !state.readOnly && state.ready && socket.isOpen;
@@ -89,27 +104,16 @@ function updateControls() {
   input.disabled = state.readOnly;
   sendButton.hidden = state.busy && !state.readOnly;
   sendButton.disabled = !usable || state.busy;
-  steerButton.hidden = state.readOnly || !state.busy;
+  steerButton.hidden = state.readOnly || !state.busy || !canSteer();
+  document.getElementById('steer-keys')?.toggleAttribute('hidden', !canSteer());  // "(steers while it replies)"
   steerButton.disabled = !usable || !state.inFlightId;
   stopButton.hidden = state.readOnly || !state.busy;
   stopButton.disabled = !usable;
   if (compactButton) compactButton.disabled = !usable || state.busy || !transcript.leaf();
-  if (state.readOnly) {
-    hint.textContent = 'Read-only: you are viewing someone else\'s conversation.';
-  } else if (state.fork) {
-    hint.textContent = 'Editing an earlier message: Send forks the conversation from before it (Esc cancels).';
-  } else if (state.busy && inFlight?.requested && !inFlight.local) {  // sent by another tab or client
-    hint.textContent = state.inFlightId ? 'Replying to a message sent elsewhere… Enter steers it; Esc stops it.'
-      : 'A message sent elsewhere is on its way…';
-  } else if (state.busy) {
-    hint.textContent = state.inFlightId ? 'Responding… Enter steers the reply with what you type; Esc stops it.'
-      : 'Sending…';
-  } else if (pendingCalls().length) {
-    hint.textContent = answers.plain ? 'Your message is sent as the output of every pending call.'
-      : 'Answer each function call below; Send sends all the outputs together.';
-  } else if (!hint.dataset.sticky) {
-    hint.textContent = '';
-  }
+  const words = composerHint({ ...state, elsewhere: Boolean(inFlight?.requested && !inFlight.local),
+    started: Boolean(state.inFlightId), steerable: canSteer(), calls: pendingCalls().length, plain: answers.plain });
+  if (words !== null && !(state.busy && !state.fork && hint.dataset.sticky)) hint.textContent = words;  // a notice of
+  else if (!hint.dataset.sticky) hint.textContent = '';  // this reply (a refused steer) stays while it streams
 }
 
 // -- function calls: one answer form per pending call -------------------------------
@@ -136,6 +140,7 @@ function create(items, continues) {
     return false;
   }
   state.lastSent = { items, continues };
+  delete hint.dataset.sticky;  // an earlier notice gives way to this turn's
   live.startLocal(items, { origin, continues });
   setBusy(true, null);
   return true;
@@ -166,6 +171,11 @@ function send() {
 function steer() {
   const text = input.value.trim();
   if (!text) return;
+  if (!canSteer()) {  // held, not lost: sent as the next message once the reply ends
+    state.held = true;
+    updateControls();
+    return;
+  }
   if (!state.inFlightId) {
     hint.textContent = 'Wait a moment: the reply has not started yet, so it cannot be steered.';
     return;
@@ -188,6 +198,7 @@ function stop() {
 
 function onStopped(event) {
   if (!event.stopped || event.stream_id) return;
+  state.held = false;  // stopped: a held message stays in the box
   live.abandon('', 'cancelled');
   settle('idle');
   hint.dataset.sticky = 'true';
@@ -379,7 +390,8 @@ document.addEventListener('switchboard:settings-saved', () => socket.send({ type
 function applySettings(settings, { fill = true } = {}) {
   if ('compact_threshold' in settings) {
     status.threshold = Number(settings.compact_threshold) || null;
-    status.meter(transcript.contextTokens());
+    status.meter(transcript.context());
+    updateControls();  // steering is offered or not (a compaction threshold)
   }
   if (fill) document.dispatchEvent(new CustomEvent('switchboard:settings', { detail: settings }));
 }

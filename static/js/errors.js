@@ -43,6 +43,12 @@ const KNOWN = {
     'Send it without it.'],
   unsupported_reference: ['The message names something Switchboard cannot check is yours.', 'Send it without it.'],
   credentials_revoked: ['Your sign-in or token was revoked.', 'Sign in again.'],
+  // Steering (PROTOCOL.md §2.2 response.steer.failed).
+  steering_not_supported: ['This reply cannot be steered (automatic compaction is on).',
+    'Send it as the next message when the reply ends.'],
+  response_already_completed: ['The reply had already ended.', 'Send it as the next message.'],
+  response_not_active: ['The reply was no longer running.', 'Send it as the next message.'],
+  too_many_pending_steers: ['Too many steers were already waiting on this reply.', 'Wait for the reply to take them.'],
 };
 
 /** {summary, advice, detail} for an error object ({type, code, message, param}). */

@@ -3,7 +3,8 @@
 
 // Rules (docs/protocol.md §1): a turn is keyed `r<record pk>`; a resent attempt keeps its place
 // under `supersedes` (the tree folds it) and the turn that superseded it is shown as first sent, with
-// the reason its first attempt failed; a steer the upstream refused started nothing and is no turn.
+// the reason its first attempt failed and the origin it was sent with (an edit stays an edit: turns.js
+// replayKind); a steer the upstream refused started nothing and is no turn.
 
 const ENDED = new Set(['completed', 'incomplete', 'failed', 'cancelled', 'interrupted']);
 const ENDED_BADLY = new Set(['failed', 'cancelled', 'interrupted']);
@@ -25,6 +26,16 @@ export function turnsFromHistory(history) {
     }
     return at;
   };
+  // The origin a replayed record was sent with (the records say `recovery_replay`): its first attempt's,
+  // else what recordedOrigin says of it among the children its parent had before it.
+  const sentAs = (record, first) => {
+    if (record.origin !== 'recovery_replay') return record.origin || 'user';
+    if (first.origin && first.origin !== 'recovery_replay') return first.origin;
+    const parent = byRecord.get(first.parent);
+    const earlier = records.filter((other) => other.parent === first.parent && other.record < first.record);
+    return recordedOrigin(first.input_items || [], parent ? { lane: parent.stream_id || '' } : null, earlier,
+      first.stream_id || '');
+  };
   const turns = [];
   for (const record of records) {
     if (record.origin === 'steer' && !record.response_id && ENDED.has(record.status)) continue;
@@ -35,7 +46,7 @@ export function turnsFromHistory(history) {
         previousResponseId: record.previous_response_id || null,
         parent: record.parent != null ? `r${record.parent}` : null,
         supersedes: record.supersedes != null ? `r${record.supersedes}` : null,
-        lane: record.stream_id || '', origin: record.origin || 'user', status: record.status || 'completed',
+        lane: record.stream_id || '', origin: sentAs(record, first), status: record.status || 'completed',
         usage: record.usage, error: record.error, incompleteReason: record.incomplete_reason,
         sentAt: first.sent_at, ttftMs: record.ttft_ms, model: record.model || '',
         recovered: record.supersedes != null || record.origin === 'recovery_replay',

@@ -14,7 +14,6 @@
 //   still gets a turn from its response.created.
 
 import { recordedOrigin } from './history.js';
-import { recoveredNote } from './turns.js';
 
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete']);
 const ENDED = new Set(['completed', 'incomplete', 'failed', 'cancelled', 'interrupted']);
@@ -303,10 +302,10 @@ export class LiveTurns {
     const lane = event.stream_id || '';
     const turn = this.inFlight(lane) || this.turn(this.transcript.keyOf(event.steer?.previous_response_id));
     const kind = event.type.slice('response.steer.'.length);
-    if (kind === 'failed') {
-      this.steers.get(lane)?.pop();
+    if (kind === 'failed') {  // `text`: this tab's own steer (only its own are in `steers`), to put back
+      const text = this.steers.get(lane)?.pop() || null;
       turn?.view.notes.querySelector('.note[data-kind="steer"]')?.remove();
-      this.onSteer('failed', event.error);
+      this.onSteer('failed', event.error, text);
     } else {
       turn?.view.note('steer', kind === 'accepted' ? 'Steer accepted: the reply restarts with it.'
         : 'Steer waiting for the tool output.');

@@ -41,18 +41,35 @@ export class PageStatus {
     this.badge.textContent = status.charAt(0).toUpperCase() + status.slice(1);
   }
 
-  /** The context meter: input tokens of the latest turn (null: none yet), against the compaction threshold. */
-  meter(tokens) {
+  /** The context meter: input tokens of the latest turn (null: none yet), against the compaction threshold.
+   *  When that turn compacted the context it says so: the figure is what the context was, not what the next
+   *  turn starts from (that is the compacted size, when known; else the gauge waits for the next turn). */
+  meter({ tokens = null, compacted = null } = {}) {
     if (!this.meterEl) return;
     const gauge = this.meterEl.querySelector('meter');
     const label = this.meterEl.querySelector('.context-label');
     const threshold = this.threshold;
-    label.textContent = tokens === null ? 'Context: –' : `Context: ${tokens} tokens${threshold ? ` of ${threshold}` : ''}`;
-    gauge.hidden = !threshold || tokens === null;
+    const of = threshold ? ` of ${threshold}` : '';
+    let shown = tokens;
+    if (tokens === null) {
+      label.textContent = 'Context: –';
+    } else if (compacted && compacted.after != null) {
+      shown = compacted.after;
+      label.textContent = `Context: ${compacted.after} tokens${of} · compacted from ${compacted.before}`;
+    } else if (compacted) {
+      shown = null;
+      label.textContent = `Context: compacted at ${tokens} tokens${threshold ? ` · threshold ${threshold}` : ''}`;
+    } else {
+      label.textContent = `Context: ${tokens} tokens${of}`;
+    }
+    this.meterEl.title = compacted
+      ? 'The latest turn compacted the context: the next turn starts from the summary, so it sends fewer tokens.'
+      : 'Input tokens of the latest turn';
+    gauge.hidden = !threshold || shown === null;
     if (threshold) {
       gauge.max = threshold;
       gauge.high = threshold * 0.8;
-      gauge.value = Math.min(tokens || 0, threshold);
+      gauge.value = Math.min(shown || 0, threshold);
     }
   }
 }

@@ -184,7 +184,7 @@ export class Transcript {
   decorate(turn) {
     const view = turn.view;
     view.refresh();
-    if (turn.recovered) view.note('recovered', recoveredNote(turn.recoveredReason));
+    if (turn.recovered) view.note('recovered', recoveredNote(turn));
     view.noteIncomplete(turn.incompleteReason);
     view.showError(ENDED.has(turn.status) && turn.status !== 'completed' ? turn.error : null);
     const actions = [];
@@ -245,13 +245,22 @@ export class Transcript {
     return leaf.outputs.filter((item) => item && item.type === 'function_call' && item.call_id);
   }
 
-  /** Input tokens of the latest finished turn on the path (the context meter). */
-  contextTokens() {
+  /** The context meter's reading: input tokens of the latest finished turn on the path (null: none yet), and
+   *  whether that turn compacted its context (server-side, or Compact now after it): {before, after} then, the
+   *  tokens after known only for a standalone compaction (the next turn's input tokens tell the rest). */
+  context() {
     for (let i = this.path.length - 1; i >= 0; i--) {
-      const usage = this.turns.get(this.path[i]).usage;
-      if (usage && usage.input_tokens != null) return usage.input_tokens;
+      const turn = this.lastAttempt(this.turns.get(this.path[i]));
+      const tokens = turn.usage?.input_tokens;
+      if (tokens == null) continue;
+      const standalone = this.standalone.get(this.path[i]);
+      if (standalone) {
+        return { tokens, compacted: { before: standalone.input_tokens_before ?? tokens, after: standalone.tokens_after ?? null } };
+      }
+      const compacted = turn.outputs.some((item) => item?.type === 'compaction');
+      return { tokens, compacted: compacted ? { before: tokens, after: null } : null };
     }
-    return null;
+    return { tokens: null, compacted: null };
   }
 
   /** Runs `change`, then keeps the page pinned to the end if the reader was already there. */

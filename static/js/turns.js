@@ -21,10 +21,27 @@ const INCOMPLETE_NOTES = {
   max_messages: 'Stopped early: the message limit was reached.',
   steered: 'Steered: the reply was ended to take the new instructions; it continues below.',
 };
+/** What a turn the relay resent or replayed reads as (null: it was sent once, as asked). An edit is a branch
+ *  (origin `fork`): the upstream keeps only its latest response, so a branch from an older one is always
+ *  replayed from the records; that is how an edit works, no recovery. The rest are recoveries: the 60-minute
+ *  limit, a dropped or new upstream socket, a lost cache; `retried` after a rate limit. Live and after a reload
+ *  alike (history.js gives a replayed turn the origin it was sent with). */
+export function replayKind(turn) {
+  if (!turn?.recovered) return null;
+  const reason = turn.recoveredReason || null;
+  if (reason === 'rate_limit_exceeded') return 'retried';
+  if (turn.origin === 'fork' && (!reason || reason === 'previous_response_not_found')) return 'edit';
+  return 'recovered';
+}
+
 /** The note of a turn the relay resent, by why it first had to (docs/protocol.md §3). */
-export function recoveredNote(reason) {
-  if (reason === 'rate_limit_exceeded') return 'Retried: the upstream was rate limiting; sent again after a pause.';
-  if (reason === 'websocket_connection_limit_reached') {
+export function recoveredNote(turn) {
+  const kind = replayKind(turn);
+  if (kind === 'retried') return 'Retried: the upstream was rate limiting; sent again after a pause.';
+  if (kind === 'edit') {
+    return 'Replayed: the upstream keeps only its latest response, so this branch’s context was sent from the records.';
+  }
+  if (turn.recoveredReason === 'websocket_connection_limit_reached') {
     return 'Recovered: the upstream connection reached its time limit; resent on a new one.';
   }
   return 'Recovered: the upstream had lost the context; replayed from the records.';
@@ -242,7 +259,8 @@ export class TurnView {
     this.statusEl.className = `status ${turn.status}`;
     this.statusEl.textContent = STATUS_LABELS[turn.status] || turn.status;
     this.statusEl.hidden = turn.status === 'completed';
-    const origin = turn.recovered ? 'recovery_replay' : turn.origin;
+    const replay = replayKind(turn);
+    const origin = replay === 'edit' ? 'fork' : replay ? 'recovery_replay' : turn.origin;
     this.originEl.textContent = ORIGIN_LABELS[origin] || '';
     this.originEl.hidden = !ORIGIN_LABELS[origin];
     if (turn.lane) this.originEl.textContent = `lane ${turn.lane}${this.originEl.hidden ? '' : ` · ${this.originEl.textContent}`}`;

@@ -108,7 +108,7 @@ def test_an_edit_in_one_tab_shows_as_the_same_branch_in_the_other(new_page) -> N
     expect(turn(second, 1).locator(".item.input.message")).to_contain_text("remember: beluga")
     expect(turn(second, 1)).to_have_class(re.compile(r"\bcompleted\b"))
     expect(turn(second, 1).locator(".switcher .position")).to_have_text("2 / 2")
-    # (The relay replays an edit of an older turn from the records: both tabs and the records say "Recovered".)
+    # (The relay replays an edit of an older turn from the records: both tabs read it as the edit it is.)
     badge = turn(first, 1).locator(".badge.origin").inner_text()
     expect(turn(second, 1).locator(".badge.origin")).to_have_text(badge)
     composer_ready(first)
