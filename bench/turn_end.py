@@ -21,12 +21,11 @@ import asyncio
 import json
 import os
 import resource
-import secrets
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from db_children import per_database
 
 ROOT = Path(__file__).resolve().parent.parent
 WAYS = (("one per batch", 1), ("four per batch", 4))
@@ -96,17 +95,6 @@ def child(turns: int) -> dict:
     return {"vendor": connection.vendor, "ways": asyncio.run(run())}
 
 
-def run_child(env: dict[str, str], turns: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", "--turns", str(turns)], cwd=ROOT,
-                          env={**os.environ, "DEBUG": "false", "LOG_LEVEL": "WARNING", "REDIS_URL": "",
-                               "SECRET_KEY": secrets.token_urlsafe(50),
-                               "SWITCHBOARD_ENCRYPTION_KEY": secrets.token_urlsafe(32), **env},
-                          capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ways", default="sqlite,postgresql")
@@ -116,22 +104,11 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args.turns)))
         return 0
-    reports = {}
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="sb-turnend-") as tmp:
-        for way in args.ways.split(","):
-            if way == "sqlite":
-                reports[way] = run_child({"SWITCHBOARD_VAR_DIR": tmp,
-                                          "DATABASE_URL": f"sqlite:///{tmp}/turnend.sqlite3"}, args.turns)
-            elif way == "postgresql":
-                from throwaway_pg import throwaway_database
-
-                with throwaway_database("switchboard_turnend") as url:
-                    reports[way] = run_child({"SWITCHBOARD_VAR_DIR": tmp,
-                                              "DATABASE_URL": url.replace("postgresql://", "postgres://", 1)},
-                                             args.turns)
-            else:
-                parser.error(f"unknown way {way!r}")
+    try:
+        reports = per_database(__file__, args.ways.split(","), args.turns, "turnend")
+    except ValueError as exc:
+        parser.error(str(exc))
     print(f"took {time.monotonic() - started:.0f} s; load average {os.getloadavg()[0]:.2f}")
     print(f"{'database':<12} {'turn ends':<16} {'process µs/turn':>16} {'database µs/turn':>17}")
     for way, report in reports.items():
