@@ -95,6 +95,7 @@ def test_readonly_json_is_pretty_printed_and_collapsible(client, staff_user, wor
     # Times with milliseconds, computed durations, booleans in words (no red cross).
     assert re.search(r"<time datetime=[^>]+>\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}</time>", html)
     assert "420 ms" in html and "2.0 s" in html
+    assert html.count("<label>TTFT:</label>") == html.count("<label>Took:</label>") == 1  # once each, not twice
     assert "icon-no.svg" not in html and "icon-yes.svg" not in html
 
 

@@ -90,7 +90,8 @@ class ResponseRecordAdmin(RecordAdmin):
 
     def get_fields(self, request, obj=None):
         """What the client asked for right under what was sent."""
-        fields = [f for f in super().get_fields(request, obj) if f != "client_previous_response_id"]
+        placed = {"client_previous_response_id", "ttft_ms", "took"}  # readonly_fields come last: put them here once
+        fields = [f for f in super().get_fields(request, obj) if f not in placed]
         at = fields.index("previous_response_id") + 1 if "previous_response_id" in fields else len(fields)
         fields = [*fields[:at], "client_previous_response_id", *fields[at:]]
         at = fields.index("completed_at_when") + 1 if "completed_at_when" in fields else len(fields)
