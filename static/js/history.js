@@ -66,7 +66,7 @@ export function turnsFromHistory(history) {
   return { turns, standalone };
 }
 
-/** The origin the records will give a turn sent now on `lane` (relay/session.py `_origin`, recording/input.py),
+/** The origin the records will give a turn sent now on `lane` (recording/input.py `request_origin`),
  *  so its badge reads the same live and after a reload: tool outputs are `tool_output`; a message is a `fork`
  *  when the turn it continues (`parent`) is on another lane or already has a child (`siblings`) that did not
  *  end badly. An edit of a first message continues nothing: it is no fork in the records either. */
