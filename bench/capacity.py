@@ -32,7 +32,6 @@ import os
 import resource
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ sys.path.insert(0, str(BENCH.parent))
 import cpu  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
+from capacity_report import report  # noqa: E402
 from relay import percentile  # noqa: E402
 from relay_setup import (  # noqa: E402
     StoredDatabase,
@@ -65,8 +65,6 @@ from throwaway_pg import POSTGRES_ADMIN_URL  # noqa: E402
 from tests.live import free_port, simulator_process, stop, wait_for_port  # noqa: E402
 
 PG_DATABASE = "switchboard_bench_cap"
-TARGET_MS = 10.0
-COLUMNS = ("cont_p50", "cont_p99", "gap_p99", "first_p50", "first_p99")
 
 
 @dataclass
@@ -97,20 +95,23 @@ def reuseport_sockets(count: int, backlog: int) -> list[socket.socket]:
 
 
 @contextmanager
-def switchboard_servers(env: dict[str, str], processes: int, backlog: int) -> Iterator[tuple[str, list[int]]]:
-    """`processes` × `python -m sessions_app.serve --fd` behind one port; (ws base URL, pids).
+def switchboard_servers(env: dict[str, str], processes: int, backlog: int,
+                        minimal: bool = False) -> Iterator[tuple[str, list[int]]]:
+    """`processes` × `python -m sessions_app.serve --fd` behind one port; (ws base URL, pids). With `minimal`,
+    stock `daphne --fd` serving bench/minimal_consumer.py (the forward-only consumer) instead.
 
     Each Daphne also listens on a private port of its own, only so this script can tell it is up.
     """
     sockets = reuseport_sockets(processes, backlog)
     port = sockets[0].getsockname()[1]
     started: list[subprocess.Popen] = []
+    server = [str(Path(sys.executable).parent / "daphne")] if minimal else [sys.executable, "-m", "sessions_app.serve"]
+    application = "bench.minimal_consumer:application" if minimal else "project.asgi:application"
     try:
         for sock in sockets:
             private = free_port()
             started.append(subprocess.Popen(
-                [sys.executable, "-m", "sessions_app.serve", "--fd", str(sock.fileno()), "-b", "127.0.0.1",
-                 "-p", str(private), "project.asgi:application"],
+                [*server, "--fd", str(sock.fileno()), "-b", "127.0.0.1", "-p", str(private), application],
                 cwd=BENCH.parent, env={**os.environ, **env}, pass_fds=(sock.fileno(),)))
             sock.close()  # the child holds it now
             wait_for_port(private, started[-1], timeout=60)
@@ -156,6 +157,11 @@ def database(kind: str, tmp: Path, simulator_url: str, redis_url: str) -> Iterat
 def start_targets(stack: ExitStack, args, tmp: Path, notes: list[str]) -> list[Target]:
     simulator = stack.enter_context(simulator_process("--tokens-per-second", str(args.rate)))
     targets = [Target("direct", simulator.url, [simulator.process.pid])]
+    if args.minimal:
+        env = {**django_env(tmp / "minimal", simulator.url), "BENCH_UPSTREAM_URL": simulator.url}
+        for processes in args.processes:
+            url, pids = stack.enter_context(switchboard_servers(env, processes, args.backlog, minimal=True))
+            targets.append(Target(f"minimal {processes}p", url, pids))
     for kind in args.db:
         if kind == "pg" and not (service_answers(lambda: psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2).close())
                                  and service_answers(lambda: redis_ping(args.redis_url))):
@@ -273,81 +279,6 @@ def progress(f: dict) -> str:
             + ("" if lag == "" else ", recorder behind" if lag is None else f", rec. lag {lag:.1f}s"))
 
 
-# --- report -------------------------------------------------------------------------------------------------------
-
-def medians(runs: list[dict]) -> dict:
-    keys = [key for key, value in runs[0].items() if isinstance(value, float) and key != "recording_lag_s"]
-    return {**{key: statistics.median(run[key] for run in runs) for key in keys},
-            "failures": sum(len(run["failures"]) for run in runs)}
-
-
-def report(targets: list[Target], rounds: dict, args, notes: list[str], elapsed: float) -> dict:
-    summary: dict = {"args": {k: v for k, v in vars(args).items() if k != "json"}, "notes": notes,
-                     "elapsed_s": elapsed, "rounds": {f"{k[0]} N={k[1]}": v for k, v in rounds.items()},
-                     "added": {}, "capacity": {}}
-    print(f"\nCapacity: N conversations × {args.turns} chained turns × {args.tokens} deltas at {args.rate:g} tokens/s, "
-          f"opened over {args.ramp:g} s; median of {args.rounds} interleaved round(s); took {elapsed:.0f} s.")
-    print(f"{args.clients} client process(es); 2 processes = 2 Daphnes on SO_REUSEPORT sockets bound here, "
-          f"handed over with --fd; listen backlog {args.backlog}.")
-    for note in notes:
-        print(f"note: {note}")
-    print("\n== absolute figures, ms (median of rounds). server%: CPU of the Daphne(s) (direct: of the simulator) in % "
-          "of one core, µs/δ: that CPU per delta, wait%: time its threads were runnable but waiting for a core")
-    columns = [("cont p50", "cont_p50", ".1f"), ("cont p99", "cont_p99", ".1f"), ("gap p50", "gap_p50", ".1f"),
-               ("gap p99", "gap_p99", ".1f"), ("1st p50", "first_p50", ".1f"), ("1st p99", "first_p99", ".1f"),
-               ("conn p99", "connect_p99", ".1f"), ("server%", "server_cpu_percent", ".0f"),
-               ("µs/δ", "server_us_per_delta", ".0f"), ("wait%", "server_wait_percent", ".0f"),
-               ("sim%", "simulator_cpu_percent", ".0f"), ("client%", "client_cpu_percent", ".0f"),
-               ("failed", "failures", "d")]
-    print(f"{'way':<10}{'N':>5}" + "".join(f"{title:>9}" for title, _, _ in columns))
-    for target in targets:
-        for n in args.n:
-            if (target.name, n) in rounds:
-                m = medians(rounds[(target.name, n)])
-                print(f"{target.name:<10}{n:>5}" + "".join(f"{m[key]:>9{fmt}}" for _, key, fmt in columns))
-    busy = max((medians(runs)["server_wait_percent"] for key, runs in rounds.items() if key[0] == "direct"), default=0)
-    if busy > 10:  # the simulator alone, at most half a core, should rarely wait on an idle 2-core machine
-        print(f"note: in the direct rounds the simulator waited for a core up to {busy:.0f} % of the time: the machine "
-              "was busy with other work, so these figures are not the code's capacity")
-    for kind in args.db:
-        holds: dict[int, int | None] = {}
-        for processes in args.processes:
-            name = f"{kind} {processes}p"
-            if not any(key[0] == name for key in rounds):
-                continue
-            print(f"\n== added by Switchboard ({kind}, {processes} process{'es' * (processes > 1)}): "
-                  "its median minus direct's at the same N")
-            print("| N | continuation TTFD p50 / p99 | inter-delta gap p99 | first turn TTFD p50 / p99 | target |")
-            print("|---|---|---|---|---|")
-            holds[processes], broken = None, False
-            for n in args.n:
-                if (name, n) not in rounds or ("direct", n) not in rounds:
-                    continue
-                ours, direct = medians(rounds[(name, n)]), medians(rounds[("direct", n)])
-                added = {key: ours[key] - direct[key] for key in COLUMNS}
-                ok = (added["cont_p99"] <= TARGET_MS and added["gap_p99"] <= TARGET_MS
-                      and ours["failures"] == 0 and direct["failures"] == 0)
-                summary["added"][f"{name} N={n}"] = {**added, "holds": ok}
-                broken = broken or not ok
-                if not broken:
-                    holds[processes] = n
-                verdict = ("holds" if ok else "misses") + (f" ({ours['failures']} failed)" if ours["failures"] else "")
-                print(f"| {n} | {added['cont_p50']:+.1f} / {added['cont_p99']:+.1f} ms | {added['gap_p99']:+.1f} ms "
-                      f"| {added['first_p50']:+.0f} / {added['first_p99']:+.0f} ms | {verdict} |")
-        summary["capacity"][kind] = holds
-        print(f"\n{kind}: largest N holding the target (added continuation TTFD p99 and gap p99 ≤ {TARGET_MS:g} ms, "
-              "every N up to it holding too):")
-        for processes, n in holds.items():
-            print(f"  {processes} process{'es' * (processes > 1)}: {n if n is not None else f'none of {args.n}'}")
-        if holds.get(1) and holds.get(2):
-            bound = "≥ " if holds[2] == args.n[-1] else ""
-            print(f"  ratio 2 / 1 processes: {bound}×{holds[2] / holds[1]:.2f} (target ≥ 1.7×; only as fine as the "
-                  "N steps; ≥ when 2 processes held the largest N tried)")
-        elif 1 in holds and 2 in holds:
-            print("  ratio 2 / 1 processes: undefined (one of them held no N tried)")
-    return summary
-
-
 # --- the run ------------------------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -367,6 +298,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=1, help="client processes that share the load")
     parser.add_argument("--backlog", type=int, default=1024, help="listen backlog of the served port")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10", help="channel layer of the pg runs")
+    parser.add_argument("--minimal", action="store_true",
+                        help="also run the forward-only consumer (bench/minimal_consumer.py on stock Daphne): the framework's floor")
     parser.add_argument("--json", type=Path, help="write every round's figures to this file")
     args = parser.parse_args(argv)
     if set(args.db) - {"sqlite", "pg"} or not args.processes or not args.n or min(args.n + args.processes) < 1:
@@ -389,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds = measure(targets, args)
     crashes = server_log.read_text(errors="replace").count("Exception inside application")
     notes.append(f"server output: {server_log}" + (f" ({crashes} 'Exception inside application')" if crashes else ""))
-    summary = report(targets, rounds, args, notes, time.perf_counter() - began)
+    summary = report([target.name for target in targets], rounds, args, notes, time.perf_counter() - began)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2, default=str))
     failed = sum(len(run["failures"]) for runs in rounds.values() for run in runs)
