@@ -73,7 +73,15 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 logger.warning("Could not release a client socket row: %r", exc)
 
     async def _admit(self, face: str, token_pk: int | None = None) -> bool:
-        """Count this socket against its user's limit; over it, tell the client and close (already accepted)."""
+        """Count this socket against its user's limit; over it, tell the client and close (already accepted).
+
+        Limits read at the handshake (gateway_auth.py) without a socket limit admit at once: nothing to
+        count, so no second trip to a database thread on a first turn's path."""
+        known = self.scope.get("switchboard_limits")
+        if known is not None and not known.max_sockets:
+            self.admitted = sockets.Admitted(None, token_pk, known)
+            sockets.start_socket_heartbeat()
+            return True
         try:
             self.admitted = await on_db_thread(sockets.admit_socket, user=self.scope["user"], face=face,
                                                token_pk=token_pk)

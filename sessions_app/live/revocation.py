@@ -45,7 +45,7 @@ from django.utils.module_loading import import_string
 from ..models import ApiToken
 from ..process import PerLoop, loop_task, per_loop
 from ..protocol.errors import error_event
-from ..recording import on_db_thread
+from ..recording import read_on_db_thread
 from .edge_log import EdgeLog
 
 __all__ = ["Credential", "watch", "unwatch", "check_soon", "revoked_credentials", "REVOKED_CODE", "STAFF_LOST_CODE"]
@@ -90,7 +90,7 @@ class _Checker:
             if not self.watched:
                 continue
             try:
-                revoked = await on_db_thread(revoked_credentials, credentials=list(self.watched))
+                revoked = await read_on_db_thread(revoked_credentials, credentials=list(self.watched))
             except Exception as exc:
                 self.failures.failed(exc)
                 continue

@@ -28,9 +28,10 @@ from .recorder import (
     on_db_thread,
     shutdown,
 )
+from .threads import read_on_db_thread
 
 __all__ = [
     "Recorder", "Writer", "AtOnce", "at_once_statement", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
-    "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "shutdown",
+    "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "read_on_db_thread", "shutdown",
     "database_unavailable", "log_failure", "request_origin",
 ]

@@ -25,7 +25,7 @@ from . import sqlite as recording_sqlite
 from .availability import database_unavailable
 from .ops import apply_batch
 
-__all__ = ["INPUT_THREADS", "INPUT_EXECUTOR", "GIL_SWITCH_INTERVAL", "on_db_thread"]
+__all__ = ["INPUT_THREADS", "INPUT_EXECUTOR", "GIL_SWITCH_INTERVAL", "on_db_thread", "read_on_db_thread"]
 
 # The writer has at most one batch in flight, so at least INPUT_THREADS - 1 threads are always free
 # for input.
@@ -78,7 +78,7 @@ _SQLITE_WRITES = _WriteTurns()
 _BATCH_WRITES = (apply_batch, recording_sqlite.apply_statements)
 
 
-def _on_db_thread(function: Callable[..., Any], *args: Any) -> Any:
+def _on_db_thread(function: Callable[..., Any], *args: Any, turn: bool = True) -> Any:
     """Run `function` on this recorder thread's own, persistent connection.
 
     `database_sync_to_async` would run `close_old_connections` around every call: on SQLite
@@ -97,7 +97,7 @@ def _on_db_thread(function: Callable[..., Any], *args: Any) -> Any:
                 or (connection.close_at is not None and now >= connection.close_at)):
             connection.close_if_unusable_or_obsolete()
     try:
-        if connection.vendor == "sqlite":
+        if connection.vendor == "sqlite" and turn:
             with _SQLITE_WRITES.hold(batch=function in _BATCH_WRITES):
                 return function(*args)
         return function(*args)
@@ -126,3 +126,12 @@ async def on_db_thread(function: Callable[..., Any], /, **kwargs: Any) -> Any:
     lock): a socket's first-turn ORM work, which on Django's one thread-sensitive thread queued behind
     every other socket's and page's (50 sockets opening at once waited 0.3-0.5 s, bench/README.md)."""
     return await _db(partial(function, **kwargs))
+
+
+async def read_on_db_thread(function: Callable[..., Any], /, **kwargs: Any) -> Any:
+    """`on_db_thread` for a function that reads: on SQLite it does not queue for the write lock (WAL readers
+    never wait for a writer), so a handshake's token lookup does not wait behind other sockets' writes (at 75
+    new sockets a second it waited 40-90 ms there, bench/capacity.py). A rare write inside one, such as a
+    token's last use (once a minute), waits for the lock in SQLite's busy handler instead."""
+    return await asyncio.get_running_loop().run_in_executor(
+        INPUT_EXECUTOR, partial(_on_db_thread, partial(function, **kwargs), turn=False))

@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from .. import process
 from ..models import ResponseRecord, UpstreamConnection, UserLimits
-from ..recording import on_db_thread
+from ..recording import read_on_db_thread
 from .errors import RelayError
 
 __all__ = ["Limits", "LimitExceeded", "Usage", "limits_for", "check_upstream_sockets", "check_rate", "check_usage",
@@ -158,7 +158,7 @@ class _Usages:
         """The user's usage from the records, taken now or by a query already on its way."""
         loading = self.loading.get(user_pk)
         if loading is None:
-            loading = self.loading[user_pk] = asyncio.ensure_future(on_db_thread(usage_snapshot, user_pk=user_pk))
+            loading = self.loading[user_pk] = asyncio.ensure_future(read_on_db_thread(usage_snapshot, user_pk=user_pk))
             loading.add_done_callback(lambda _: self.loading.pop(user_pk, None))
         usage = await asyncio.shield(loading)
         latest = self.latest.get(user_pk)
@@ -185,7 +185,7 @@ class Quota:
     async def check(self, lane: str | None) -> None:
         """Raise LimitExceeded when a new response would exceed the hourly or daily limit."""
         if self.limits is None:  # a browser session's first create
-            self.limits = await on_db_thread(limits_for, user_pk=self.user_pk)
+            self.limits = await read_on_db_thread(limits_for, user_pk=self.user_pk)
         limits = self.limits
         if not (limits.responses_per_hour or limits.tokens_per_day):
             return

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from ..protocol.errors import ProtocolError, previous_response_not_found
 from ..protocol.references import References
-from ..recording import on_db_thread
+from ..recording import read_on_db_thread
 from . import errors as relay_errors
 from .context import ConversationView, Owned, owned_references
 
@@ -65,7 +65,7 @@ class Ownership:
         )
         if not unknown:
             return
-        owned = await on_db_thread(owned_references, user=self.host.user,
+        owned = await read_on_db_thread(owned_references, user=self.host.user,
                                    response_ids={i for _, i in unknown.response_ids},
                                    item_ids={i for _, i in unknown.item_ids})
         self.learn(owned)
