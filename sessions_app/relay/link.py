@@ -11,6 +11,9 @@ Rules (session.py states the whole relay's):
 * Opening is serialised per session: recovery tasks and the client may ask at once.
 * A request is sent on the open socket, or on one opened for it (`send`); if the socket
   died under the send, once more on a new one; the request's record learns the socket.
+* A socket's row (UpstreamConnection) is written while its handshake runs, so a first turn waits for
+  the slower of the two, not both; a handshake that fails ends that row `handshake_failed` (its
+  `opened_at` says when the opening began).
 * Every open socket is beaten by live/liveness.py while it is open: the session's
   `on_link_open` (handed in by the hub or the gateway consumer) starts the beat.
 * A bad upstream never holds a client's turn: the handshake is bounded
@@ -35,7 +38,8 @@ from websockets.exceptions import ConnectionClosed
 
 from ..models import ResponseRecord, UpstreamConnection
 from ..protocol.frames import forward_only_kind
-from ..recording import ConnectionFailed, Sent, log_failure, on_db_thread
+from ..recording import ConnectionClosed as ConnectionEnded
+from ..recording import ConnectionFailed, Sent, log_failure, read_on_db_thread
 from ..upstream import UpstreamError, UpstreamRejected, UpstreamTimeout, open_upstream
 from . import errors as relay_errors
 from . import limits
@@ -116,14 +120,17 @@ class UpstreamLinks:
         # when there is one (a session knows its user's limits once it has sent a create).
         known = host.quota.limits
         if known is None or known.max_upstream_sockets:
-            await on_db_thread(limits.check_upstream_sockets, user_pk=host.user.pk, live=open_connection_pks(),
+            await read_on_db_thread(limits.check_upstream_sockets, user_pk=host.user.pk, live=open_connection_pks(),
                                limits=known)
         target = conversation.profile.target
+        # The socket's row is written while the handshake runs, not after it (module rules).
+        recording = asyncio.ensure_future(host.recorder.open_connection(
+            conversation_id=conversation.id, profile_id=conversation.profile.pk, url=target.url))
         try:
             socket = await open_upstream(target, open_timeout=settings.SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS,
                                          max_size=settings.SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES or None)
         except UpstreamError as exc:
-            await self._record_failed_open(exc)
+            await self._record_failed_open(exc, recording)
             if isinstance(exc, UpstreamRejected):
                 raise relay_errors.upstream_rejected(exc.status, str(exc)) from None
             if isinstance(exc, UpstreamTimeout):
@@ -131,10 +138,11 @@ class UpstreamLinks:
             if exc.code == "upstream_protocol_error":
                 raise relay_errors.upstream_protocol_error(str(exc)) from None
             raise relay_errors.upstream_unavailable(str(exc)) from None
+        except BaseException:  # cancelled (the session is going): the row, once written, says the socket never opened
+            recording.add_done_callback(self._never_opened)
+            raise
         try:
-            connection_pk = await host.recorder.open_connection(
-                conversation_id=conversation.id, profile_id=conversation.profile.pk, url=target.url
-            )
+            connection_pk = await recording
         except Exception as failure:
             log_failure(logger, failure, "Could not record an upstream connection for conversation %s",
                         conversation.id)
@@ -181,16 +189,31 @@ class UpstreamLinks:
         await self.downstream.end_ticket(ticket, Status.FAILED, relay_errors.upstream_disconnected(
             closed.close_code, Reason.UPSTREAM_ERROR, closed.close_reason), connection_pk=link.connection_pk)
 
-    async def _record_failed_open(self, exc: UpstreamError) -> None:
+    async def _record_failed_open(self, exc: UpstreamError, recording: asyncio.Future[int]) -> None:
+        """The row written beside the handshake ends `handshake_failed`; if it could not be written, the
+        recorder writes one that says so."""
         conversation = self.host.conversation
         assert conversation is not None and conversation.profile is not None
         logger.warning("Upstream for conversation %s did not open: %s", conversation.id, exc,
                        extra={"conversation_id": str(conversation.id)})
+        try:
+            connection_pk = await recording
+        except Exception:
+            connection_pk = None
+        if connection_pk is not None:
+            self.host.recorder.add(ConnectionEnded(connection_pk, getattr(exc, "status", None), str(exc),
+                                                    Reason.HANDSHAKE_FAILED, timezone.now()))
+            return
         self.host.recorder.add(ConnectionFailed(
             conversation_id=conversation.id, profile_id=conversation.profile.pk,
             url=conversation.profile.target.url, close_code=getattr(exc, "status", None), close_text=str(exc),
             at=timezone.now(),
         ))
+
+    def _never_opened(self, recording: asyncio.Future[int]) -> None:
+        if not recording.cancelled() and recording.exception() is None:
+            self.host.recorder.add(ConnectionEnded(recording.result(), None, "cancelled while opening",
+                                                    Reason.HANDSHAKE_FAILED, timezone.now()))
 
     async def close(self, reason: str, text: str = "") -> None:
         """Close the socket (its reader ends the requests still open on it); nothing if none is open."""
