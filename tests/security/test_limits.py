@@ -45,6 +45,20 @@ async def test_concurrent_sockets_are_limited_and_freed_on_close(profile, user, 
     assert final(await fourth.turn("my turn", model="gpt-5.5"))["type"] == "response.completed"
 
 
+async def test_a_user_without_a_socket_limit_is_admitted_uncounted(profile, user, token, open_gateway, settings):
+    """The handshake read the limits (gateway_auth.py): with no socket limit there is nothing to count, so no row
+    is written and the socket relays at once; a limit set later applies to the next handshake."""
+    await db(lambda: UserLimits.objects.create(user=user, max_sockets=0))()
+    sockets = [await open_gateway(token) for _ in range(3)]
+    assert final(await sockets[0].turn("hello", model="gpt-5.5"))["type"] == "response.completed"
+    assert await db(lambda: ClientSocket.objects.filter(user=user).count())() == 0
+    await db(lambda: UserLimits.objects.filter(user=user).update(max_sockets=1))()
+    counted = await open_gateway(token)
+    assert final(await counted.turn("counted now", model="gpt-5.5"))["type"] == "response.completed"
+    assert await db(lambda: ClientSocket.objects.filter(user=user).count())() == 1
+    assert (await refused(await open_gateway(token)))["error"]["code"] == "too_many_sockets"
+
+
 async def test_a_users_override_beats_the_default(profile, user, other_user, token, open_browser, conversation_of,
                                                   open_gateway, settings):
     settings.SWITCHBOARD_LIMIT_SOCKETS = 5
