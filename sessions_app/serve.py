@@ -22,8 +22,8 @@ click (`hltype`, `hlval`: about 4 µs a frame, ~11 % of a busy Daphne's samples 
 before the logger drops the line. `quiet_autobahn` makes them plain `str` in autobahn's protocol
 module; a debug line, if anyone turns autobahn's debug logging on, reads the same, uncoloured.
 
-And its TCP connections send a frame at once when nothing is buffered, instead of registering the
-socket as a writer and sending on the loop's next turn (eager_writes.py).
+And its TCP connections send what a loop turn wrote with one send at the end of that turn, instead of
+registering the socket as a writer and sending on the next turn (tcp_writes.py).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer
 
-from .eager_writes import eager_tcp_writes
+from .tcp_writes import deferred_tcp_writes
 
 # Close codes a server may send (RFC 6455 §7.4.1, IANA) that autobahn's sendClose refuses
 # (it allows only 1000 and 3000-4999). The drain closes browsers with 1012 (service restart).
@@ -172,7 +172,7 @@ def main() -> None:
     WebSocketProtocol.serverClose = _server_close
     WebSocketProtocol.handle_reply = _handle_reply
     quiet_autobahn()
-    eager_tcp_writes()
+    deferred_tcp_writes()
     SwitchboardCommandLine.entrypoint()
 
 
