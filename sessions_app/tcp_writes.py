@@ -19,8 +19,9 @@ callback, which runs before the loop polls again. Rules:
 * A send that fails (the connection is lost) moves the bytes to Twisted's buffer too: Twisted's own
   `doWrite` then meets the same error and closes the connection as it always does.
 * Bytes written before `loseConnection` still go first: the callback runs before the loop's next poll,
-  and so before Twisted's `doWrite` can find its buffer empty and close the socket.
-* A TLS connection, or one that is half-closed or gone, keeps Twisted's path throughout.
+  and so before Twisted's `doWrite` can find its buffer empty and close the socket. Bytes written after
+  it take Twisted's path, which sends them before it closes.
+* A TLS connection, or one that is closing, half-closed or gone, keeps Twisted's path throughout.
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ _twisted_write = tcp.Connection.write
 def _deferred_write(self: tcp.Connection, data: bytes) -> None:
     pending: list[bytes] | None = self.__dict__.get("_switchboard_pending")
     if pending:  # collecting this turn's bytes already (so Twisted's buffer is empty)
-        if type(data) is bytes and self.connected and not self._writeDisconnected:
+        if type(data) is bytes and self.connected and not self.disconnecting and not self._writeDisconnected:
             pending.append(data)
             return
         _send_pending(self)
         return _twisted_write(self, data)
     loop = getattr(self.reactor, "_asyncioEventloop", None)
-    if (loop is None or self.TLS or not self.connected or self._writeDisconnecting or self._writeDisconnected
-            or self._tempDataBuffer or self.offset < len(self.dataBuffer) or type(data) is not bytes or not data):
+    if (loop is None or self.TLS or not self.connected or self.disconnecting or self._writeDisconnecting
+            or self._writeDisconnected or self._tempDataBuffer or self.offset < len(self.dataBuffer) or type(data) is not bytes or not data):
         return _twisted_write(self, data)
     self._switchboard_pending = [data]
     loop.call_soon(_send_pending, self)

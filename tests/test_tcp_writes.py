@@ -114,6 +114,14 @@ def test_bytes_written_before_lose_connection_go_out_first(deferred, pair) -> No
     assert _read(peer, 10) == b"last words"
 
 
+def test_bytes_written_after_lose_connection_go_out_before_the_close(deferred, pair) -> None:
+    connection, peer, reactor, loop = pair
+    connection.loseConnection()
+    connection.write(b"after the close was asked")  # Twisted's path: doWrite sends it, then closes
+    connection.doWrite()
+    assert _read(peer, 25) == b"after the close was asked"
+
+
 def test_a_lost_connection_is_closed_the_usual_way(deferred, pair) -> None:
     connection, peer, reactor, loop = pair
     lost = []
