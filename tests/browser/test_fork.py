@@ -100,6 +100,8 @@ def test_an_edited_first_message_reads_the_same_after_a_reload(page: Page) -> No
     expect(turn(page, 0).locator(".switcher .position")).to_have_text("2 / 2")
     send(page, "what did I ask you to remember?")
     expect(turn(page, 1).locator(".item.output.message")).to_contain_text("You asked me to remember: uno.")
+    # The text streams before the turn ends (its last event waits for its record): compare once it has ended.
+    expect(turn(page, 1)).to_have_class(re.compile(r"\bcompleted\b"))
 
     before = page.locator("#transcript").inner_text()
     page.reload()
