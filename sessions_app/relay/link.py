@@ -45,7 +45,7 @@ from . import errors as relay_errors
 from . import limits
 from .context import ConversationView
 from .lanes import Ticket
-from .stream import Downstream
+from .stream import HOLD_SECONDS, Downstream
 from .upstream_link import UpstreamLink, decode_event
 
 __all__ = ["LinkHost", "UpstreamLinks", "open_connection_pks"]
@@ -203,12 +203,15 @@ class UpstreamLinks:
         if connection_pk is not None:
             self.host.recorder.add(ConnectionEnded(connection_pk, getattr(exc, "status", None), str(exc),
                                                     Reason.HANDSHAKE_FAILED, timezone.now()))
-            return
-        self.host.recorder.add(ConnectionFailed(
-            conversation_id=conversation.id, profile_id=conversation.profile.pk,
-            url=conversation.profile.target.url, close_code=getattr(exc, "status", None), close_text=str(exc),
-            at=timezone.now(),
-        ))
+        else:
+            self.host.recorder.add(ConnectionFailed(
+                conversation_id=conversation.id, profile_id=conversation.profile.pk,
+                url=conversation.profile.target.url, close_code=getattr(exc, "status", None), close_text=str(exc),
+                at=timezone.now(),
+            ))
+        # Until its end is written the row counts as a held socket (limits.check_upstream_sockets): a client
+        # retrying at once would soon be refused `too_many_upstream_sockets` for sockets that never opened.
+        await self.host.recorder.written(HOLD_SECONDS)
 
     def _never_opened(self, recording: asyncio.Future[int]) -> None:
         if not recording.cancelled() and recording.exception() is None:

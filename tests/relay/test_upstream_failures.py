@@ -248,3 +248,19 @@ async def test_without_recovery_a_stale_continuation_gets_the_upstreams_error(
     socket = await open_browser(user, conversation.pk)  # a new client socket: a new upstream socket
     error = final(await socket.turn("again", previous_response_id=first["response"]["id"]))
     assert error["error"]["code"] == "previous_response_not_found"
+
+
+async def test_refused_handshakes_retried_at_once_do_not_count_as_held_upstream_sockets(
+        profile, user, open_gateway):
+    """A refused handshake's row is ended before the client hears of it: a client retrying at once is told
+    the upstream refused again, not that it holds too many upstream sockets (rows whose end was still
+    queued counted as held)."""
+    from sessions_app.models import ApiToken, UserLimits
+
+    await point_profile_at(profile, profile.websocket_url, key="sk-wrong-key-000000")
+    await db(lambda: UserLimits.objects.create(user=user, max_upstream_sockets=2))()
+    socket = await open_gateway(await db(lambda: ApiToken.issue(user=user)[1])())
+    codes = [final(await socket.turn("hi", model="gpt-5.5"))["error"]["code"] for _ in range(6)]
+    await socket.close()
+    assert codes == ["upstream_rejected"] * 6
+    assert await db(lambda: UpstreamConnection.objects.filter(closed_at__isnull=True).count())() == 0
