@@ -77,14 +77,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
         Limits read at the handshake (gateway_auth.py) without a socket limit admit at once: nothing to
         count, so no second trip to a database thread on a first turn's path."""
-        known = self.scope.get("switchboard_limits")
-        if known is not None and not known.max_sockets:
-            self.admitted = sockets.Admitted(None, token_pk, known)
-            sockets.start_socket_heartbeat()
-            return True
         try:
-            self.admitted = await on_db_thread(sockets.admit_socket, user=self.scope["user"], face=face,
-                                               token_pk=token_pk)
+            self.admitted = sockets.uncounted(self.scope.get("switchboard_limits"), token_pk) or await on_db_thread(
+                sockets.admit_socket, user=self.scope["user"], face=face, token_pk=token_pk)
         except LimitExceeded as exc:
             await self._send_text(json.dumps(exc.to_event()))
             await self.close(code=LIMITED_CODE)

@@ -26,7 +26,7 @@ from ..recording import on_db_thread
 from ..relay.limits import LimitExceeded, Limits, limits_for
 from .edge_log import EdgeLog
 
-__all__ = ["Admitted", "admit_socket", "release_socket", "start_socket_heartbeat", "lease"]
+__all__ = ["Admitted", "admit_socket", "uncounted", "release_socket", "start_socket_heartbeat", "lease"]
 
 logger = logging.getLogger("sessions_app.security")
 
@@ -46,11 +46,18 @@ class Admitted:
     limits: Limits
 
 
+def uncounted(limits: Limits | None, token_pk: int | None = None) -> Admitted | None:
+    """Admitted at once when `limits` (None: not known yet) set no socket limit: nothing to count, no row."""
+    if limits is None or limits.max_sockets:
+        return None
+    return Admitted(None, token_pk, limits)
+
+
 def admit_socket(*, user, face: str, token_pk: int | None = None) -> Admitted:
     """Count the user's open sockets and register this one, or raise LimitExceeded (sync)."""
     limits = limits_for(user.pk)
-    if not limits.max_sockets:  # no limit: nothing to count, no row to keep
-        return Admitted(None, token_pk, limits)
+    if (admitted := uncounted(limits, token_pk)) is not None:
+        return admitted
     with transaction.atomic():
         # Serialise one user's admissions (PostgreSQL; SQLite's write transaction already does).
         list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))

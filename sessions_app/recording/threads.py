@@ -116,9 +116,10 @@ def _close_quietly(connection: Any) -> None:
         connection.connection = None
 
 
-async def _db(function: Callable[..., Any], *args: Any) -> Any:
-    """Await `function(*args)` on a recorder database thread."""
-    return await asyncio.get_running_loop().run_in_executor(INPUT_EXECUTOR, _on_db_thread, function, *args)
+async def _db(function: Callable[..., Any], *args: Any, turn: bool = True) -> Any:
+    """Await `function(*args)` on a recorder database thread (`turn`: at SQLite's write lock, _on_db_thread)."""
+    return await asyncio.get_running_loop().run_in_executor(
+        INPUT_EXECUTOR, partial(_on_db_thread, function, *args, turn=turn))
 
 
 async def on_db_thread(function: Callable[..., Any], /, **kwargs: Any) -> Any:
@@ -133,5 +134,4 @@ async def read_on_db_thread(function: Callable[..., Any], /, **kwargs: Any) -> A
     never wait for a writer), so a handshake's token lookup does not wait behind other sockets' writes (at 75
     new sockets a second it waited 40-90 ms there, bench/capacity.py). A rare write inside one, such as a
     token's last use (once a minute), waits for the lock in SQLite's busy handler instead."""
-    return await asyncio.get_running_loop().run_in_executor(
-        INPUT_EXECUTOR, partial(_on_db_thread, partial(function, **kwargs), turn=False))
+    return await _db(partial(function, **kwargs), turn=False)

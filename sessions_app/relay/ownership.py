@@ -66,8 +66,8 @@ class Ownership:
         if not unknown:
             return
         owned = await read_on_db_thread(owned_references, user=self.host.user,
-                                   response_ids={i for _, i in unknown.response_ids},
-                                   item_ids={i for _, i in unknown.item_ids})
+                                        response_ids={i for _, i in unknown.response_ids},
+                                        item_ids={i for _, i in unknown.item_ids})
         self.learn(owned)
         self.verify(unknown, owned, lane)
 
