@@ -300,6 +300,9 @@ SWITCHBOARD_UPSTREAM_IDLE_SECONDS = env.float("SWITCHBOARD_UPSTREAM_IDLE_SECONDS
 SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS = env.float("SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS", default=10.0)
 SWITCHBOARD_UPSTREAM_STALL_SECONDS = env.float("SWITCHBOARD_UPSTREAM_STALL_SECONDS", default=600.0)
 SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES = env.int("SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES", default=64 * 1024 * 1024)
+# A gateway socket opens its upstream socket as soon as it is admitted, so its first turn does not wait
+# for the handshake (relay/warm.py); one its client leaves unused is closed after this long (0: off).
+SWITCHBOARD_UPSTREAM_WARM_SECONDS = env.float("SWITCHBOARD_UPSTREAM_WARM_SECONDS", default=30.0)
 # A process holding upstream sockets marks them alive this often (0: off); a socket whose holder has
 # not beaten for 3 intervals is dead, and its in-flight responses are ended `interrupted` (liveness.py).
 SWITCHBOARD_HEARTBEAT_SECONDS = env.float("SWITCHBOARD_HEARTBEAT_SECONDS", default=2.0)

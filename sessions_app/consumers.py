@@ -137,7 +137,7 @@ class GatewayConsumer(RelayConsumer):
         self.relay = RelaySession.gateway(
             user=user, send=self._send_text, quota=Quota(user_pk=user.pk, limits=admitted.limits),
             on_link_open=_start_heartbeat, publisher_for=fanout.publisher_for,
-            api_token_pk=self.scope.get("api_token_pk"),
+            api_token_pk=self.scope.get("api_token_pk"), warm=self.scope.get("switchboard_warm_profile"),
         )
         gateways.track(self.relay, self._close_with)  # drained on SIGTERM (live/gateways.py)
         self._watch()

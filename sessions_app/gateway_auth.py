@@ -1,9 +1,10 @@
 """ASGI middleware for the gateway socket: a personal API token instead of a session.
 
 * `Authorization: Bearer sb_…` on the upgrade request sets `scope["user"]` (and `scope["api_token_pk"]`)
-  (ApiToken.authenticate, which also records the use), and `scope["switchboard_limits"]`, the user's
-  limits, read in the same trip to a database thread: a user without a socket limit is then admitted
-  without another (consumers.py). Anything else leaves
+  (ApiToken.authenticate, which also records the use), `scope["switchboard_limits"]`, the user's
+  limits, and `scope["switchboard_warm_profile"]`, the profile whose upstream socket the relay opens
+  ahead of the first turn (relay/warm.py), all read in the same trip to a database thread: a user
+  without a socket limit is then admitted without another (consumers.py). Anything else leaves
   an `AnonymousUser` and the consumer refuses the socket (403), after the
   failure is counted and logged (token_guard.py). A client with too many
   failures is refused before any lookup: error event, then close 4429.
@@ -23,7 +24,9 @@ from .client_address import scope_client_address
 from .models import ApiToken
 from .origins import SocketOriginValidator
 from .recording import read_on_db_thread
-from .relay.limits import Limits, limits_for
+from .relay.context import ProfileView, new_conversation_profile
+from .relay.limits import Limits, limits_of
+from .relay.warm import warms
 from .throttle import Throttled, athrottled, token_prefix
 from .token_guard import Reason, failure_log, token_authenticate
 
@@ -62,16 +65,21 @@ class ApiTokenAuthMiddleware:
             return await _refuse_throttled(receive, send, refused)
         # On a recorder database thread, not Django's one shared thread (recording/threads.py): a burst of
         # handshakes looks its tokens up side by side, beside pages and first turns, not behind them.
-        api_token, limits = await read_on_db_thread(_credential, raw=token, address=address)
+        api_token, limits, profile = await read_on_db_thread(_credential, raw=token, address=address)
         user = api_token.user if api_token is not None else AnonymousUser()
         return await self.application({**scope, "user": user, "api_token_pk": api_token.pk if api_token else None,
-                                       "switchboard_limits": limits}, receive, send)
+                                       "switchboard_limits": limits, "switchboard_warm_profile": profile},
+                                      receive, send)
 
 
-def _credential(*, raw: str | None, address: str | None) -> tuple[ApiToken | None, Limits | None]:
-    """The token (or None, counted and logged) and its user's limits (sync: one trip to a database thread)."""
+def _credential(*, raw: str | None, address: str | None) -> tuple[ApiToken | None, Limits | None, ProfileView | None]:
+    """The token (or None, counted and logged), its user's limits, and the profile its socket warms an
+    upstream socket to (relay/warm.py), if any (sync: one trip to a database thread)."""
     api_token = token_authenticate(raw=raw, address=address, face="gateway")
-    return api_token, limits_for(api_token.user_id) if api_token is not None else None
+    if api_token is None:
+        return None, None, None
+    limits = limits_of(api_token.user)
+    return api_token, limits, new_conversation_profile(api_token.user) if warms() else None
 
 
 THROTTLED_CLOSE_CODE = 4429

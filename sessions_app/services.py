@@ -26,17 +26,22 @@ SETTINGS_FIELDS = frozenset({"title", "upstream_profile", "model", "store", *CRE
 
 def conversation_create(
     *, owner, title: str = "", profile: UpstreamProfile | None = None, model: str = "", store: bool = False,
-    created_via: str = "browser", api_token_pk: int | None = None, **settings_: object,
+    created_via: str = "browser", api_token_pk: int | None = None, profile_pk: int | None = None,
+    **settings_: object,
 ) -> Conversation:
-    """A new conversation; `settings_` are more of its settings (CREATE_SETTINGS), already validated."""
+    """A new conversation; `settings_` are more of its settings (CREATE_SETTINGS), already validated.
+
+    Its profile: `profile`, else the one whose pk is `profile_pk` (not read: the caller gives `model`),
+    else the default."""
     unknown = settings_.keys() - CREATE_SETTINGS
     if unknown:
         raise TypeError(f"conversation_create() got unknown settings: {sorted(unknown)}")
-    profile = profile or default_profile()
+    if profile is None and profile_pk is None:
+        profile = default_profile()
     return Conversation.objects.create(
         owner=owner,
         title=title[:200],
-        upstream_profile=profile,
+        **({"upstream_profile": profile} if profile is not None else {"upstream_profile_id": profile_pk}),
         model=model or (profile.default_model if profile else settings.SWITCHBOARD_DEFAULT_MODEL),
         store=store,
         created_via=created_via,

@@ -58,13 +58,15 @@ class ApiToken(models.Model):
 
     @classmethod
     def authenticate_token(cls, raw: str) -> ApiToken | None:
-        """The active token (its user loaded) for a raw token, or None; records the use, to the minute.
+        """The active token (its user and limits loaded) for a raw token, or None; records the use, to the minute.
 
         The tokens page shows the minute, and a fleet of agents opening sockets with one token
         would otherwise queue a write per socket (on SQLite, one at a time)."""
         if not raw.startswith(TOKEN_PREFIX):
             return None
-        token = cls.objects.select_related("user").filter(token_hash=hash_token(raw), revoked_at=None).first()
+        # With the user's limit overrides, if any (relay/limits.limits_of): the gateway needs them next.
+        token = (cls.objects.select_related("user", "user__switchboard_limits")
+                 .filter(token_hash=hash_token(raw), revoked_at=None).first())
         if token is None or not token.user.is_active:
             return None
         now = timezone.now()

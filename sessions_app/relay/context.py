@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -44,6 +44,7 @@ __all__ = [
     "conversation_for_socket",
     "settings_for_socket",
     "conversation_for_gateway",
+    "new_conversation_profile",
     "history_event",
     "Owned",
     "owned_references",
@@ -104,14 +105,14 @@ def _profile_view(profile: UpstreamProfile | None, user) -> ProfileView | None:
     )
 
 
-def _view(conversation: Conversation, user) -> ConversationView:
+def _view(conversation: Conversation, user, *, with_profile: bool = True) -> ConversationView:
     read_only = conversation.owner_id != user.pk
     return ConversationView(
         id=conversation.pk, title=conversation.title, model=conversation.model, store=conversation.store,
         instructions=conversation.instructions, tools=list(conversation.tools or []), status=conversation.status,
         latest_response_id=conversation.latest_response_id, recovery_enabled=conversation.recovery_enabled,
         read_only=read_only,
-        profile=None if read_only else _profile_view(conversation.upstream_profile, user),
+        profile=None if read_only or not with_profile else _profile_view(conversation.upstream_profile, user),
         reasoning_effort=conversation.reasoning_effort, max_output_tokens=conversation.max_output_tokens,
         compact_threshold=conversation.compact_threshold,
     )
@@ -164,7 +165,7 @@ def owned_references(*, user, response_ids: Iterable[str] = (), item_ids: Iterab
 
 def conversation_for_gateway(*, user, requested: str | None, title: str, continues: str | None = None,
                              references: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
-                             api_token_pk: int | None = None) -> tuple[
+                             api_token_pk: int | None = None, profile: ProfileView | None = None) -> tuple[
                                  ConversationView | None, Owned]:
     """The conversation a gateway socket drives, and which of the `references` (response ids, item ids)
     the user owns; raises RelayError.
@@ -172,34 +173,53 @@ def conversation_for_gateway(*, user, requested: str | None, title: str, continu
     Named by metadata (`requested`), else the conversation of the response it `continues` when the
     user owns it (an agent's new socket carries on its chain), else a new one; but none (None) is made
     for a create that names ids the user does not own, which the relay then refuses. A new one
-    remembers the API token whose socket made it (`api_token_pk`)."""
+    remembers the API token whose socket made it (`api_token_pk`), and has `profile` when the socket
+    already read it (`new_conversation_profile`, for its warm socket), else the one read now."""
     owned = owned_references(user=user, response_ids=references[0], item_ids=references[1])
     if not requested and continues and continues in owned.responses:
         requested = str(owned.responses[continues])
     if not requested and (set(references[0]) - owned.responses.keys() or set(references[1]) - owned.items.keys()):
         return None, owned
-    return _conversation_for_gateway(user=user, requested=requested, title=title, api_token_pk=api_token_pk), owned
+    return _conversation_for_gateway(user=user, requested=requested, title=title, api_token_pk=api_token_pk,
+                                     profile=profile), owned
 
 
-def _conversation_for_gateway(*, user, requested: str | None, title: str,
-                              api_token_pk: int | None) -> ConversationView:
+def _conversation_for_gateway(*, user, requested: str | None, title: str, api_token_pk: int | None,
+                              profile: ProfileView | None) -> ConversationView:
     if requested:
         try:
             conversation = selectors.conversation_get(user=user, pk=requested, for_write=True)
         except Http404:
             raise relay_errors.conversation_not_found() from None
         return _view(conversation, user)
-    # The default profile if this user may use it (one query, the usual case), else the first usable.
-    profile = selectors.default_profile()
-    if profile is None or not profile.usable_by(user):
-        profile = next(iter(selectors.profiles_usable_by(user=user)), None)
-    if profile is None:
+    if profile is not None:  # read with the token (the socket's warm one): no second lookup or decryption
+        conversation = services.conversation_create(
+            owner=user, title=title, profile_pk=profile.pk,
+            model=profile.default_model or settings.SWITCHBOARD_DEFAULT_MODEL, created_via="gateway",
+            api_token_pk=api_token_pk,
+        )
+        return replace(_view(conversation, user, with_profile=False), profile=profile)
+    found = _new_conversation_profile(user)
+    if found is None:
         raise relay_errors.no_upstream_profile()
     conversation = services.conversation_create(
-        owner=user, title=title, profile=profile, model=profile.default_model or settings.SWITCHBOARD_DEFAULT_MODEL,
+        owner=user, title=title, profile=found, model=found.default_model or settings.SWITCHBOARD_DEFAULT_MODEL,
         created_via="gateway", api_token_pk=api_token_pk,
     )
     return _view(conversation, user)
+
+
+def _new_conversation_profile(user) -> UpstreamProfile | None:
+    """The default profile if this user may use it (one query, the usual case), else the first usable."""
+    profile = selectors.default_profile()
+    if profile is None or not profile.usable_by(user):
+        profile = next(iter(selectors.profiles_usable_by(user=user)), None)
+    return profile
+
+
+def new_conversation_profile(user) -> ProfileView | None:
+    """The profile a new gateway conversation of `user` would get (relay/warm.py opens its socket ahead)."""
+    return _profile_view(_new_conversation_profile(user), user)
 
 
 def title_from(create: dict[str, Any]) -> str:

@@ -41,7 +41,7 @@ from ..models import ResponseRecord, UpstreamConnection, UserLimits
 from ..recording import read_on_db_thread
 from .errors import RelayError
 
-__all__ = ["Limits", "LimitExceeded", "Usage", "limits_for", "check_upstream_sockets", "check_rate", "check_usage",
+__all__ = ["Limits", "LimitExceeded", "Usage", "limits_for", "limits_of", "check_upstream_sockets", "check_rate", "check_usage",
            "Quota", "usage_snapshot"]
 
 logger = logging.getLogger("sessions_app.security")
@@ -67,8 +67,20 @@ def default_limits() -> Limits:
 
 def limits_for(user_pk: int) -> Limits:
     """The user's limits: the settings, with the user's `UserLimits` overrides."""
+    return _with_overrides(UserLimits.objects.filter(user_id=user_pk).values(*FIELDS).first())
+
+
+def limits_of(user) -> Limits:
+    """`limits_for` a user loaded with its `switchboard_limits` (ApiToken.authenticate_token does): no query."""
+    try:
+        overrides = user.switchboard_limits
+    except UserLimits.DoesNotExist:
+        return default_limits()
+    return _with_overrides({name: getattr(overrides, name) for name in FIELDS})
+
+
+def _with_overrides(row: dict[str, int | None] | None) -> Limits:
     limits = default_limits()
-    row = UserLimits.objects.filter(user_id=user_pk).values(*FIELDS).first()
     if row is None:
         return limits
     return Limits(**{name: row[name] if row[name] is not None else getattr(limits, name) for name in FIELDS})

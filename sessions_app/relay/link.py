@@ -2,7 +2,8 @@
 
 Rules (session.py states the whole relay's):
 
-* A socket opens on the first request that needs it, never at attach; per
+* A socket opens on the first request that needs it, never at attach (a gateway's
+  first request takes the socket it warmed at connect instead, warm.py); per
   process a conversation has at most one driving session with a socket
   (`_DRIVERS`): an idle one held by another session is closed (reason
   `idle`), a busy one is refused (`conversation_busy`).
@@ -40,13 +41,21 @@ from ..models import ResponseRecord, UpstreamConnection
 from ..protocol.frames import forward_only_kind
 from ..recording import ConnectionClosed as ConnectionEnded
 from ..recording import ConnectionFailed, Sent, log_failure, read_on_db_thread
-from ..upstream import UpstreamError, UpstreamRejected, UpstreamTimeout, open_upstream
+from ..upstream import (
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamSocket,
+    UpstreamTarget,
+    UpstreamTimeout,
+    open_upstream,
+)
 from . import errors as relay_errors
 from . import limits
 from .context import ConversationView
 from .lanes import Ticket
 from .stream import HOLD_SECONDS, Downstream
 from .upstream_link import UpstreamLink, decode_event
+from .warm import WarmSocket
 
 __all__ = ["LinkHost", "UpstreamLinks", "open_connection_pks"]
 
@@ -74,6 +83,7 @@ class LinkHost(Protocol):
     recorder: Any  # recording.Recorder
     on_link_open: Callable[[], None] | None
     quota: limits.Quota
+    warm: WarmSocket | None
 
 
 class UpstreamLinks:
@@ -121,14 +131,13 @@ class UpstreamLinks:
         known = host.quota.limits
         if known is None or known.max_upstream_sockets:
             await read_on_db_thread(limits.check_upstream_sockets, user_pk=host.user.pk, live=open_connection_pks(),
-                               limits=known)
+                                    limits=known)
         target = conversation.profile.target
         # The socket's row is written while the handshake runs, not after it (module rules).
         recording = asyncio.ensure_future(host.recorder.open_connection(
             conversation_id=conversation.id, profile_id=conversation.profile.pk, url=target.url))
         try:
-            socket = await open_upstream(target, open_timeout=settings.SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS,
-                                         max_size=settings.SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES or None)
+            socket = await self._handshake(conversation.profile.pk, target)
         except UpstreamError as exc:
             await self._record_failed_open(exc, recording)
             if isinstance(exc, UpstreamRejected):
@@ -158,6 +167,15 @@ class UpstreamLinks:
             host.on_link_open()
         await self.downstream.update_status()
         return link
+
+    async def _handshake(self, profile_pk: int, target: UpstreamTarget) -> UpstreamSocket:
+        """The gateway's warm socket when it is for this profile and open (warm.py), else a new one."""
+        warm, self.host.warm = self.host.warm, None
+        socket = await warm.take(profile_pk, target) if warm is not None else None
+        if socket is not None:
+            return socket
+        return await open_upstream(target, open_timeout=settings.SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS,
+                                   max_size=settings.SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES or None)
 
     async def send(self, ticket: Ticket, text: str, recorded_connection: int | None, *,
                              opening: asyncio.Task[UpstreamLink] | None = None) -> None:

@@ -13,7 +13,7 @@ Rules (PROTOCOL.md §4 "Reconnect and recovery", docs/protocol.md §3):
   have no record of is the upstream's error, relayed unchanged.
 * J2 (and a limit close that ends requests that never started) waits for the
   old socket to close, then resends on a new one; a continuation with
-  `store` other than true becomes a replay there (session.RelaySession.needs_replay).
+  `store` other than true becomes a replay there (`Recovery.needs_replay`).
 * `rate_limit_exceeded` on the browser face: resent after a pause (the
   "try again in N s" of the message, doubled each time, at most
   `RATE_WAIT_CAP` seconds), at most `RATE_RESENDS` times; the page is told
@@ -93,8 +93,6 @@ class RecoveryHost(Protocol):
     downstream: Downstream
     closing: bool
 
-    def needs_replay(self, previous: str | None, payload: dict[str, Any], conversation: ConversationView) -> bool: ...
-
     def open_connection_pk(self) -> int | None: ...
 
     async def submit(self, row: RequestRow, *, raw: dict[str, Any] | None, frame: str | bytes | None,
@@ -107,6 +105,19 @@ class Recovery:
     def __init__(self, host: RecoveryHost) -> None:
         self.host = host
         self.tasks: set[asyncio.Task[None]] = set()
+
+    def needs_replay(self, previous: str | None, payload: dict[str, Any]) -> bool:
+        """A continuation the upstream socket cannot know (a new socket has an empty cache, PROTOCOL.md §4).
+
+        With `store=true` the upstream hydrates it itself. Otherwise, if the conversation allows
+        recovery, the recorder sends the context rebuilt from records instead (no round trip to
+        `previous_response_not_found` first). Errors on a socket that did see the id are not retried here.
+        """
+        conversation = self.host.conversation
+        if conversation is None or not previous or payload.get("store") is True or not conversation.recovery_enabled:
+            return False
+        link = self.host.downstream.link
+        return link is None or not link.is_open or previous not in link.book.seen
 
     def recover(self, link: UpstreamLink, ticket: Ticket | None, code: str, message: str = "") -> bool:
         """Called by Downstream on a J1/J2: True when the request will be resent (see module rules)."""
@@ -146,8 +157,7 @@ class Recovery:
                 return
             row = state.row
             # Once the upstream lost the parent (an earlier resend was a replay), the request stays a replay.
-            replay = code == NOT_FOUND_CODE or row.replay or host.needs_replay(row.previous_response_id, row.payload,
-                                                                               host.conversation)
+            replay = code == NOT_FOUND_CODE or row.replay or self.needs_replay(row.previous_response_id, row.payload)
             row = replace(row, replay=replay, parent_pk=ticket.parent_pk, parent_forks=None, title="",
                           connection_pk=host.open_connection_pk(), supersedes_pk=ticket.record_pk)
             await host.submit(row, raw=None, frame=None, resends=state.resends + 1, reason=code)

@@ -12,7 +12,8 @@ Both faces (browser `ws/conversations/<id>/`, gateway `/v1/responses`) are a
   open socket, while it is sent, its events held until the commit
   (overlap.py). If the write fails, none of its response reaches the client.
 * The upstream socket opens on the first request that needs it, not before
-  (while that request is being written: neither waits for the other); a
+  (while that request is being written: neither waits for the other; a
+  gateway's first request takes the one warmed at connect, warm.py); a
   session holds at most one, and per process one conversation has at most
   one (an idle one held by another session is closed; a busy one is refused).
 * Upstream frames are forwarded to the client verbatim, as they arrive, then
@@ -57,6 +58,7 @@ from . import errors as relay_errors
 from .context import (
     CONVERSATION_METADATA_KEY,
     ConversationView,
+    ProfileView,
     conversation_for_gateway,
     conversation_for_socket,
     history_event,
@@ -71,6 +73,7 @@ from .ownership import Ownership
 from .recovery import Recovery, Resend, replay_echo
 from .stream import Downstream
 from .upstream_link import UpstreamLink
+from .warm import WarmSocket, warm_for
 
 __all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession", "open_connection_pks"]
 
@@ -125,6 +128,7 @@ class RelaySession:
         self.ownership = Ownership(self)
         self.overlap = Overlap(self)
         self.api_token_pk: int | None = None
+        self.warm: WarmSocket | None = None  # a gateway's upstream socket opened ahead (warm.py): link.py takes it
 
     # -- construction ----------------------------------------------------------------
 
@@ -137,10 +141,13 @@ class RelaySession:
     @classmethod
     def gateway(cls, *, user, send: SendText, quota: Quota | None = None,
                 on_link_open: Callable[[], None] | None = None,
-                publisher_for: PublisherFor | None = None, api_token_pk: int | None = None) -> RelaySession:
+                publisher_for: PublisherFor | None = None, api_token_pk: int | None = None,
+                warm: ProfileView | None = None) -> RelaySession:
+        """A gateway socket's relay; `warm`: the profile whose upstream socket opens at once (warm.py)."""
         session = cls(face=GATEWAY, user=user, send=send, quota=quota, on_link_open=on_link_open,
                       publisher_for=publisher_for)
         session.api_token_pk = api_token_pk  # a conversation this socket makes shows which token made it
+        session.warm = warm_for(warm)
         return session
 
     @property
@@ -225,7 +232,7 @@ class RelaySession:
             exc.stream_id = event.stream_id
             raise exc
         await self.quota.check(event.stream_id)
-        replay = self.needs_replay(event.previous_response_id, payload, conversation)
+        replay = self.recovery.needs_replay(event.previous_response_id, payload)
         parent_pk, parent_forks = self._known_parent(event.previous_response_id, event.stream_id)
         row = RequestRow(
             conversation_id=conversation.id, stream_id=event.stream_id,
@@ -274,20 +281,7 @@ class RelaySession:
         return opening
 
     def row_needs_replay(self, row: RequestRow) -> bool:
-        assert self.conversation is not None
-        return self.needs_replay(row.previous_response_id, row.payload, self.conversation)
-
-    def needs_replay(self, previous: str | None, payload: dict[str, Any], conversation: ConversationView) -> bool:
-        """A continuation the upstream socket cannot know (a new socket has an empty cache, PROTOCOL.md §4).
-
-        With `store=true` the upstream hydrates it itself. Otherwise, if the conversation allows
-        recovery, the recorder sends the context rebuilt from records instead (no round trip to
-        `previous_response_not_found` first). Errors on a socket that did see the id are not retried here.
-        """
-        if not previous or payload.get("store") is True or not conversation.recovery_enabled:
-            return False
-        link = self.downstream.link
-        return link is None or not link.is_open or previous not in link.book.seen
+        return self.recovery.needs_replay(row.previous_response_id, row.payload)
 
     async def _steer(self, event: SteerEvent, frame: str | bytes) -> None:
         link = self.downstream.link
@@ -318,7 +312,7 @@ class RelaySession:
         conversation, owned = await on_db_thread(
             conversation_for_gateway, user=self.user, requested=requested,
             title=title_from(event.raw) or "API conversation", continues=event.previous_response_id,
-            api_token_pk=self.api_token_pk,
+            api_token_pk=self.api_token_pk, profile=self.warm.profile if self.warm and self.warm.fresh else None,
             references=(tuple(i for _, i in refs.response_ids), tuple(i for _, i in refs.item_ids)),
         )
         if conversation is None:  # it names ids the user does not own: refused, and no conversation made
@@ -364,6 +358,8 @@ class RelaySession:
         if self._opening is not None:  # a socket opening beside a write that failed: close it too
             await asyncio.wait([self._opening])
         await self.recovery.stop()
+        if self.warm is not None:  # never taken: the client left before its first turn needed it
+            await self.warm.close()
         await self.links.close(reason)
         if self._publisher is not None:
             await self._publisher.close()
