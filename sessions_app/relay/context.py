@@ -192,34 +192,25 @@ def _conversation_for_gateway(*, user, requested: str | None, title: str, api_to
         except Http404:
             raise relay_errors.conversation_not_found() from None
         return _view(conversation, user)
-    if profile is not None:  # read with the token (the socket's warm one): no second lookup or decryption
-        conversation = services.conversation_create(
-            owner=user, title=title, profile_pk=profile.pk,
-            model=profile.default_model or settings.SWITCHBOARD_DEFAULT_MODEL, created_via="gateway",
-            api_token_pk=api_token_pk,
-        )
-        return replace(_view(conversation, user, with_profile=False), profile=profile)
-    found = _new_conversation_profile(user)
-    if found is None:
+    if profile is None:  # not read with the token (no warm socket): read it now
+        profile = new_conversation_profile(user)
+    if profile is None:
         raise relay_errors.no_upstream_profile()
     conversation = services.conversation_create(
-        owner=user, title=title, profile=found, model=found.default_model or settings.SWITCHBOARD_DEFAULT_MODEL,
-        created_via="gateway", api_token_pk=api_token_pk,
+        owner=user, title=title, profile_pk=profile.pk,
+        model=profile.default_model or settings.SWITCHBOARD_DEFAULT_MODEL, created_via="gateway",
+        api_token_pk=api_token_pk,
     )
-    return _view(conversation, user)
-
-
-def _new_conversation_profile(user) -> UpstreamProfile | None:
-    """The default profile if this user may use it (one query, the usual case), else the first usable."""
-    profile = selectors.default_profile()
-    if profile is None or not profile.usable_by(user):
-        profile = next(iter(selectors.profiles_usable_by(user=user)), None)
-    return profile
+    return replace(_view(conversation, user, with_profile=False), profile=profile)
 
 
 def new_conversation_profile(user) -> ProfileView | None:
-    """The profile a new gateway conversation of `user` would get (relay/warm.py opens its socket ahead)."""
-    return _profile_view(_new_conversation_profile(user), user)
+    """The profile a new gateway conversation of `user` gets (relay/warm.py opens its socket ahead): the
+    default profile if this user may use it (one query, the usual case), else the first usable."""
+    profile = selectors.default_profile()
+    if profile is None or not profile.usable_by(user):
+        profile = next(iter(selectors.profiles_usable_by(user=user)), None)
+    return _profile_view(profile, user)
 
 
 def title_from(create: dict[str, Any]) -> str:

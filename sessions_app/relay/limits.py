@@ -41,8 +41,8 @@ from ..models import ResponseRecord, UpstreamConnection, UserLimits
 from ..recording import read_on_db_thread
 from .errors import RelayError
 
-__all__ = ["Limits", "LimitExceeded", "Usage", "limits_for", "limits_of", "check_upstream_sockets", "check_rate", "check_usage",
-           "Quota", "usage_snapshot"]
+__all__ = ["Limits", "LimitExceeded", "Usage", "limits_for", "limits_of", "check_upstream_sockets", "check_rate",
+           "check_usage", "Quota", "usage_snapshot"]
 
 logger = logging.getLogger("sessions_app.security")
 

@@ -170,7 +170,7 @@ class UpstreamLinks:
 
     async def _handshake(self, profile_pk: int, target: UpstreamTarget) -> UpstreamSocket:
         """The gateway's warm socket when it is for this profile and open (warm.py), else a new one."""
-        warm, self.host.warm = self.host.warm, None
+        warm = self.host.warm  # kept by the session, which waits at its close for a warm socket it closed
         socket = await warm.take(profile_pk, target) if warm is not None else None
         if socket is not None:
             return socket

@@ -358,7 +358,7 @@ class RelaySession:
         if self._opening is not None:  # a socket opening beside a write that failed: close it too
             await asyncio.wait([self._opening])
         await self.recovery.stop()
-        if self.warm is not None:  # never taken: the client left before its first turn needed it
+        if self.warm is not None:  # untaken (the client left before its first turn needed it), or being closed
             await self.warm.close()
         await self.links.close(reason)
         if self._publisher is not None:

@@ -40,24 +40,23 @@ class WarmSocket:
 
     def __init__(self, *, profile: ProfileView, keep_seconds: float) -> None:
         self.profile = profile
-        self.profile_pk = profile.pk
-        self.target = target = profile.target
         loop = asyncio.get_running_loop()
         self._opening: asyncio.Task[UpstreamSocket] | None = loop.create_task(
-            open_upstream(target, open_timeout=settings.SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS,
+            open_upstream(profile.target, open_timeout=settings.SWITCHBOARD_UPSTREAM_OPEN_TIMEOUT_SECONDS,
                           max_size=settings.SWITCHBOARD_MAX_UPSTREAM_FRAME_BYTES or None),
             name="switchboard-upstream-warm")
-        self._expiry = loop.call_later(keep_seconds, self._expire)
+        self._expiry = loop.call_later(keep_seconds, self.drop)
         self._closing: set[asyncio.Task[None]] = set()
 
     async def take(self, profile_pk: int, target: UpstreamTarget) -> UpstreamSocket | None:
         """The open socket for a conversation of `profile_pk` at `target`, once; None (and the warm socket
-        closed) when it is for another profile, failed or closed meanwhile."""
+        closed) when it is for another profile (or the profile's target changed since), failed or closed
+        meanwhile, or was taken or dropped already."""
         opening, self._opening = self._opening, None
         self._expiry.cancel()
         if opening is None:
             return None
-        if profile_pk != self.profile_pk or target != self.target:
+        if profile_pk != self.profile.pk or target != self.profile.target:
             self._close(opening)
             return None
         try:
@@ -90,9 +89,6 @@ class WarmSocket:
         self.drop()
         if self._closing:
             await asyncio.wait(self._closing)
-
-    def _expire(self) -> None:
-        self.drop()
 
     def _close(self, opening: asyncio.Task[UpstreamSocket]) -> None:
         closing = asyncio.get_running_loop().create_task(_close_when_open(opening))
