@@ -9,10 +9,16 @@ shared by several pages through ``selectors.py``.
 
 from .access import LAST_USED_PRECISION, TOKEN_PREFIX, ApiToken, ClientSocket, UserLimits, hash_token
 from .records import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
-from .upstream import KEY_BOUND_FIELDS, ModelPrice, UpstreamProfile, UpstreamProfileQuerySet
+from .upstream import (
+    KEY_BOUND_FIELDS,
+    ModelPrice,
+    UpstreamProfile,
+    UpstreamProfileQuerySet,
+    profile_for_new_conversation,
+)
 
 __all__ = [
     "UpstreamProfile", "UpstreamProfileQuerySet", "KEY_BOUND_FIELDS", "Conversation", "UpstreamConnection",
     "ResponseRecord", "Item", "ErrorEvent", "CompactionEvent", "ApiToken", "UserLimits", "ClientSocket",
-    "TOKEN_PREFIX", "LAST_USED_PRECISION", "hash_token", "ModelPrice",
+    "TOKEN_PREFIX", "LAST_USED_PRECISION", "hash_token", "ModelPrice", "profile_for_new_conversation",
 ]

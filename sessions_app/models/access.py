@@ -7,8 +7,10 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models, router
 from django.utils import timezone
+
+from .rows import ModelColumns
 
 TOKEN_PREFIX = "sb_"
 LAST_USED_PRECISION = timedelta(minutes=1)  # ApiToken.last_used_at
@@ -60,13 +62,12 @@ class ApiToken(models.Model):
     def authenticate_token(cls, raw: str) -> ApiToken | None:
         """The active token (its user and limits loaded) for a raw token, or None; records the use, to the minute.
 
+        One statement written once per database (`_active_token`): every socket an agent opens reads it.
         The tokens page shows the minute, and a fleet of agents opening sockets with one token
         would otherwise queue a write per socket (on SQLite, one at a time)."""
         if not raw.startswith(TOKEN_PREFIX):
             return None
-        # With the user's limit overrides, if any (relay/limits.limits_of): the gateway needs them next.
-        token = (cls.objects.select_related("user", "user__switchboard_limits")
-                 .filter(token_hash=hash_token(raw), revoked_at=None).first())
+        token = _active_token(hash_token(raw))
         if token is None or not token.user.is_active:
             return None
         now = timezone.now()
@@ -113,3 +114,46 @@ class ClientSocket(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["user", "heartbeat_at"]), models.Index(fields=["holder"])]
+
+
+class _TokenRead:
+    """`ApiToken.objects.select_related("user", "user__switchboard_limits").filter(token_hash=…, revoked_at=None)`
+    as one statement written once per database (models/rows.py), with the same instances and caches."""
+
+    def __init__(self, connection) -> None:
+        user_model = ApiToken.user.field.related_model
+        self.token = ModelColumns(ApiToken, "t", connection)
+        self.user = ModelColumns(user_model, "u", connection)
+        self.limits = ModelColumns(UserLimits, "l", connection)
+        quote = connection.ops.quote_name
+        self.sql = (
+            f"SELECT {self.token.sql}, {self.user.sql}, {self.limits.sql}"
+            f" FROM {quote(ApiToken._meta.db_table)} t"
+            f" INNER JOIN {quote(user_model._meta.db_table)} u"
+            f" ON u.{quote(user_model._meta.pk.column)} = t.{quote(ApiToken.user.field.column)}"
+            f" LEFT OUTER JOIN {quote(UserLimits._meta.db_table)} l"
+            f" ON l.{quote(UserLimits.user.field.column)} = u.{quote(user_model._meta.pk.column)}"
+            f" WHERE t.{quote('token_hash')} = %s AND t.{quote('revoked_at')} IS NULL"
+        )
+
+    def token_of(self, row) -> ApiToken:
+        token = self.token.instance(row)
+        user = self.user.instance(row, self.token.width)
+        ApiToken.user.field.set_cached_value(token, user)  # what select_related leaves: no query to read them
+        UserLimits.user.field.remote_field.set_cached_value(user, self.limits.instance(
+            row, self.token.width + self.user.width))
+        return token
+
+
+_TOKEN_READS: dict[tuple[str, str], _TokenRead] = {}
+
+
+def _active_token(token_hash: str) -> ApiToken | None:
+    """The unrevoked token with this hash, its user and the user's limits (None when it has none) loaded."""
+    connection = connections[router.db_for_read(ApiToken)]
+    key = (connection.alias, connection.vendor)
+    read = _TOKEN_READS.get(key) or _TOKEN_READS.setdefault(key, _TokenRead(connection))
+    with connection.cursor() as cursor:
+        cursor.execute(read.sql, [token_hash])
+        row = cursor.fetchone()
+    return read.token_of(row) if row is not None else None

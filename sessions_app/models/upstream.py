@@ -6,9 +6,10 @@ import copy
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models, router
 
 from ..crypto import decrypt_secret, encrypt_secret
+from .rows import ModelColumns
 
 #: Where a key goes and how it is presented: changing any of these clears a stored key (UpstreamProfile.save).
 KEY_BOUND_FIELDS = ("websocket_url", "auth_style", "extra_headers")
@@ -133,6 +134,40 @@ class UpstreamProfile(models.Model):
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
+
+
+class _NewConversationRead:
+    """`profile_for_new_conversation` as one statement written once per database (models/rows.py)."""
+
+    def __init__(self, connection) -> None:
+        quote = connection.ops.quote_name
+        self.profile = ModelColumns(UpstreamProfile, "p", connection)
+        allowed = UpstreamProfile._meta.get_field("allowed_users")
+        pk = quote(UpstreamProfile._meta.pk.column)
+        self.sql = (
+            f"SELECT {self.profile.sql} FROM {quote(UpstreamProfile._meta.db_table)} p"
+            f" WHERE p.{quote('enabled')} AND (p.{quote('available_to_all')} OR %s OR EXISTS (SELECT 1"
+            f" FROM {quote(allowed.m2m_db_table())} a WHERE a.{quote(allowed.m2m_column_name())} = p.{pk}"
+            f" AND a.{quote(allowed.m2m_reverse_name())} = %s))"
+            f" ORDER BY p.{quote('is_default')} DESC, p.{quote('name')} ASC LIMIT 1"
+        )
+
+
+_NEW_CONVERSATION_READS: dict[tuple[str, str], _NewConversationRead] = {}
+
+
+def profile_for_new_conversation(user) -> UpstreamProfile | None:
+    """The profile a new conversation of `user` gets when it names none: the default profile if it is enabled
+    and `usable_by` the user, else the first (by name) that is; None when none is.
+
+    One statement: every new gateway socket reads it (relay/warm.py opens its upstream socket ahead)."""
+    connection = connections[router.db_for_read(UpstreamProfile)]
+    key = (connection.alias, connection.vendor)
+    read = _NEW_CONVERSATION_READS.get(key) or _NEW_CONVERSATION_READS.setdefault(key, _NewConversationRead(connection))
+    with connection.cursor() as cursor:
+        cursor.execute(read.sql, [bool(user.is_staff), user.pk])
+        row = cursor.fetchone()
+    return read.profile.instance(row) if row is not None else None
 
 
 class ModelPrice(models.Model):

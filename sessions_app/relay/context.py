@@ -30,7 +30,7 @@ from django.conf import settings
 from django.http import Http404
 
 from .. import selectors, services
-from ..models import Conversation, Item, ResponseRecord, UpstreamProfile
+from ..models import Conversation, Item, ResponseRecord, UpstreamProfile, profile_for_new_conversation
 from ..protocol.items import input_items, last_user_text
 from ..protocol.outcome import Usage
 from ..upstream import UpstreamTarget, auth_headers
@@ -98,6 +98,10 @@ class ConversationView:
 def _profile_view(profile: UpstreamProfile | None, user) -> ProfileView | None:
     if profile is None or not profile.usable_by(user):
         return None
+    return _usable_profile_view(profile)
+
+
+def _usable_profile_view(profile: UpstreamProfile) -> ProfileView:
     headers = auth_headers(auth_style=profile.auth_style, api_key=profile.get_api_key(), extra=profile.extra_headers)
     return ProfileView(
         pk=profile.pk, name=profile.name, target=UpstreamTarget(url=profile.websocket_url, headers=headers),
@@ -206,11 +210,9 @@ def _conversation_for_gateway(*, user, requested: str | None, title: str, api_to
 
 def new_conversation_profile(user) -> ProfileView | None:
     """The profile a new gateway conversation of `user` gets (relay/warm.py opens its socket ahead): the
-    default profile if this user may use it (one query, the usual case), else the first usable."""
-    profile = selectors.default_profile()
-    if profile is None or not profile.usable_by(user):
-        profile = next(iter(selectors.profiles_usable_by(user=user)), None)
-    return _profile_view(profile, user)
+    default profile if this user may use it, else the first usable (one statement)."""
+    profile = profile_for_new_conversation(user)
+    return _usable_profile_view(profile) if profile is not None else None
 
 
 def title_from(create: dict[str, Any]) -> str:

@@ -1,0 +1,111 @@
+"""The handshake's hand-written reads (models/rows.py) give what the ORM gives: the same rows, the same values
+of the same types, the same caches, and the same choice of profile; on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sessions_app.models import ApiToken, UpstreamProfile, UserLimits, hash_token, profile_for_new_conversation
+
+pytestmark = pytest.mark.django_db
+
+
+def _values(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields}
+
+
+def _assert_same(read, orm) -> None:
+    assert type(read) is type(orm)
+    assert _values(read) == _values(orm)
+    for name, value in _values(orm).items():  # an aware datetime, not SQLite's text; a bool, not 0 / 1
+        assert type(_values(read)[name]) is type(value), name
+    assert read._state.adding is False and read._state.db == orm._state.db
+
+
+def _orm_token(raw: str) -> ApiToken:
+    return ApiToken.objects.select_related("user", "user__switchboard_limits").get(token_hash=hash_token(raw))
+
+
+def test_a_token_reads_with_its_user_and_limits_as_the_orm_reads_them(user, django_assert_num_queries):
+    UserLimits.objects.create(user=user, max_sockets=3, tokens_per_day=0)
+    _, raw = ApiToken.issue(user=user, name="agent")
+    ApiToken.objects.filter(prefix=raw[:10]).update(last_used_at=timezone.now() - timedelta(minutes=5),
+                                                    reads_metrics=True)
+    orm = _orm_token(raw)
+    read = ApiToken.authenticate_token(raw)
+    _assert_same(read, orm)
+    with django_assert_num_queries(0):  # loaded with the token, like select_related
+        _assert_same(read.user, orm.user)
+        _assert_same(read.user.switchboard_limits, orm.user.switchboard_limits)
+    assert _orm_token(raw).last_used_at > orm.last_used_at + timedelta(minutes=4)  # this use was recorded
+
+
+def test_a_user_without_limits_reads_as_having_none_without_a_query(user, django_assert_num_queries):
+    _, raw = ApiToken.issue(user=user)
+    read = ApiToken.authenticate_token(raw)
+    with django_assert_num_queries(0), pytest.raises(UserLimits.DoesNotExist):
+        read.user.switchboard_limits  # noqa: B018 - the access is the test
+
+
+def test_revoked_unknown_and_inactive_tokens_read_as_none(user, other_user):
+    token, raw = ApiToken.issue(user=user)
+    _, other_raw = ApiToken.issue(user=other_user)
+    assert ApiToken.authenticate_token(raw).pk == token.pk
+    assert ApiToken.authenticate_token(raw + "x") is None
+    assert ApiToken.authenticate_token("sb_" + "0" * 43) is None
+    assert ApiToken.authenticate_token(raw.removeprefix("sb_")) is None
+    token.revoke()
+    assert ApiToken.authenticate_token(raw) is None
+    get_user_model().objects.filter(pk=other_user.pk).update(is_active=False)
+    assert ApiToken.authenticate_token(other_raw) is None
+
+
+def test_a_profile_reads_as_the_orm_reads_it(user):
+    profile = UpstreamProfile(name="p", websocket_url="ws://127.0.0.1:9/v1/responses", is_default=True,
+                              allowed_models=["gpt-5.5"], extra_headers={"X-Team": "agents"})
+    profile.set_api_key("sk-test-0000000000001234")
+    profile.save()
+    read = profile_for_new_conversation(user)
+    _assert_same(read, UpstreamProfile.objects.get(pk=profile.pk))
+    assert read.get_api_key() == "sk-test-0000000000001234"
+    read.websocket_url = "ws://elsewhere.invalid/v1/responses"  # it remembers what it loaded, like from_db
+    assert read.endpoint_changed() == ["websocket_url"]
+
+
+def _expected(user) -> UpstreamProfile | None:
+    """The rule, in the ORM: the enabled default profile when the user may use it, else the first usable by name."""
+    usable = [p for p in UpstreamProfile.objects.filter(enabled=True).order_by("name") if p.usable_by(user)]
+    return next((p for p in usable if p.is_default), usable[0] if usable else None)
+
+
+profile_rows = st.lists(st.fixed_dictionaries({
+    "enabled": st.booleans(), "available_to_all": st.booleans(), "is_default": st.booleans(),
+    "allowed": st.booleans(), "allowed_other": st.booleans(),
+}), max_size=5)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=profile_rows, staff=st.booleans(), names=st.randoms(use_true_random=False))
+def test_a_new_conversation_gets_the_profile_the_orm_rule_gives(user, other_user, rows, staff, names):
+    get_user_model().objects.filter(pk=user.pk).update(is_staff=staff)
+    user.refresh_from_db()
+    order = list(range(len(rows)))
+    names.shuffle(order)
+    with transaction.atomic():
+        for row, name in zip(rows, order, strict=True):
+            profile = UpstreamProfile.objects.create(
+                name=f"profile {name}", websocket_url="ws://127.0.0.1:9/v1/responses", enabled=row["enabled"],
+                available_to_all=row["available_to_all"], is_default=row["is_default"])
+            profile.allowed_users.set([u for u, on in ((user, row["allowed"]), (other_user, row["allowed_other"]))
+                                       if on])
+        expected = _expected(user)
+        read = profile_for_new_conversation(user)
+        assert (read.pk if read else None) == (expected.pk if expected else None)
+        transaction.set_rollback(True)
