@@ -14,3 +14,17 @@ def test_autobahn_debug_arguments_are_plain_text_after_quieting(monkeypatch) -> 
     serve.quiet_autobahn()
     assert protocol.hlval(123) == "123"
     assert protocol.hltype(protocol.WebSocketProtocol.sendData) == "WebSocketProtocol.sendData"
+
+
+def test_autobahn_formats_a_socket_s_settings_only_when_its_debug_line_is_written(monkeypatch) -> None:
+    monkeypatch.setattr(protocol, "pformat", protocol.pformat)
+    monkeypatch.setattr(protocol.Timings, "__str__", protocol.Timings.__str__)
+    serve.quiet_autobahn()
+    settings = [("openHandshakeTimeout", 5, "WebSocketServerFactory")]
+    deferred = protocol.pformat(settings)
+    assert not isinstance(deferred, str)
+    text = "[('openHandshakeTimeout', 5, 'WebSocketServerFactory')]"
+    assert str(deferred) == "{}".format(deferred) == text  # noqa: UP032 - txaio formats its lines with str.format
+    timings = protocol.Timings()
+    timings.track("onOpen")
+    assert str(timings).startswith("{'onOpen':")
