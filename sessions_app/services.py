@@ -1,4 +1,4 @@
-"""Writes outside the relay's hot path (the relay's writes live in recording.py)."""
+"""Writes outside the relay's hot path (the relay's writes live in recording/)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import Conversation, ResponseRecord, UpstreamProfile
+from .models.statements import insert_rows
 from .selectors import conversation_streaming, default_profile
 
 DEFAULT_PROFILE_NAME = "default"
@@ -38,7 +39,7 @@ def conversation_create(
         raise TypeError(f"conversation_create() got unknown settings: {sorted(unknown)}")
     if profile is None and profile_pk is None:
         profile = default_profile()
-    return Conversation.objects.create(
+    conversation = Conversation(
         owner=owner,
         title=title[:200],
         **({"upstream_profile": profile} if profile is not None else {"upstream_profile_id": profile_pk}),
@@ -48,6 +49,10 @@ def conversation_create(
         api_token_id=api_token_pk,
         **settings_,
     )
+    # One prepared INSERT (models/statements.py), not save(): every agent's new socket makes one, and
+    # Django's save machinery cost 0.3 ms of CPU where the statement costs 0.1.
+    insert_rows([conversation], returning=True)
+    return conversation
 
 
 @transaction.atomic

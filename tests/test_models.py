@@ -47,6 +47,19 @@ def test_conversation_takes_the_default_profile_and_model(user):
     assert conversation.status == Conversation.Status.IDLE
 
 
+def test_a_new_conversation_reads_back_exactly_as_created(user):
+    """conversation_create writes with one prepared INSERT (models/statements.py), not save()."""
+    profile = default_profile_sync()
+    tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}]
+    made = conversation_create(owner=user, title="t" * 250, profile=profile, instructions="Be brief.", tools=tools,
+                               reasoning_effort="low", max_output_tokens=300, created_via="gateway")
+    assert made._state.adding is False and made.created_at is not None
+    loaded = Conversation.objects.get(pk=made.pk)
+    assert {f.attname: getattr(loaded, f.attname) for f in Conversation._meta.concrete_fields} == {
+        f.attname: getattr(made, f.attname) for f in Conversation._meta.concrete_fields}
+    assert loaded.title == "t" * 200 and loaded.tools == tools and loaded.upstream_profile_id == profile.pk
+
+
 def test_response_chain_links_and_unique_response_id(user):
     conversation = conversation_create(owner=user)
     root = ResponseRecord.objects.create(conversation=conversation, response_id="resp_1")

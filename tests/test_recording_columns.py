@@ -10,7 +10,7 @@ import pytest
 from django.db import connection, models
 
 from sessions_app.models import Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
-from sessions_app.recording.columns import adapter
+from sessions_app.models.columns import adapter
 
 
 def samples(field: models.Field) -> list:

@@ -4,7 +4,7 @@ A request's input is written and committed before it is sent (`Recorder.write_re
 then pg.py on PostgreSQL from the event loop, or sqlite.py + groups.py on a recorder thread); everything
 the upstream streams back is queued as ops (ops.py) and written in batches beside the stream
 (recorder.py, writer.py; through a database outage too: availability.py), parameters adapted per
-column once (columns.py). Nothing here imports the relay or the
+column once (models/columns.py). Nothing here imports the relay or the
 live layer.
 """
 

@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from ..compaction import pending_compaction, start_from_window
 from ..models import CompactionEvent, Conversation, Item, ResponseRecord, UpstreamConnection
+from ..models.columns import Columns
 from ..protocol.items import input_items, item_type
 from ..recovery import context_after
-from .columns import Columns
 from .ops import (
     insert_rows,
     item_rows,
@@ -271,8 +271,7 @@ def _write_request_in_transaction(row: RequestRow) -> RequestWritten:
 
 
 def _open_connection(conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:
-    return UpstreamConnection.objects.create(
-        conversation_id=conversation_id, upstream_profile_id=profile_id, url=url[:500]
-    ).pk
+    row = UpstreamConnection(conversation_id=conversation_id, upstream_profile_id=profile_id, url=url[:500])
+    return insert_rows([row], returning=True)[0]
 
 

@@ -18,10 +18,10 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from ..models import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
+from ..models.statements import Statement, insert_rows, insert_statement, update_row, update_statement
 from ..protocol.items import item_text, item_type
 from ..protocol.outcome import Usage
 from ..recovery import context_after
-from .statements import Statement, insert_rows, insert_statement, update_row, update_statement
 
 __all__ = [
     "Op",

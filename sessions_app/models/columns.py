@@ -69,10 +69,12 @@ _INSERT_COLUMNS: dict[tuple[Any, ...], list[tuple[models.Field, Callable[[Any], 
 
 
 def insert_columns(model: type[Any], connection) -> list[tuple[models.Field, Callable[[Any], Any]]]:
+    """The columns an INSERT of `model` names: all but a primary key the database numbers (a UUID is sent)."""
     key = (model, connection.alias, connection.vendor)
     columns = _INSERT_COLUMNS.get(key)
     if columns is None:
-        fields = [f for f in model._meta.local_concrete_fields if not f.primary_key]
+        fields = [f for f in model._meta.local_concrete_fields
+                  if not (f.primary_key and isinstance(f, models.AutoField))]
         columns = _INSERT_COLUMNS[key] = [(f, adapter(f, connection)) for f in fields]
     return columns
 
@@ -80,7 +82,7 @@ def insert_columns(model: type[Any], connection) -> list[tuple[models.Field, Cal
 class Columns:
     """A model's insert columns, with their defaults prepared once per database vendor.
 
-    `params` gives the parameters `recording_ops.insert_statement` would give for an instance made of
+    `params` gives the parameters `statements.insert_statement` would give for an instance made of
     `values` (keyed by attname), without making one; a column left out takes its default, and must not
     be auto_now / auto_now_add.
     """

@@ -1,7 +1,8 @@
-"""Plain SQL for the recorder's rows: what `bulk_create` and `update()` do, without the query machinery.
+"""Plain SQL for model rows: what `bulk_create` and `update()` do, without the query machinery.
 
-On the relay's per-turn path, building a query and a compiler per call cost more than the database did;
-these build the statement from per-column adapters made once (columns.py).
+On the relay's per-turn path, and for the rows every new gateway socket writes (its conversation, its
+upstream socket), building a query and a compiler per call cost more than the database did; these build
+the statement from per-column adapters made once (columns.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections, router
+from django.db import connections, models, router
 
 from .columns import adapter, insert_columns
 
@@ -32,26 +33,30 @@ def insert_statement(rows: list[Any], *, returning: bool = False) -> Statement:
     return sql, [adapt(f.pre_save(row, True)) for row in rows for f, adapt in columns]
 
 
-def insert_rows(rows: list[Any], *, returning: bool = False) -> list[int]:
-    """INSERT model instances of one model in one statement; the new pks if `returning`.
+def insert_rows(rows: list[Any], *, returning: bool = False) -> list[Any]:
+    """INSERT model instances of one model in one statement; their pks if `returning`.
 
     What `bulk_create` does for these plain rows (every field's `pre_save` and `get_db_prep_save`,
     so defaults, auto_now_add and JSON adapt the same way), without building a query and compiler
     per call: on the relay's per-turn path that machinery cost more than the database did.
-    SQLite (3.35+) and PostgreSQL both return the new ids in VALUES order.
+    A pk the database numbers is read back (SQLite 3.35+ and PostgreSQL both return the new ids in
+    VALUES order); one the instance has (a UUID) is sent and kept.
     """
     if not rows:
         return []
-    sql, params = insert_statement(rows, returning=returning)
-    with connections[router.db_for_write(type(rows[0]))].cursor() as cursor:
+    alias = router.db_for_write(type(rows[0]))
+    numbered = isinstance(type(rows[0])._meta.pk, models.AutoField)
+    sql, params = insert_statement(rows, returning=returning and numbered)
+    with connections[alias].cursor() as cursor:
         cursor.execute(sql, params)
         if not returning:
             return []
-        pks = [r[0] for r in cursor.fetchall()]
-    for row, pk in zip(rows, pks, strict=True):
-        row.pk = pk
-        row._state.adding = False
-    return pks
+        if numbered:
+            for row, found in zip(rows, cursor.fetchall(), strict=True):
+                row.pk = found[0]
+    for row in rows:
+        row._state.adding, row._state.db = False, alias
+    return [row.pk for row in rows]
 
 
 _UPDATES: dict[tuple[Any, ...], tuple[str, list[Callable[[Any], Any]], Callable[[Any], Any]]] = {}
