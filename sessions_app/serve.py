@@ -180,9 +180,11 @@ def _timings_text(timings) -> str:
 
 def quiet_autobahn() -> None:
     """See the module rules: autobahn's protocol module formats its debug arguments plainly, and lazily."""
+    from autobahn.twisted import websocket
     from autobahn.websocket import protocol
 
     protocol.hltype, protocol.hlval = _plain_name, _plain_value
+    websocket.hltype, websocket.hlval = _plain_name, _plain_value  # its adapter: per frame received, too
     protocol.pformat = _FormattedWhenRead  # its one other caller, Timings.__str__, must return a str:
     protocol.Timings.__str__ = _timings_text
 

@@ -25,21 +25,31 @@ CREATE_SETTINGS = frozenset({"instructions", "tools", "reasoning_effort", "max_o
 SETTINGS_FIELDS = frozenset({"title", "upstream_profile", "model", "store", *CREATE_SETTINGS})
 
 
-def conversation_create(
+def conversation_create(**values: object) -> Conversation:
+    """A new conversation, written (`conversation_new` says what it holds)."""
+    conversation = conversation_new(**values)
+    # One prepared INSERT (models/statements.py), not save(): every agent's new socket makes one, and
+    # Django's save machinery cost 0.3 ms of CPU where the statement costs 0.1.
+    insert_rows([conversation], returning=True)
+    return conversation
+
+
+def conversation_new(
     *, owner, title: str = "", profile: UpstreamProfile | None = None, model: str = "", store: bool = False,
     created_via: str = "browser", api_token_pk: int | None = None, profile_pk: int | None = None,
     **settings_: object,
 ) -> Conversation:
-    """A new conversation; `settings_` are more of its settings (CREATE_SETTINGS), already validated.
+    """A new conversation, not yet written (the relay writes a gateway's with its first request:
+    recording's `insert_row`); `settings_` are more of its settings (CREATE_SETTINGS), already validated.
 
-    Its profile: `profile`, else the one whose pk is `profile_pk` (not read: the caller gives `model`),
-    else the default."""
+    Its profile: `profile`, else the one whose pk is `profile_pk` (not read: the caller gives `model`;
+    no database access then), else the default."""
     unknown = settings_.keys() - CREATE_SETTINGS
     if unknown:
-        raise TypeError(f"conversation_create() got unknown settings: {sorted(unknown)}")
+        raise TypeError(f"conversation_new() got unknown settings: {sorted(unknown)}")
     if profile is None and profile_pk is None:
         profile = default_profile()
-    conversation = Conversation(
+    return Conversation(
         owner=owner,
         title=title[:200],
         **({"upstream_profile": profile} if profile is not None else {"upstream_profile_id": profile_pk}),
@@ -49,10 +59,6 @@ def conversation_create(
         api_token_id=api_token_pk,
         **settings_,
     )
-    # One prepared INSERT (models/statements.py), not save(): every agent's new socket makes one, and
-    # Django's save machinery cost 0.3 ms of CPU where the statement costs 0.1.
-    insert_rows([conversation], returning=True)
-    return conversation
 
 
 @transaction.atomic

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from autobahn.twisted import websocket
 from autobahn.websocket import protocol
 
 from sessions_app import serve
 
 
 def test_autobahn_debug_arguments_are_plain_text_after_quieting(monkeypatch) -> None:
-    monkeypatch.setattr(protocol, "hltype", protocol.hltype)
-    monkeypatch.setattr(protocol, "hlval", protocol.hlval)
+    for module in (protocol, websocket):
+        monkeypatch.setattr(module, "hltype", module.hltype)
+        monkeypatch.setattr(module, "hlval", module.hlval)
     assert "\x1b[" in protocol.hlval(123)  # autobahn's own: ANSI colour codes, built for every frame sent
     serve.quiet_autobahn()
-    assert protocol.hlval(123) == "123"
-    assert protocol.hltype(protocol.WebSocketProtocol.sendData) == "WebSocketProtocol.sendData"
+    for module in (protocol, websocket):  # the protocol, and its Twisted adapter (per frame received)
+        assert module.hlval(123) == "123"
+        assert module.hltype(protocol.WebSocketProtocol.sendData) == "WebSocketProtocol.sendData"
 
 
 def test_autobahn_formats_a_socket_s_settings_only_when_its_debug_line_is_written(monkeypatch) -> None:

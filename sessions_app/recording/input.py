@@ -1,7 +1,7 @@
 """The user's input, written and committed before it is sent upstream (recorder.py's direct writes).
 
-Split from recorder.py, which re-exports `RequestRow`, `RequestWritten`,
-`_write_request` and `_open_connection`. The usual create is built here as
+Split from recorder.py, which re-exports `RequestRow`, `RequestWritten` and
+`_write_request`. The usual create, and a new row (`row_insert`), are built here as
 ready statements (`at_once_statement`, no database access) that recorder.py
 runs from the event loop on PostgreSQL (pg.py) or on a recorder
 thread's raw connection on SQLite (sqlite.py); anything that needs
@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import AutoField
 from django.utils import timezone
 
 from ..compaction import pending_compaction, start_from_window
 from ..models import CompactionEvent, Conversation, Item, ResponseRecord, UpstreamConnection
 from ..models.columns import Columns
+from ..models.statements import insert_statement
 from ..protocol.items import input_items, item_type
 from ..recovery import context_after
 from .ops import (
@@ -126,6 +128,30 @@ class AtOnce:
             return None
         return RequestWritten(record_pk=found[0], payload=self.row.payload,
                               previous_response_id=self.row.previous_response_id, parent_pk=self.parent_pk)
+
+
+@dataclass(frozen=True)
+class RowInsert:
+    """One new row's INSERT … RETURNING its pk (models/statements.py), written the way the usual create is:
+    in a group on SQLite (sqlite.py, groups.py), from the event loop on PostgreSQL (pg.py). A gateway's
+    first turn writes two (its conversation, its upstream socket) beside its request."""
+
+    sql: str
+    params: list[Any]
+    pk: Any = None  # the pk the instance already has (a UUID); None: the database numbers it
+
+    def written(self, found: tuple[Any, ...] | None) -> Any:
+        """The new row's pk, from the statement's one row."""
+        if found is None:  # an INSERT without a conflict clause always returns its row
+            raise RuntimeError("The INSERT returned no row.")
+        return self.pk if self.pk is not None else found[0]
+
+
+def row_insert(row: Any) -> RowInsert:
+    """The INSERT of a new model instance (no database access: the event loop may call it)."""
+    sql, params = insert_statement([row], returning=True)
+    numbered = isinstance(type(row)._meta.pk, AutoField)
+    return RowInsert(sql=sql, params=params, pk=None if numbered else row.pk)
 
 
 def at_once_statement(row: RequestRow) -> AtOnce | None:
@@ -270,8 +296,7 @@ def _write_request_in_transaction(row: RequestRow) -> RequestWritten:
                           replayed=origin == ResponseRecord.Origin.RECOVERY_REPLAY)
 
 
-def _open_connection(conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:
-    row = UpstreamConnection(conversation_id=conversation_id, upstream_profile_id=profile_id, url=url[:500])
-    return insert_rows([row], returning=True)[0]
+def connection_row(conversation_id: uuid.UUID, profile_id: int | None, url: str) -> UpstreamConnection:
+    return UpstreamConnection(conversation_id=conversation_id, upstream_profile_id=profile_id, url=url[:500])
 
 

@@ -44,6 +44,8 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from django.db import DEFAULT_DB_ALIAS
+
 from ..models import ErrorEvent
 from ..process import per_loop
 from . import pg as recording_pg
@@ -53,10 +55,11 @@ from .input import (
     AtOnce,
     RequestRow,
     RequestWritten,
-    _open_connection,
     _write_request,  # noqa: F401 (the sync whole: tests call it on their own thread)
     _write_request_in_transaction,
     at_once_statement,
+    connection_row,
+    row_insert,
 )
 from .ops import (
     ConnectionClosed,
@@ -191,7 +194,18 @@ class Recorder:
         return await _sqlite_groups().write(statement)
 
     async def open_connection(self, *, conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:
-        return await _db(_open_connection, conversation_id, profile_id, url)
+        return await self.insert_row(connection_row(conversation_id, profile_id, url))
+
+    async def insert_row(self, row: Any) -> Any:
+        """Write a new model instance, committed, and give it its pk: in a group with the usual creates on
+        SQLite, from the loop on PostgreSQL, not on a database thread of its own (`row_insert`)."""
+        statement = row_insert(row)
+        if recording_pg.enabled():
+            row.pk = await recording_pg.execute_at_once(statement)
+        else:
+            row.pk = await _sqlite_groups().write(statement)
+        row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
+        return row.pk
 
     # -- lifecycle -------------------------------------------------------------------
 

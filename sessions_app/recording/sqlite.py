@@ -1,4 +1,5 @@
-"""SQLite: the usual create and the recorder's plain batches, straight on a thread's sqlite3 connection.
+"""SQLite: the usual create, a new row, and the recorder's plain batches, straight on a thread's sqlite3
+connection.
 
 Why: on SQLite every write runs on a recorder thread, and the Python it runs there holds the GIL
 the event loop needs to relay (Django's atomic and cursor wrappers, an ORM query for the pending
@@ -20,7 +21,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from .input import AtOnce, RequestWritten
+from .input import AtOnce, RequestWritten, RowInsert
 from .ops import Statement
 
 __all__ = ["write_at_once", "write_many_at_once", "apply_statements"]
@@ -57,7 +58,9 @@ def _in_transaction(raw: sqlite3.Connection, work) -> Any:
     return result
 
 
-def _insert(raw: sqlite3.Connection, statement: AtOnce) -> RequestWritten | None:
+def _insert(raw: sqlite3.Connection, statement: AtOnce | RowInsert) -> RequestWritten | Any | None:
+    if isinstance(statement, RowInsert):
+        return statement.written(raw.execute(_qmark(statement.sql), statement.params).fetchone())
     written = statement.written(raw.execute(_qmark(statement.sql), statement.params).fetchone())
     if written is not None and statement.items_sql is not None:
         raw.execute(_qmark(statement.items_sql),
@@ -65,14 +68,15 @@ def _insert(raw: sqlite3.Connection, statement: AtOnce) -> RequestWritten | None
     return written
 
 
-def write_at_once(statement: AtOnce) -> RequestWritten | None:
-    """Record the usual create in one short transaction; None when a compaction is pending."""
+def write_at_once(statement: AtOnce | RowInsert) -> RequestWritten | Any | None:
+    """Record the usual create (or a new row: its pk) in one short transaction; None when a compaction is
+    pending."""
     raw = _raw()
     return _in_transaction(raw, lambda: _insert(raw, statement))
 
 
-def write_many_at_once(statements: list[AtOnce]) -> list[RequestWritten | None | Exception]:
-    """Several usual creates in one transaction (one turn at the write lock, one commit).
+def write_many_at_once(statements: list[AtOnce | RowInsert]) -> list[RequestWritten | Any | None | Exception]:
+    """Several usual creates and new rows in one transaction (one turn at the write lock, one commit).
 
     If one is refused, the whole transaction rolls back and raises: the caller (recording_groups)
     then writes each create again alone, so only the refused one fails. A savepoint per create

@@ -44,6 +44,8 @@ __all__ = [
     "conversation_for_socket",
     "settings_for_socket",
     "conversation_for_gateway",
+    "GatewayConversation",
+    "new_gateway_conversation",
     "new_conversation_profile",
     "history_event",
     "Owned",
@@ -167,12 +169,24 @@ def owned_references(*, user, response_ids: Iterable[str] = (), item_ids: Iterab
     return Owned(responses, items)
 
 
+@dataclass(frozen=True)
+class GatewayConversation:
+    """What a gateway socket's first create drives: the conversation (None: the create names ids the user
+    does not own, and the relay refuses it), which of the ids the user owns, and for a new conversation
+    its row, made but not written: the relay writes it with the turn's other rows (recording's
+    `insert_row`, grouped with other sockets' on SQLite), not on a database trip of its own."""
+
+    view: ConversationView | None
+    owned: Owned
+    new: Conversation | None = None
+
+
 def conversation_for_gateway(*, user, requested: str | None, title: str, continues: str | None = None,
                              references: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
-                             api_token_pk: int | None = None, profile: ProfileView | None = None) -> tuple[
-                                 ConversationView | None, Owned]:
+                             api_token_pk: int | None = None,
+                             profile: ProfileView | None = None) -> GatewayConversation:
     """The conversation a gateway socket drives, and which of the `references` (response ids, item ids)
-    the user owns; raises RelayError.
+    the user owns; raises RelayError. Reads only.
 
     Named by metadata (`requested`), else the conversation of the response it `continues` when the
     user owns it (an agent's new socket carries on its chain), else a new one; but none (None) is made
@@ -183,29 +197,31 @@ def conversation_for_gateway(*, user, requested: str | None, title: str, continu
     if not requested and continues and continues in owned.responses:
         requested = str(owned.responses[continues])
     if not requested and (set(references[0]) - owned.responses.keys() or set(references[1]) - owned.items.keys()):
-        return None, owned
-    return _conversation_for_gateway(user=user, requested=requested, title=title, api_token_pk=api_token_pk,
-                                     profile=profile), owned
-
-
-def _conversation_for_gateway(*, user, requested: str | None, title: str, api_token_pk: int | None,
-                              profile: ProfileView | None) -> ConversationView:
+        return GatewayConversation(None, owned)
     if requested:
         try:
             conversation = selectors.conversation_get(user=user, pk=requested, for_write=True)
         except Http404:
             raise relay_errors.conversation_not_found() from None
-        return _view(conversation, user)
+        return GatewayConversation(_view(conversation, user), owned)
     if profile is None:  # not read with the token (no warm socket): read it now
         profile = new_conversation_profile(user)
+    return new_gateway_conversation(user=user, title=title, api_token_pk=api_token_pk, profile=profile, owned=owned)
+
+
+def new_gateway_conversation(*, user, title: str, api_token_pk: int | None, profile: ProfileView | None,
+                             owned: Owned | None = None) -> GatewayConversation:
+    """A new conversation on `profile` (no database access: a socket whose first create names nothing to look
+    up, and whose profile was read with its token, makes it on the event loop); raises RelayError."""
     if profile is None:
         raise relay_errors.no_upstream_profile()
-    conversation = services.conversation_create(
+    conversation = services.conversation_new(
         owner=user, title=title, profile_pk=profile.pk,
         model=profile.default_model or settings.SWITCHBOARD_DEFAULT_MODEL, created_via="gateway",
         api_token_pk=api_token_pk,
     )
-    return replace(_view(conversation, user, with_profile=False), profile=profile)
+    return GatewayConversation(replace(_view(conversation, user, with_profile=False), profile=profile),
+                               owned or Owned({}, {}), new=conversation)
 
 
 def new_conversation_profile(user) -> ProfileView | None:

@@ -15,20 +15,36 @@ conversation this socket drives:
   existence cannot be probed; an id of another of the user's own
   conversations gets `conversation_mismatch`.
 * Ids found are remembered for the session's life.
+* A gateway socket's first create also chooses its conversation (`gateway_conversation`): one trip
+  reads both (relay_context.conversation_for_gateway); a create that names no id and no conversation,
+  on a socket whose profile was read with its token, needs none. A new conversation is written with
+  other sockets' rows (recording's `insert_row`); if the database refuses it, the client gets
+  `recording_failed` and its create is not sent.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any, Protocol
 
 from ..protocol.errors import ProtocolError, previous_response_not_found
 from ..protocol.references import References
-from ..recording import read_on_db_thread
+from ..recording import Recorder, log_failure, read_on_db_thread
 from . import errors as relay_errors
-from .context import ConversationView, Owned, owned_references
+from .context import (
+    ConversationView,
+    GatewayConversation,
+    Owned,
+    ProfileView,
+    conversation_for_gateway,
+    new_gateway_conversation,
+    owned_references,
+)
 
 __all__ = ["Ownership", "OwnershipHost"]
+
+logger = logging.getLogger("sessions_app.relay")
 
 
 class OwnershipHost(Protocol):
@@ -36,6 +52,8 @@ class OwnershipHost(Protocol):
 
     user: Any
     conversation: ConversationView | None
+    api_token_pk: int | None
+    recorder: Recorder
 
     def has_seen(self, response_id: str) -> bool: ...
 
@@ -70,6 +88,31 @@ class Ownership:
                                         item_ids={i for _, i in unknown.item_ids})
         self.learn(owned)
         self.verify(unknown, owned, lane)
+
+    async def gateway_conversation(self, *, requested: str | None, continues: str | None, refs: References,
+                                   lane: str | None, title: str, profile: ProfileView | None) -> GatewayConversation:
+        """The conversation a gateway socket's first create drives, a new one written (see the module rules);
+        raises the error for an id of `refs` the user does not own (and none is made then)."""
+        host = self.host
+        if not requested and not continues and not refs and profile is not None:
+            found = new_gateway_conversation(user=host.user, title=title, api_token_pk=host.api_token_pk,
+                                             profile=profile)
+        else:
+            found = await read_on_db_thread(
+                conversation_for_gateway, user=host.user, requested=requested, title=title, continues=continues,
+                api_token_pk=host.api_token_pk, profile=profile,
+                references=(tuple(i for _, i in refs.response_ids), tuple(i for _, i in refs.item_ids)))
+        if found.view is None:
+            self.verify(refs, found.owned, lane)
+        if found.new is not None:
+            try:
+                await host.recorder.insert_row(found.new)
+            except Exception as failure:
+                log_failure(logger, failure, "Could not record a new conversation; its create was not relayed")
+                refused = relay_errors.recording_failed()
+                refused.stream_id = lane
+                raise refused from None
+        return found
 
     def verify(self, refs: References, owned: Owned, lane: str | None) -> None:
         """Raise the error for the first id in `refs` that `owned` (the user's, as looked up) does not place

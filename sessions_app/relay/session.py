@@ -51,7 +51,6 @@ from ..recording import (
     RequestWritten,
     database_unavailable,
     log_failure,
-    on_db_thread,
     request_origin,
 )
 from . import errors as relay_errors
@@ -59,7 +58,6 @@ from .context import (
     CONVERSATION_METADATA_KEY,
     ConversationView,
     ProfileView,
-    conversation_for_gateway,
     conversation_for_socket,
     history_event,
     title_from,
@@ -308,17 +306,12 @@ class RelaySession:
             if requested and requested != str(self.conversation.id):
                 raise relay_errors.conversation_mismatch(event.stream_id)
             return
-        # One trip to the database: the conversation, and which of the ids the create names are the user's.
-        conversation, owned = await on_db_thread(
-            conversation_for_gateway, user=self.user, requested=requested,
-            title=title_from(event.raw) or "API conversation", continues=event.previous_response_id,
-            api_token_pk=self.api_token_pk, profile=self.warm.profile if self.warm and self.warm.fresh else None,
-            references=(tuple(i for _, i in refs.response_ids), tuple(i for _, i in refs.item_ids)),
-        )
-        if conversation is None:  # it names ids the user does not own: refused, and no conversation made
-            self.ownership.verify(refs, owned, event.stream_id)
-        self.conversation = conversation
-        self.ownership.learn(owned)
+        found = await self.ownership.gateway_conversation(
+            requested=requested, continues=event.previous_response_id, refs=refs, lane=event.stream_id,
+            title=title_from(event.raw) or "API conversation",
+            profile=self.warm.profile if self.warm and self.warm.fresh else None)
+        self.conversation = found.view
+        self.ownership.learn(found.owned)
         self.recorder.conversation_id = self.downstream.conversation_id = self.conversation.id
         self.downstream.latest = self.conversation.latest_response_id
         publisher = self._publisher_for(self.conversation.id, self.downstream.in_flight_frames) \

@@ -1,0 +1,65 @@
+"""A gateway socket's first turn writes three rows: its conversation, its upstream socket, its request. They are
+written with other sockets' rows (recording's `insert_row`: grouped on SQLite, from the loop on PostgreSQL),
+and the request goes upstream only once all three are committed. On the real simulator, through the whole ASGI
+app (token middleware, consumer, relay)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sessions_app.models import ApiToken, Conversation, ResponseRecord, UpstreamConnection
+
+from .conftest import ADAPTER, db, final
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def issue(user, name: str) -> str:
+    return ApiToken.issue(user=user, name=name)[1]
+
+
+async def test_first_turns_of_sockets_opened_together_each_write_their_own_rows(profile, user, open_gateway, sim):
+    tokens = [await db(issue)(user, f"agent {n}") for n in range(6)]
+    sockets = [await open_gateway(token) for token in tokens]
+    turns = await asyncio.gather(*(socket.turn(f"task {n}\nwith details", model="gpt-5.5")
+                                   for n, socket in enumerate(sockets)))
+    for events in turns:
+        assert final(events)["type"] == "response.completed"
+    for socket in sockets:
+        for frame in socket.frames:
+            ADAPTER.validate_json(frame)
+
+    def rows():
+        return [(c, list(UpstreamConnection.objects.filter(conversation=c)),
+                 list(ResponseRecord.objects.filter(conversation=c)))
+                for c in Conversation.objects.select_related("api_token").order_by("title")]
+
+    found = await db(rows)()
+    assert [c.title for c, _, _ in found] == [f"task {n}" for n in range(6)]
+    for n, (conversation, [connection], [record]) in enumerate(found):
+        assert conversation.owner_id == user.pk and conversation.created_via == "gateway"
+        assert conversation.api_token.name == f"agent {n}" and conversation.upstream_profile_id == profile.pk
+        assert conversation.model == "gpt-5.5"
+        assert connection.upstream_profile_id == profile.pk and connection.url == sim.url
+        assert record.connection_id == connection.pk and record.status == ResponseRecord.Status.COMPLETED
+        assert record.response_id == final(turns[n])["response"]["id"]
+
+
+async def test_a_conversation_the_database_refuses_is_an_error_and_its_create_is_never_sent(
+        profile, user, open_gateway, sim):
+    """The token is deleted between the handshake and the first create: its conversation's row, which names
+    the token, is refused at commit. The socket beside it, whose rows may share that transaction, is not."""
+    doomed, other = await db(issue)(user, "doomed"), await db(issue)(user, "other")
+    refused, fine = await open_gateway(doomed), await open_gateway(other)
+    await db(lambda: ApiToken.objects.filter(name="doomed").delete())()
+    sent_before = len(sim.received_frames)
+    events, good = await asyncio.gather(refused.turn("never sent", model="gpt-5.5"),
+                                        fine.turn("sent", model="gpt-5.5"))
+    error = final(events)
+    assert error["type"] == "error" and error["error"]["code"] == "recording_failed"
+    assert final(good)["type"] == "response.completed"
+    assert [f for f in list(sim.received_frames)[sent_before:] if "never sent" in str(f)] == []
+    titles = await db(lambda: sorted(Conversation.objects.values_list("title", flat=True)))()
+    assert titles == ["sent"]
