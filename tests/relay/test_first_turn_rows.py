@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from sessions_app.models import ApiToken, Conversation, ResponseRecord, UpstreamConnection
+from sessions_app.models import ApiToken, Conversation, ResponseRecord, UpstreamConnection, UserLimits
 
 from .conftest import ADAPTER, db, final
 
@@ -50,7 +50,11 @@ async def test_first_turns_of_sockets_opened_together_each_write_their_own_rows(
 async def test_a_conversation_the_database_refuses_is_an_error_and_its_create_is_never_sent(
         profile, user, open_gateway, sim):
     """The token is deleted between the handshake and the first create: its conversation's row, which names
-    the token, is refused at commit. The socket beside it, whose rows may share that transaction, is not."""
+    the token, is refused at commit. The socket beside it, whose rows may share that transaction, is not.
+
+    The user has no socket limit, so a socket is admitted without a row of its own (live/sockets.py): the
+    deletion cannot race an admission that names the token."""
+    await db(lambda: UserLimits.objects.create(user=user, max_sockets=0))()
     doomed, other = await db(issue)(user, "doomed"), await db(issue)(user, "other")
     refused, fine = await open_gateway(doomed), await open_gateway(other)
     await db(lambda: ApiToken.objects.filter(name="doomed").delete())()
