@@ -168,7 +168,7 @@ def start_targets(stack: ExitStack, args, tmp: Path, notes: list[str]) -> list[T
             notes.append(f"PostgreSQL ({POSTGRES_ADMIN_URL}) or Redis ({args.redis_url}) did not answer: pg skipped")
             continue
         stored = stack.enter_context(database(kind, tmp, simulator.url, args.redis_url))
-        token = switchboard_prepare(stored.env)
+        token = switchboard_prepare(stored.env, counted=args.limited)
         for processes in args.processes:
             url, pids = stack.enter_context(switchboard_servers(stored.env, processes, args.backlog))
             targets.append(Target(f"{kind} {processes}p", url, pids, {"Authorization": f"Bearer {token}"}, stored))
@@ -300,6 +300,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10", help="channel layer of the pg runs")
     parser.add_argument("--minimal", action="store_true",
                         help="also run the forward-only consumer (bench/minimal_consumer.py on stock Daphne): the framework's floor")
+    parser.add_argument("--limited", action="store_true",
+                        help="the bench user's limits are counted (set too high to refuse), as under the default "
+                             "limits; without it the user has none, and nothing is counted")
     parser.add_argument("--json", type=Path, help="write every round's figures to this file")
     args = parser.parse_args(argv)
     if set(args.db) - {"sqlite", "pg"} or not args.processes or not args.n or min(args.n + args.processes) < 1:
@@ -314,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     began = time.perf_counter()
-    notes = [f"open files limit {hard}" + (" (too low for the largest N)" if hard < 2 * args.n[-1] + 256 else "")]
+    notes = [f"open files limit {hard}" + (" (too low for the largest N)" if hard < 2 * args.n[-1] + 256 else ""),
+             "limits: counted, never reached (--limited)" if args.limited else "limits: none (nothing counted)"]
     server_log = Path(tempfile.gettempdir()) / f"switchboard-capacity-{os.getpid()}.log"
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="switchboard-capacity-") as tmp:
         with children_output_to(server_log):

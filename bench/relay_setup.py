@@ -137,10 +137,12 @@ def django_env(var_dir: Path, simulator_url: str) -> dict[str, str]:
     }
 
 
-def switchboard_prepare(env: dict[str, str]) -> str:
-    """Migrate, sync the default profile onto the simulator, and return a fresh personal token."""
+def switchboard_prepare(env: dict[str, str], *, counted: bool = False) -> str:
+    """Migrate, sync the default profile onto the simulator, and return a fresh personal token. `counted`: the
+    token's user has limits that never refuse but are counted (switchboard_db.py), else no limits."""
     done = subprocess.run(
-        [sys.executable, str(BENCH / "switchboard_db.py"), "prepare"], cwd=ROOT, env={**os.environ, **env},
+        [sys.executable, str(BENCH / "switchboard_db.py"), "prepare"], cwd=ROOT,
+        env={**os.environ, **env, "BENCH_LIMITS": "counted" if counted else "none"},
         capture_output=True, text=True, timeout=300,
     )
     if done.returncode:
