@@ -75,14 +75,18 @@ class RelayConsumer(AsyncWebsocketConsumer):
     async def _admit(self, face: str, token_pk: int | None = None) -> bool:
         """Count this socket against its user's limit; over it, tell the client and close (already accepted).
 
-        Limits read at the handshake (gateway_auth.py) without a socket limit admit at once: nothing to
-        count, so no second trip to a database thread on a first turn's path."""
+        With the limits read at the handshake (gateway_auth.py) nothing else is read: a socket limit is
+        one guarded INSERT, and none is nothing at all (live/sockets.py)."""
         try:
-            self.admitted = sockets.uncounted(self.scope.get("switchboard_limits"), token_pk) or await on_db_thread(
-                sockets.admit_socket, user=self.scope["user"], face=face, token_pk=token_pk)
+            self.admitted = await sockets.admit(user_pk=self.scope["user"].pk, face=face, token_pk=token_pk,
+                                                limits=self.scope.get("switchboard_limits"))
         except LimitExceeded as exc:
             await self._send_text(json.dumps(exc.to_event()))
             await self.close(code=LIMITED_CODE)
+            return False
+        except sockets.CredentialGone:
+            await self._send_text(json.dumps(revocation.revoked_event("token_revoked")))
+            await self.close(code=revocation.REVOKED_CODE)
             return False
         sockets.start_socket_heartbeat()
         return True

@@ -48,7 +48,7 @@ from ..protocol.errors import error_event
 from ..recording import read_on_db_thread
 from .edge_log import EdgeLog
 
-__all__ = ["Credential", "watch", "unwatch", "check_soon", "revoked_credentials", "REVOKED_CODE", "STAFF_LOST_CODE"]
+__all__ = ["Credential", "watch", "unwatch", "check_soon", "revoked_credentials", "revoked_event", "REVOKED_CODE", "STAFF_LOST_CODE"]
 
 logger = logging.getLogger("sessions_app.security")
 
@@ -134,6 +134,13 @@ async def _close(credential: Credential, why: str) -> None:
         await _send_quietly(credential, {"type": "switchboard.session_changed", "reason": why})
         await credential.close(SESSION_CHANGED_CODE)
         return
+    await _send_quietly(credential, revoked_event(why))
+    await credential.close(STAFF_LOST_CODE if staff_lost else REVOKED_CODE)
+
+
+def revoked_event(why: str) -> dict:
+    """The error event a socket gets before it is closed for `why` (not a session change)."""
+    staff_lost = why == "staff_revoked"
     message = {
         "signed_out": "You were signed out; sign in again to continue.",
         "password_changed": "Your password changed; sign in again to continue.",
@@ -141,10 +148,8 @@ async def _close(credential: Credential, why: str) -> None:
         "token_revoked": "The API token of this socket was revoked.",
         "staff_revoked": "You are no longer staff, so you may not watch this conversation.",
     }[why]
-    event = error_event(code="credentials_revoked", message=f"{message} ({why})", status=403 if staff_lost else 401,
-                        type="permission_error" if staff_lost else "authentication_error")
-    await _send_quietly(credential, event)
-    await credential.close(STAFF_LOST_CODE if staff_lost else REVOKED_CODE)
+    return error_event(code="credentials_revoked", message=f"{message} ({why})", status=403 if staff_lost else 401,
+                       type="permission_error" if staff_lost else "authentication_error")
 
 
 async def _send_quietly(credential: Credential, event: dict) -> None:

@@ -2,8 +2,9 @@
 
 Rules:
 
-* A socket is admitted before it is accepted: the user's open sockets are counted and this one is
-  registered in one transaction, or `LimitExceeded` (`too_many_sockets`, relay/limits.py) is raised.
+* A socket is admitted before it relays: the user's open sockets are counted and this one is
+  registered in one statement, or `LimitExceeded` (`too_many_sockets`, relay/limits.py) is raised.
+  A user without a socket limit is admitted uncounted, with no row.
 * Its row goes when it closes. Each process beats its rows like its upstream sockets (process.py),
   so the rows of a process that died stop counting after `lease()`, and are deleted after ten.
 """
@@ -16,17 +17,17 @@ import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections
 from django.utils import timezone
 
 from .. import process
 from ..models import ClientSocket
-from ..recording import on_db_thread
+from ..models.statements import Statement, lock_user_row
+from ..recording import insert_row, on_db_thread, read_on_db_thread
 from ..relay.limits import LimitExceeded, Limits, limits_for
 from .edge_log import EdgeLog
 
-__all__ = ["Admitted", "admit_socket", "uncounted", "release_socket", "start_socket_heartbeat", "lease"]
+__all__ = ["Admitted", "admit", "CredentialGone", "uncounted", "release_socket", "start_socket_heartbeat", "lease"]
 
 logger = logging.getLogger("sessions_app.security")
 
@@ -53,23 +54,48 @@ def uncounted(limits: Limits | None, token_pk: int | None = None) -> Admitted | 
     return Admitted(None, token_pk, limits)
 
 
-def admit_socket(*, user, face: str, token_pk: int | None = None) -> Admitted:
-    """Count the user's open sockets and register this one, or raise LimitExceeded (sync)."""
-    limits = limits_for(user.pk)
+async def admit(*, user_pk: int, face: str, token_pk: int | None = None, limits: Limits | None = None) -> Admitted:
+    """Register this socket if the user's open sockets are fewer than allowed, or raise LimitExceeded.
+
+    One guarded INSERT (count and insert in one statement), written with other sockets' rows: grouped
+    under SQLite's write lock, from the loop after a lock on the user's row on PostgreSQL (recording's
+    `insert_row`), never a database thread's ORM transaction of its own: every socket of a user under
+    the default limits passes here. `limits` are the user's when the handshake read them."""
+    if limits is None:
+        limits = await read_on_db_thread(limits_for, user_pk=user_pk)
     if (admitted := uncounted(limits, token_pk)) is not None:
         return admitted
-    with transaction.atomic():
-        # Serialise one user's admissions (PostgreSQL; SQLite's write transaction already does).
-        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-        live = ClientSocket.objects.filter(user_id=user.pk, heartbeat_at__gte=timezone.now() - lease()).count()
-        if live >= limits.max_sockets:
-            logger.warning("Socket refused: user %s has %d sockets open (limit %d)", user.pk, live,
-                           limits.max_sockets)
-            raise LimitExceeded("too_many_sockets",
-                                f"You have {live} sockets open; the limit is {limits.max_sockets} concurrent "
-                                "sockets per user. Close one and try again.")
-        row = ClientSocket.objects.create(user_id=user.pk, face=face, token_id=token_pk, holder=process.PROCESS_ID)
-    return Admitted(row.pk, token_pk, limits)
+    row = ClientSocket(user_id=user_pk, face=face, token_id=token_pk, holder=process.PROCESS_ID)
+    since = timezone.now() - lease()
+    try:
+        pk = await insert_row(row, guard=_fewer_open_sockets(user_pk, since, limits.max_sockets),
+                              lock=lock_user_row(user_pk))
+    except IntegrityError:  # the user or the token was deleted since the handshake read them
+        raise CredentialGone() from None
+    if pk is None:
+        live = await read_on_db_thread(_open_sockets, user_pk=user_pk, since=since)
+        logger.warning("Socket refused: user %s has %d sockets open (limit %d)", user_pk, live, limits.max_sockets)
+        raise LimitExceeded("too_many_sockets",
+                            f"You have {live} sockets open; the limit is {limits.max_sockets} concurrent "
+                            "sockets per user. Close one and try again.")
+    return Admitted(pk, token_pk, limits)
+
+
+class CredentialGone(Exception):
+    """The socket's user or token no longer exists: it is refused like a revoked one."""
+
+
+def _fewer_open_sockets(user_pk: int, since, limit: int) -> Statement:
+    connection = connections[DEFAULT_DB_ALIAS]
+    meta, quote = ClientSocket._meta, connection.ops.quote_name
+    heartbeat = meta.get_field("heartbeat_at")
+    return (f"(SELECT COUNT(*) FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('user').column)} = %s "
+            f"AND {quote(heartbeat.column)} >= %s) < %s",
+            [user_pk, connection.ops.adapt_datetimefield_value(since), limit])
+
+
+def _open_sockets(user_pk: int, since) -> int:
+    return ClientSocket.objects.filter(user_id=user_pk, heartbeat_at__gte=since).count()
 
 
 def release_socket(socket_pk: int | None) -> None:

@@ -10,27 +10,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import connections, models, router
 
 from .columns import adapter, insert_columns
 
-__all__ = ["Statement", "insert_statement", "insert_rows", "update_statement", "update_row"]
+__all__ = ["Statement", "insert_statement", "insert_rows", "update_statement", "update_row", "lock_user_row"]
 
 Statement = tuple[str, list[Any]]  # SQL with %s placeholders, and its parameters
 
 
-def insert_statement(rows: list[Any], *, returning: bool = False) -> Statement:
-    """One INSERT of model instances of one model (see `insert_rows`)."""
+def insert_statement(rows: list[Any], *, returning: bool = False, guard: Statement | None = None) -> Statement:
+    """One INSERT of model instances of one model (see `insert_rows`).
+
+    With `guard` (a condition and its parameters; one row only) the row is inserted only if the condition
+    holds when the statement runs: `INSERT … SELECT <values> WHERE <guard>`, so a count and the insert it
+    allows are one statement. Then no row RETURNING means the guard refused it."""
     model = type(rows[0])
     connection = connections[router.db_for_write(model)]
     columns = insert_columns(model, connection)
     quote = connection.ops.quote_name
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f, _ in columns)}) "
-           f"VALUES {', '.join([one] * len(rows))}")
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f, _ in columns)}) "
+    params = [adapt(f.pre_save(row, True)) for row in rows for f, adapt in columns]
+    if guard is None:
+        one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        sql += f"VALUES {', '.join([one] * len(rows))}"
+    else:
+        assert len(rows) == 1, "a guarded INSERT writes one row"
+        sql += f"SELECT {', '.join(['%s'] * len(columns))} WHERE {guard[0]}"
+        params += guard[1]
     if returning:
         sql += f" RETURNING {quote(model._meta.pk.column)}"
-    return sql, [adapt(f.pre_save(row, True)) for row in rows for f, adapt in columns]
+    return sql, params
 
 
 def insert_rows(rows: list[Any], *, returning: bool = False) -> list[Any]:
@@ -86,3 +97,11 @@ def update_statement(model: type[Any], pk: Any, values: dict[str, Any]) -> State
 def update_row(model: type[Any], pk: Any, values: dict[str, Any]) -> None:
     with connections[router.db_for_write(model)].cursor() as cursor:
         cursor.execute(*update_statement(model, pk, values))
+
+
+def lock_user_row(user_pk: int) -> Statement:
+    """`SELECT … FOR UPDATE` of the user's row (PostgreSQL): run before a guarded INSERT that counts the
+    user's rows, it serialises that user's guarded INSERTs, as `select_for_update` would."""
+    connection = connections[router.db_for_write(get_user_model())]
+    meta, quote = get_user_model()._meta, connection.ops.quote_name
+    return f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s FOR UPDATE", [user_pk]

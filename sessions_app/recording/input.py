@@ -134,24 +134,36 @@ class AtOnce:
 class RowInsert:
     """One new row's INSERT … RETURNING its pk (models/statements.py), written the way the usual create is:
     in a group on SQLite (sqlite.py, groups.py), from the event loop on PostgreSQL (pg.py). A gateway's
-    first turn writes two (its conversation, its upstream socket) beside its request."""
+    first turn writes two (its conversation, its upstream socket) beside its request.
+
+    A guarded INSERT (`row_insert(row, guard=…)`) may be refused by its guard: then it returns no row and
+    its pk is None. Its `lock` (PostgreSQL only) runs first in the same transaction, so that guards of
+    the same lock see each other's rows: there each statement counts from its own snapshot, and two at
+    once would both be allowed. On SQLite the write lock the group holds already serialises them."""
 
     sql: str
     params: list[Any]
     pk: Any = None  # the pk the instance already has (a UUID); None: the database numbers it
+    guarded: bool = False
+    lock: tuple[str, list[Any]] | None = None
 
     def written(self, found: tuple[Any, ...] | None) -> Any:
-        """The new row's pk, from the statement's one row."""
-        if found is None:  # an INSERT without a conflict clause always returns its row
-            raise RuntimeError("The INSERT returned no row.")
+        """The new row's pk, from the statement's one row (None: the guard refused it)."""
+        if found is None:
+            if self.guarded:
+                return None
+            raise RuntimeError("The INSERT returned no row.")  # an unguarded INSERT always returns its row
         return self.pk if self.pk is not None else found[0]
 
 
-def row_insert(row: Any) -> RowInsert:
-    """The INSERT of a new model instance (no database access: the event loop may call it)."""
-    sql, params = insert_statement([row], returning=True)
+def row_insert(row: Any, *, guard: tuple[str, list[Any]] | None = None,
+               lock: tuple[str, list[Any]] | None = None) -> RowInsert:
+    """The INSERT of a new model instance, only if `guard` holds when given (no database access: the
+    event loop may call it)."""
+    sql, params = insert_statement([row], returning=True, guard=guard)
     numbered = isinstance(type(row)._meta.pk, AutoField)
-    return RowInsert(sql=sql, params=params, pk=None if numbered else row.pk)
+    return RowInsert(sql=sql, params=params, pk=None if numbered else row.pk, guarded=guard is not None,
+                     lock=lock if guard is not None else None)
 
 
 def at_once_statement(row: RequestRow) -> AtOnce | None:

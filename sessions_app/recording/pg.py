@@ -155,8 +155,14 @@ class _Pool:
 
 
 async def _execute(connection: psycopg.AsyncConnection, statement: AtOnce | RowInsert) -> tuple[Any, ...] | None:
-    cursor = await connection.execute(statement.sql, statement.params)
-    return await cursor.fetchone()
+    lock = statement.lock if isinstance(statement, RowInsert) else None
+    if lock is None:
+        cursor = await connection.execute(statement.sql, statement.params)
+        return await cursor.fetchone()
+    async with connection.transaction():  # a guarded INSERT after its lock (input.py, RowInsert)
+        await connection.execute(*lock)
+        cursor = await connection.execute(statement.sql, statement.params)
+        return await cursor.fetchone()
 
 
 def _finish(connection: psycopg.AsyncConnection) -> None:

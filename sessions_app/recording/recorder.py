@@ -39,14 +39,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, IntegrityError
 
 from ..models import ErrorEvent
+from ..models.statements import Statement
 from ..process import per_loop
 from . import pg as recording_pg
 from . import sqlite as recording_sqlite
@@ -85,6 +88,7 @@ __all__ = [
     "Recorder",
     "AtOnce",
     "at_once_statement",
+    "insert_row",
     "Writer",
     "RequestRow",
     "RequestWritten",
@@ -112,6 +116,25 @@ async def _write_many_sqlite(statements: list[Any]) -> list[Any]:
 def _sqlite_groups() -> Groups:
     """The running loop's group commit for SQLite's usual creates (groups.py)."""
     return per_loop(_GROUPS, lambda: Groups(_write_many_sqlite))
+
+
+async def insert_row(row: Any, *, guard: Statement | None = None, lock: Statement | None = None) -> Any:
+    """Write a new model instance, committed, and give it its pk: in a group with the usual creates on
+    SQLite, from the loop on PostgreSQL, not on a database thread of its own (`row_insert`). With a
+    `guard` the row is written only if it holds (and after `lock` on PostgreSQL): None when refused. A row
+    the database refuses (a foreign key to a row deleted meanwhile) raises Django's IntegrityError."""
+    statement = row_insert(row, guard=guard, lock=lock)
+    try:
+        if recording_pg.enabled():
+            pk = await recording_pg.execute_at_once(statement)
+        else:
+            pk = await _sqlite_groups().write(statement)
+    except (sqlite3.IntegrityError, psycopg.IntegrityError) as exc:  # as Django's cursor would raise it
+        raise IntegrityError(*exc.args) from exc
+    if pk is not None:
+        row.pk = pk
+        row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
+    return pk
 
 
 class Recorder:
@@ -193,19 +216,11 @@ class Recorder:
             return await recording_pg.execute_at_once(statement)
         return await _sqlite_groups().write(statement)
 
-    async def open_connection(self, *, conversation_id: uuid.UUID, profile_id: int | None, url: str) -> int:
-        return await self.insert_row(connection_row(conversation_id, profile_id, url))
-
-    async def insert_row(self, row: Any) -> Any:
-        """Write a new model instance, committed, and give it its pk: in a group with the usual creates on
-        SQLite, from the loop on PostgreSQL, not on a database thread of its own (`row_insert`)."""
-        statement = row_insert(row)
-        if recording_pg.enabled():
-            row.pk = await recording_pg.execute_at_once(statement)
-        else:
-            row.pk = await _sqlite_groups().write(statement)
-        row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
-        return row.pk
+    async def open_connection(self, *, conversation_id: uuid.UUID, profile_id: int | None, url: str,
+                              guard: Statement | None = None, lock: Statement | None = None) -> int | None:
+        """The upstream socket's row, its pk; with a `guard` (the user's upstream-socket limit), None when
+        the guard refused it (`insert_row`)."""
+        return await insert_row(connection_row(conversation_id, profile_id, url), guard=guard, lock=lock)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ not be able to take all of it. Rules:
   process sees (live/sockets.py admits them before they are accepted).
 * Upstream sockets are counted from the open `UpstreamConnection` rows of the
   user's conversations (their holders beat them, live/liveness.py) when a new one
-  would open: a cold path, never per event.
+  would open, by the guarded INSERT of its row (`upstream_sockets_guard`): never per event.
 * Responses per hour and tokens per day are checked per `response.create`
   without a query: each process keeps a snapshot of each user's usage from
   the records, taken at a session's first create (sessions that start
@@ -26,22 +26,27 @@ not be able to take all of it. Rules:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import weakref
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
 from .. import process
-from ..models import ResponseRecord, UpstreamConnection, UserLimits
+from ..models import Conversation, ResponseRecord, UpstreamConnection, UserLimits
+from ..models.statements import Statement
 from ..recording import read_on_db_thread
 from .errors import RelayError
 
-__all__ = ["Limits", "LimitExceeded", "Usage", "limits_for", "limits_of", "check_upstream_sockets", "check_rate",
+__all__ = ["Limits", "LimitExceeded", "Usage", "limits_for", "limits_of", "upstream_sockets_guard",
+           "upstream_sockets_refused", "check_rate",
            "check_usage", "Quota", "usage_snapshot"]
 
 logger = logging.getLogger("sessions_app.security")
@@ -108,25 +113,60 @@ def _retry(seconds: float | None) -> tuple[int | None, str]:
 # -- upstream sockets -----------------------------------------------------------------------
 
 
-def check_upstream_sockets(*, user_pk: int, live: list[int], limits: Limits | None = None) -> None:
-    """Raise LimitExceeded if the user holds as many upstream sockets as allowed (sync).
+def upstream_sockets_guard(*, user_pk: int, live: list[int], limit: int) -> Statement:
+    """The condition under which a new upstream socket's row may be written: the user holds fewer than
+    `limit` (a guarded INSERT, recording's `insert_row`; no query of its own on the way of a first turn).
 
-    `live` are this process's open connection rows, which count whatever their last beat; `limits`,
-    the user's when the caller has them."""
-    limit = (limits or limits_for(user_pk)).max_upstream_sockets
-    if not limit:
-        return
+    Held: rows of the user's conversations not closed, that are this process's open ones (`live`,
+    whatever their last beat) or whose holder beat them within the lease (or, never beaten, opened
+    within it)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    heartbeats = process.heartbeats_enabled()
+    sql = _HELD_SQL.get((connection.vendor, heartbeats))
+    if sql is None:
+        sql = _HELD_SQL[connection.vendor, heartbeats] = _held_sql(connection, heartbeats)
+    params: list[Any] = [user_pk]
+    if heartbeats:
+        cutoff = connection.ops.adapt_datetimefield_value(timezone.now() - process.lease())
+        listed = list(live) if connection.vendor == "postgresql" else json.dumps(list(live))
+        params += [listed, cutoff, cutoff]
+    return f"({sql}) < %s", [*params, limit]
+
+
+_HELD_SQL: dict[tuple[str, bool], str] = {}
+
+
+def _held_sql(connection, heartbeats: bool) -> str:
+    quote = connection.ops.quote_name
+    rows, conversations = UpstreamConnection._meta, Conversation._meta
+
+    def column(meta, name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    pk = quote(rows.pk.column)
+    sql = (f"SELECT COUNT(*) FROM {quote(rows.db_table)} u JOIN {quote(conversations.db_table)} c "
+           f"ON c.{quote(conversations.pk.column)} = u.{column(rows, 'conversation')} "
+           f"WHERE c.{column(conversations, 'owner')} = %s AND u.{column(rows, 'closed_at')} IS NULL")
+    if heartbeats:
+        listed = ("u.{pk} = ANY(%s::bigint[])" if connection.vendor == "postgresql"
+                  else "u.{pk} IN (SELECT value FROM json_each(%s))").format(pk=pk)
+        beat, opened = column(rows, "heartbeat_at"), column(rows, "opened_at")
+        sql += (f" AND ({listed} OR u.{beat} >= %s OR (u.{beat} IS NULL AND u.{opened} >= %s))")
+    return sql
+
+
+def upstream_sockets_refused(*, user_pk: int, live: list[int], limit: int) -> LimitExceeded:
+    """What a client is told when the guard refused its upstream socket (sync: counts them for the message)."""
     cutoff = timezone.now() - process.lease()
     open_rows = UpstreamConnection.objects.filter(conversation__owner_id=user_pk, closed_at__isnull=True)
     if process.heartbeats_enabled():
         open_rows = open_rows.filter(Q(pk__in=live) | Q(heartbeat_at__gte=cutoff)
                                      | Q(heartbeat_at__isnull=True, opened_at__gte=cutoff))
     held = open_rows.count()
-    if held >= limit:
-        logger.warning("Upstream socket refused: user %s holds %d (limit %d)", user_pk, held, limit)
-        raise LimitExceeded("too_many_upstream_sockets",
-                            f"Your conversations hold {held} upstream sockets; the limit is {limit} concurrent "
-                            "upstream sockets per user. Close a conversation's socket and try again.")
+    logger.warning("Upstream socket refused: user %s holds %d (limit %d)", user_pk, held, limit)
+    return LimitExceeded("too_many_upstream_sockets",
+                         f"Your conversations hold {held} upstream sockets; the limit is {limit} concurrent "
+                         "upstream sockets per user. Close a conversation's socket and try again.")
 
 
 # -- responses per hour, tokens per day -------------------------------------------------------
@@ -166,6 +206,13 @@ class _Usages:
         self.latest: dict[int, Usage] = {}
         self.loading: dict[int, asyncio.Future[Usage]] = {}
 
+    def recent(self, user_pk: int) -> Usage | None:
+        """The user's usage if read within `USAGE_REFRESH_SECONDS`, else None."""
+        latest = self.latest.get(user_pk)
+        if latest is not None and time.monotonic() - latest.taken <= USAGE_REFRESH_SECONDS:
+            return latest
+        return None
+
     async def fresh(self, user_pk: int) -> Usage:
         """The user's usage from the records, taken now or by a query already on its way."""
         loading = self.loading.get(user_pk)
@@ -202,8 +249,10 @@ class Quota:
         if not (limits.responses_per_hour or limits.tokens_per_day):
             return
         usages = _usages()
-        if self._usage is None:  # this session's first create: the records as they are now
-            self._usage = await usages.fresh(self.user_pk)
+        if self._usage is None:  # this session's first create: the records as they are now, or as this
+            # process read them within the refresh interval, plus what it started since (the bound the
+            # refresh already allows; 150 agents reconnecting at once would otherwise read 150 times)
+            self._usage = usages.recent(self.user_pk) or await usages.fresh(self.user_pk)
         usage = self._usage = usages.latest.get(self.user_pk, self._usage)
         if time.monotonic() - usage.taken > USAGE_REFRESH_SECONDS and not usage.refreshing:
             usage.refreshing = True

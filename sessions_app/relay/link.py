@@ -14,7 +14,8 @@ Rules (session.py states the whole relay's):
   died under the send, once more on a new one; the request's record learns the socket.
 * A socket's row (UpstreamConnection) is written while its handshake runs, so a first turn waits for
   the slower of the two, not both; a handshake that fails ends that row `handshake_failed` (its
-  `opened_at` says when the opening began).
+  `opened_at` says when the opening began). Under an upstream-socket limit (limits.py) the row comes
+  first: its guarded INSERT counts the user's sockets, and a refused one opens no socket.
 * Every open socket is beaten by live/liveness.py while it is open: the session's
   `on_link_open` (handed in by the hub or the gateway consumer) starts the beat.
 * A bad upstream never holds a client's turn: the handshake is bounded
@@ -38,6 +39,7 @@ from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 
 from ..models import ResponseRecord, UpstreamConnection
+from ..models.statements import lock_user_row
 from ..protocol.frames import forward_only_kind
 from ..recording import ConnectionClosed as ConnectionEnded
 from ..recording import ConnectionFailed, Sent, log_failure, read_on_db_thread
@@ -126,17 +128,14 @@ class UpstreamLinks:
             if held.book.busy:
                 raise relay_errors.conversation_busy()
             await other.close(Reason.IDLE, "superseded by another client socket")
-        # The user's upstream-socket limit (limits.py): counted only when a socket would open, and only
-        # when there is one (a session knows its user's limits once it has sent a create).
-        known = host.quota.limits
-        if known is None or known.max_upstream_sockets:
-            await read_on_db_thread(limits.check_upstream_sockets, user_pk=host.user.pk, live=open_connection_pks(),
-                                    limits=known)
         target = conversation.profile.target
-        # The socket's row is written while the handshake runs, not after it (module rules).
-        recording = asyncio.ensure_future(host.recorder.open_connection(
-            conversation_id=conversation.id, profile_id=conversation.profile.pk, url=target.url))
+        recording = asyncio.ensure_future(self._record_open(target.url))
         try:
+            if self._counts_upstream_sockets():  # the row first: a user over the limit never opens a socket
+                await asyncio.wait([recording])  # a failure to write it is reported below, as any row's
+                if recording.exception() is None and recording.result() is None:
+                    raise await read_on_db_thread(limits.upstream_sockets_refused, user_pk=host.user.pk,
+                                                  live=open_connection_pks(), limit=host.quota.limits.max_upstream_sockets)
             socket = await self._handshake(conversation.profile.pk, target)
         except UpstreamError as exc:
             await self._record_failed_open(exc, recording)
@@ -167,6 +166,26 @@ class UpstreamLinks:
             host.on_link_open()
         await self.downstream.update_status()
         return link
+
+    async def _record_open(self, url: str) -> int | None:
+        """The upstream socket's row. Under an upstream-socket limit it is written only if the user holds
+        fewer (limits.py: one guarded INSERT, counted and written at once); None when refused."""
+        host = self.host
+        conversation = host.conversation
+        assert conversation is not None and conversation.profile is not None
+        if host.quota.limits is None:  # a browser session's first create reads them here
+            host.quota.limits = await read_on_db_thread(limits.limits_for, user_pk=host.user.pk)
+        limit = host.quota.limits.max_upstream_sockets
+        guard = limits.upstream_sockets_guard(user_pk=host.user.pk, live=open_connection_pks(), limit=limit) if limit \
+            else None
+        return await host.recorder.open_connection(
+            conversation_id=conversation.id, profile_id=conversation.profile.pk, url=url, guard=guard,
+            lock=lock_user_row(host.user.pk) if guard else None)
+
+    def _counts_upstream_sockets(self) -> bool:
+        """Whether the user's upstream sockets are counted (a limit, or limits not read yet)."""
+        known = self.host.quota.limits
+        return known is None or bool(known.max_upstream_sockets)
 
     async def _handshake(self, profile_pk: int, target: UpstreamTarget) -> UpstreamSocket:
         """The gateway's warm socket when it is for this profile and open (warm.py), else a new one."""
@@ -227,12 +246,12 @@ class UpstreamLinks:
                 url=conversation.profile.target.url, close_code=getattr(exc, "status", None), close_text=str(exc),
                 at=timezone.now(),
             ))
-        # Until its end is written the row counts as a held socket (limits.check_upstream_sockets): a client
+        # Until its end is written the row counts as a held socket (limits.upstream_sockets_guard): a client
         # retrying at once would soon be refused `too_many_upstream_sockets` for sockets that never opened.
         await self.host.recorder.written(HOLD_SECONDS)
 
     def _never_opened(self, recording: asyncio.Future[int]) -> None:
-        if not recording.cancelled() and recording.exception() is None:
+        if not recording.cancelled() and recording.exception() is None and recording.result() is not None:
             self.host.recorder.add(ConnectionEnded(recording.result(), None, "cancelled while opening",
                                                     Reason.HANDSHAKE_FAILED, timezone.now()))
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from ..protocol.errors import ProtocolError, previous_response_not_found
 from ..protocol.references import References
-from ..recording import Recorder, log_failure, read_on_db_thread
+from ..recording import Recorder, insert_row, log_failure, read_on_db_thread
 from . import errors as relay_errors
 from .context import (
     ConversationView,
@@ -106,7 +106,7 @@ class Ownership:
             self.verify(refs, found.owned, lane)
         if found.new is not None:
             try:
-                await host.recorder.insert_row(found.new)
+                await insert_row(found.new)
             except Exception as failure:
                 log_failure(logger, failure, "Could not record a new conversation; its create was not relayed")
                 refused = relay_errors.recording_failed()

@@ -1,0 +1,100 @@
+"""The socket limits count and write in one guarded INSERT (live/sockets.py, relay/limits.py): sockets of one
+user that arrive together are admitted up to the limit and no further, on both databases; a user or token
+deleted since the handshake is refused like a revoked one, not an exception; and the guard counts the same
+upstream sockets as the ORM's reading of the rule."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from django.utils import timezone
+
+from sessions_app import process
+from sessions_app.live import sockets
+from sessions_app.models import ApiToken, ClientSocket, Conversation, UpstreamConnection
+from sessions_app.recording import insert_row
+from sessions_app.relay.limits import Limits, upstream_sockets_guard, upstream_sockets_refused
+from tests.relay.conftest import db, final
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def token(user):
+    return ApiToken.issue(user=user)[1]
+
+
+async def outcome(socket) -> str:
+    """"admitted", or the code of the error event a refused socket got before its close."""
+    if await socket.communicator.receive_nothing(3):  # (receive_output's timeout would cancel the app)
+        return "admitted"
+    return json.loads((await socket.communicator.receive_output(1))["text"])["error"]["code"]
+
+
+async def test_sockets_arriving_together_are_admitted_up_to_the_limit(profile, user, token, open_gateway, settings):
+    settings.SWITCHBOARD_LIMIT_SOCKETS = 3
+    opened = await asyncio.gather(*(open_gateway(token) for _ in range(8)))
+    outcomes = await asyncio.gather(*(outcome(socket) for socket in opened))
+    assert sorted(outcomes) == ["admitted"] * 3 + ["too_many_sockets"] * 5
+    assert await db(lambda: ClientSocket.objects.filter(user=user).count())() == 3
+    admitted = [socket for socket, said in zip(opened, outcomes, strict=True) if said == "admitted"]
+    assert final(await admitted[0].turn("still fine", model="gpt-5.5"))["type"] == "response.completed"
+
+
+async def test_a_token_deleted_before_its_socket_is_admitted_is_refused_as_revoked(profile, user):
+    token = await db(lambda: ApiToken.issue(user=user, name="gone")[0])()
+    await db(lambda: ApiToken.objects.filter(pk=token.pk).delete())()
+    with pytest.raises(sockets.CredentialGone):
+        await sockets.admit(user_pk=user.pk, face="gateway", token_pk=token.pk, limits=Limits(5, 5, 0, 0))
+    assert await db(lambda: ClientSocket.objects.filter(user=user).count())() == 0
+    # A later socket of the same user is admitted as usual.
+    admitted = await sockets.admit(user_pk=user.pk, face="gateway", limits=Limits(5, 5, 0, 0))
+    assert admitted.socket_pk is not None
+
+
+async def test_first_turns_arriving_together_open_upstream_sockets_up_to_the_limit(
+        profile, user, token, open_gateway, settings):
+    settings.SWITCHBOARD_LIMIT_UPSTREAM_SOCKETS = 2
+    opened = [await open_gateway(token) for _ in range(5)]
+    turns = await asyncio.gather(*(socket.turn(f"task {n}", model="gpt-5.5") for n, socket in enumerate(opened)))
+    ends = sorted(final(events).get("error", {}).get("code", final(events)["type"]) for events in turns)
+    assert ends == ["response.completed"] * 2 + ["too_many_upstream_sockets"] * 3
+    # A refused first turn opened no upstream socket and wrote no row for one.
+    assert await db(lambda: UpstreamConnection.objects.filter(conversation__owner=user).count())() == 2
+    refused = next(final(events) for events in turns if final(events)["type"] == "error")
+    assert "limit is 2 concurrent upstream sockets" in refused["error"]["message"]
+
+
+def _rows(user, other_user, profile) -> tuple[Conversation, list[int]]:
+    """Upstream rows in every state the rule tells apart; the pks this process holds open."""
+    now = timezone.now()
+    old = now - 3 * process.lease()
+    mine = Conversation.objects.create(owner=user, upstream_profile=profile)
+    theirs = Conversation.objects.create(owner=other_user, upstream_profile=profile)
+    states = [  # (conversation, closed, heartbeat, opened)
+        (mine, False, now, now), (mine, False, old, old), (mine, False, None, now), (mine, False, None, old),
+        (mine, True, now, now), (theirs, False, now, now), (mine, False, old, old), (mine, False, now, old),
+    ]
+    rows = [UpstreamConnection.objects.create(conversation=conversation, url="ws://x", closed_at=now if closed else None)
+            for conversation, closed, _, _ in states]
+    for row, (_, _, beat, opened) in zip(rows, states, strict=True):
+        UpstreamConnection.objects.filter(pk=row.pk).update(heartbeat_at=beat, opened_at=opened)
+    return mine, [rows[1].pk, rows[4].pk]  # held here: a stale one (counts), a closed one (does not)
+
+
+@pytest.mark.parametrize("heartbeats", [True, False])
+async def test_the_upstream_guard_counts_what_the_rule_counts(profile, user, other_user, heartbeats, monkeypatch):
+    monkeypatch.setattr(process, "heartbeats_enabled", lambda: heartbeats)
+    conversation, live = await db(_rows)(user, other_user, profile)
+    held = int((await db(upstream_sockets_refused)(user_pk=user.pk, live=live, limit=1)).message.split()[3])
+    assert held == (4 if heartbeats else 6)  # fresh, never beaten but new, stale but held here, fresh beat
+
+    async def guarded(limit: int):
+        row = UpstreamConnection(conversation=conversation, url="ws://guarded")
+        return await insert_row(row, guard=upstream_sockets_guard(user_pk=user.pk, live=live, limit=limit))
+
+    assert await guarded(held) is None
+    assert await guarded(held + 1) is not None
+    assert await guarded(held + 1) is None  # the row just written is held too
