@@ -159,10 +159,16 @@ async def _execute(connection: psycopg.AsyncConnection, statement: AtOnce | RowI
     if lock is None:
         cursor = await connection.execute(statement.sql, statement.params)
         return await cursor.fetchone()
-    async with connection.transaction():  # a guarded INSERT after its lock (input.py, RowInsert)
-        await connection.execute(*lock)
-        cursor = await connection.execute(statement.sql, statement.params)
-        return await cursor.fetchone()
+    # A guarded INSERT after its lock (input.py, RowInsert), as one simple query: the lock is held from the
+    # server's SELECT … FOR UPDATE to its COMMIT, never across a round trip and a turn of this busy loop
+    # (every socket of one user queues for it), nor across a WAL flush: whatever later depends on the row
+    # commits synchronously (a request's input), which flushes this commit too.
+    bind = psycopg.AsyncClientCursor(connection).mogrify
+    cursor = await connection.execute(
+        f"BEGIN; {ASYNC_COMMIT}; {bind(*lock)}; {bind(statement.sql, statement.params)}; COMMIT", prepare=False)
+    for _ in range(3):  # BEGIN, SET, the lock: then the INSERT's result
+        cursor.nextset()
+    return await cursor.fetchone()
 
 
 def _finish(connection: psycopg.AsyncConnection) -> None:
