@@ -7,10 +7,10 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connections, models, router
+from django.db import models
 from django.utils import timezone
 
-from .rows import ModelColumns
+from .rows import ModelColumns, read_one
 
 TOKEN_PREFIX = "sb_"
 LAST_USED_PRECISION = timedelta(minutes=1)  # ApiToken.last_used_at
@@ -145,15 +145,7 @@ class _TokenRead:
         return token
 
 
-_TOKEN_READS: dict[tuple[str, str], _TokenRead] = {}
-
-
 def _active_token(token_hash: str) -> ApiToken | None:
     """The unrevoked token with this hash, its user and the user's limits (None when it has none) loaded."""
-    connection = connections[router.db_for_read(ApiToken)]
-    key = (connection.alias, connection.vendor)
-    read = _TOKEN_READS.get(key) or _TOKEN_READS.setdefault(key, _TokenRead(connection))
-    with connection.cursor() as cursor:
-        cursor.execute(read.sql, [token_hash])
-        row = cursor.fetchone()
+    read, row = read_one(ApiToken, _TokenRead, [token_hash])
     return read.token_of(row) if row is not None else None

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import models
 
-__all__ = ["adapter", "insert_columns", "Columns"]
+__all__ = ["adapter", "insert_columns", "numbered_pk", "Columns"]
 
 
 # Model fields whose database value is the Python value itself, for values of exactly these types.
@@ -65,6 +65,12 @@ def adapter(field: models.Field, connection) -> Callable[[Any], Any]:
     return general
 
 
+def numbered_pk(model: type[Any]) -> bool:
+    """Whether the database numbers `model`'s primary key (an INSERT leaves it out and reads it back); else the
+    instance has it (a UUID), and an INSERT sends it."""
+    return isinstance(model._meta.pk, models.AutoField)
+
+
 _INSERT_COLUMNS: dict[tuple[Any, ...], list[tuple[models.Field, Callable[[Any], Any]]]] = {}
 
 
@@ -73,8 +79,7 @@ def insert_columns(model: type[Any], connection) -> list[tuple[models.Field, Cal
     key = (model, connection.alias, connection.vendor)
     columns = _INSERT_COLUMNS.get(key)
     if columns is None:
-        fields = [f for f in model._meta.local_concrete_fields
-                  if not (f.primary_key and isinstance(f, models.AutoField))]
+        fields = [f for f in model._meta.local_concrete_fields if not (f.primary_key and numbered_pk(model))]
         columns = _INSERT_COLUMNS[key] = [(f, adapter(f, connection)) for f in fields]
     return columns
 

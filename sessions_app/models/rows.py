@@ -13,13 +13,36 @@ ORM's own, field by field, on both databases.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from django.db import models
+from django.db import connections, models, router
 
-__all__ = ["ModelColumns"]
+__all__ = ["ModelColumns", "Read", "read_one"]
 
 Converter = Callable[[Any, Any, Any], Any]
+
+
+class Read(Protocol):
+    """A hand-written SELECT of whole rows, built once per database from its connection."""
+
+    sql: str
+
+
+R = TypeVar("R", bound=Read)
+_READS: dict[tuple[Callable[[Any], Any], str, str], Any] = {}
+
+
+def read_one(model: type[models.Model], build: Callable[[Any], R], params: list[Any]) -> tuple[R, Sequence[Any] | None]:
+    """Run `build(connection).sql` (built once per builder and database) on `model`'s read database with
+    `params`: the read, to turn the row into instances, and its first row (None: no row)."""
+    connection = connections[router.db_for_read(model)]
+    key = (build, connection.alias, connection.vendor)
+    read = _READS.get(key)
+    if read is None:
+        read = _READS[key] = build(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(read.sql, params)
+        return read, cursor.fetchone()
 
 
 class ModelColumns:

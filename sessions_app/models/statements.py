@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connections, models, router
+from django.db import connections, router
 
-from .columns import adapter, insert_columns
+from .columns import adapter, insert_columns, numbered_pk
 
 __all__ = ["Statement", "insert_statement", "insert_rows", "update_statement", "update_row", "lock_user_row"]
 
@@ -56,7 +56,7 @@ def insert_rows(rows: list[Any], *, returning: bool = False) -> list[Any]:
     if not rows:
         return []
     alias = router.db_for_write(type(rows[0]))
-    numbered = isinstance(type(rows[0])._meta.pk, models.AutoField)
+    numbered = numbered_pk(type(rows[0]))
     sql, params = insert_statement(rows, returning=returning and numbered)
     with connections[alias].cursor() as cursor:
         cursor.execute(sql, params)

@@ -6,10 +6,10 @@ import copy
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import connections, models, router
+from django.db import models
 
 from ..crypto import decrypt_secret, encrypt_secret
-from .rows import ModelColumns
+from .rows import ModelColumns, read_one
 
 #: Where a key goes and how it is presented: changing any of these clears a stored key (UpstreamProfile.save).
 KEY_BOUND_FIELDS = ("websocket_url", "auth_style", "extra_headers")
@@ -153,20 +153,12 @@ class _NewConversationRead:
         )
 
 
-_NEW_CONVERSATION_READS: dict[tuple[str, str], _NewConversationRead] = {}
-
-
 def profile_for_new_conversation(user) -> UpstreamProfile | None:
     """The profile a new conversation of `user` gets when it names none: the default profile if it is enabled
     and `usable_by` the user, else the first (by name) that is; None when none is.
 
     One statement: every new gateway socket reads it (relay/warm.py opens its upstream socket ahead)."""
-    connection = connections[router.db_for_read(UpstreamProfile)]
-    key = (connection.alias, connection.vendor)
-    read = _NEW_CONVERSATION_READS.get(key) or _NEW_CONVERSATION_READS.setdefault(key, _NewConversationRead(connection))
-    with connection.cursor() as cursor:
-        cursor.execute(read.sql, [bool(user.is_staff), user.pk])
-        row = cursor.fetchone()
+    read, row = read_one(UpstreamProfile, _NewConversationRead, [bool(user.is_staff), user.pk])
     return read.profile.instance(row) if row is not None else None
 
 

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import AutoField
 from django.utils import timezone
 
 from ..compaction import pending_compaction, start_from_window
 from ..models import CompactionEvent, Conversation, Item, ResponseRecord, UpstreamConnection
-from ..models.columns import Columns
-from ..models.statements import insert_statement
+from ..models.columns import Columns, numbered_pk
+from ..models.statements import Statement, insert_statement
 from ..protocol.items import input_items, item_type
 from ..recovery import context_after
 from .ops import (
@@ -145,7 +144,7 @@ class RowInsert:
     params: list[Any]
     pk: Any = None  # the pk the instance already has (a UUID); None: the database numbers it
     guarded: bool = False
-    lock: tuple[str, list[Any]] | None = None
+    lock: Statement | None = None
 
     def written(self, found: tuple[Any, ...] | None) -> Any:
         """The new row's pk, from the statement's one row (None: the guard refused it)."""
@@ -156,13 +155,11 @@ class RowInsert:
         return self.pk if self.pk is not None else found[0]
 
 
-def row_insert(row: Any, *, guard: tuple[str, list[Any]] | None = None,
-               lock: tuple[str, list[Any]] | None = None) -> RowInsert:
+def row_insert(row: Any, *, guard: Statement | None = None, lock: Statement | None = None) -> RowInsert:
     """The INSERT of a new model instance, only if `guard` holds when given (no database access: the
     event loop may call it)."""
     sql, params = insert_statement([row], returning=True, guard=guard)
-    numbered = isinstance(type(row)._meta.pk, AutoField)
-    return RowInsert(sql=sql, params=params, pk=None if numbered else row.pk, guarded=guard is not None,
+    return RowInsert(sql=sql, params=params, pk=None if numbered_pk(type(row)) else row.pk, guarded=guard is not None,
                      lock=lock if guard is not None else None)
 
 
