@@ -39,14 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import psycopg
-from django.db import DEFAULT_DB_ALIAS, IntegrityError
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from ..models import ErrorEvent
 from ..models.statements import Statement
@@ -122,15 +120,16 @@ async def insert_row(row: Any, *, guard: Statement | None = None, lock: Statemen
     """Write a new model instance, committed, and give it its pk: in a group with the usual creates on
     SQLite, from the loop on PostgreSQL, not on a database thread of its own (`row_insert`). With a
     `guard` the row is written only if it holds (and after `lock` on PostgreSQL): None when refused. A row
-    the database refuses (a foreign key to a row deleted meanwhile) raises Django's IntegrityError."""
+    the database refuses (a foreign key to a row deleted meanwhile) raises Django's IntegrityError, an
+    unavailable database Django's OperationalError."""
     statement = row_insert(row, guard=guard, lock=lock)
-    try:
+    # The driver's errors as Django's cursor raises them: an IntegrityError the caller can tell apart, and an
+    # OperationalError that outage.py answers with 503 / 4503.
+    with connections[DEFAULT_DB_ALIAS].wrap_database_errors:
         if recording_pg.enabled():
             pk = await recording_pg.execute_at_once(statement)
         else:
             pk = await _sqlite_groups().write(statement)
-    except (sqlite3.IntegrityError, psycopg.IntegrityError) as exc:  # as Django's cursor would raise it
-        raise IntegrityError(*exc.args) from exc
     if pk is not None:
         row.pk = pk
         row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS

@@ -9,6 +9,7 @@ import asyncio
 import json
 
 import pytest
+from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 
 from sessions_app import process
@@ -98,3 +99,14 @@ async def test_the_upstream_guard_counts_what_the_rule_counts(profile, user, oth
     assert await guarded(held) is None
     assert await guarded(held + 1) is not None
     assert await guarded(held + 1) is None  # the row just written is held too
+
+
+async def test_a_rows_database_errors_are_djangos(profile, user):
+    """What the driver raises reaches callers as Django's classes: outage.py answers an OperationalError with
+    503 / 4503 and sockets.admit tells an IntegrityError apart, whichever database and path wrote the row."""
+    row = ClientSocket(user_id=user.pk, face="gateway", holder="test")
+    with pytest.raises(DatabaseError) as raised:
+        await insert_row(row, guard=("no_such_column > %s", [0]))
+    assert type(raised.value).__module__ == "django.db.utils"
+    with pytest.raises(IntegrityError):
+        await insert_row(ClientSocket(user_id=user.pk + 1000, face="gateway", holder="test"))
