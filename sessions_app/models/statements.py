@@ -100,8 +100,9 @@ def update_row(model: type[Any], pk: Any, values: dict[str, Any]) -> None:
 
 
 def lock_user_row(user_pk: int) -> Statement:
-    """`SELECT … FOR UPDATE` of the user's row (PostgreSQL): run before a guarded INSERT that counts the
-    user's rows, it serialises that user's guarded INSERTs, as `select_for_update` would."""
+    """`SELECT … FOR NO KEY UPDATE` of the user's row (PostgreSQL): run before a guarded INSERT that counts the
+    user's rows, it serialises that user's guarded INSERTs. Not FOR UPDATE: the foreign-key checks of the
+    user's other new rows (a conversation, a record) take KEY SHARE on the same row, and need not wait."""
     connection = connections[router.db_for_write(get_user_model())]
     meta, quote = get_user_model()._meta, connection.ops.quote_name
-    return f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s FOR UPDATE", [user_pk]
+    return f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s FOR NO KEY UPDATE", [user_pk]

@@ -160,7 +160,7 @@ async def _execute(connection: psycopg.AsyncConnection, statement: AtOnce | RowI
         cursor = await connection.execute(statement.sql, statement.params)
         return await cursor.fetchone()
     # A guarded INSERT after its lock (input.py, RowInsert), as one simple query: the lock is held from the
-    # server's SELECT … FOR UPDATE to its COMMIT, never across a round trip and a turn of this busy loop
+    # server's SELECT … FOR NO KEY UPDATE to its COMMIT, never across a round trip and a turn of this busy loop
     # (every socket of one user queues for it), nor across a WAL flush: whatever later depends on the row
     # commits synchronously (a request's input), which flushes this commit too.
     bind = psycopg.AsyncClientCursor(connection).mogrify
