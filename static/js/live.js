@@ -36,6 +36,12 @@ function unstarted(turn) {
   return !turn.responseId && !ENDED.has(turn.status);
 }
 
+/** The turn has ended: text still waiting for an animation frame is drawn now, in the same task as the
+ *  status, so the page never shows an ended turn without the text it ended with (the records keep it). */
+function flushed(turn) {
+  for (const item of turn.view.items.values()) item.flush();
+}
+
 export class LiveTurns {
   constructor(transcript, { onSteer = () => {} } = {}) {
     this.transcript = transcript;
@@ -179,7 +185,7 @@ export class LiveTurns {
     turn.status = status;
     this.settle(lane, turn);
     if (status === 'interrupted') this.cut.set(lane, turn.key);
-    for (const item of turn.view.items.values()) item.flush();  // the text it had is the text it keeps
+    flushed(turn);
     t.touch(turn);
     t.decorate(turn);
     t.onChange();
@@ -277,6 +283,7 @@ export class LiveTurns {
     });
     if (turn.incompleteReason === 'steered') this.steered.add(lane);
     this.settle(lane, turn);
+    flushed(turn);
     t.touch(turn);
     t.render();
     return turn;
@@ -292,6 +299,7 @@ export class LiveTurns {
     turn.status = 'failed';
     turn.error = event.error || { code: 'error' };
     this.settle(lane, turn);
+    flushed(turn);
     t.touch(turn);
     t.render();
     return turn;

@@ -262,6 +262,24 @@ def test_a_failed_response_and_an_error_event_are_shown_and_the_composer_recover
     same_transcript(page, before)
 
 
+def test_a_turn_that_ends_shows_what_it_streamed_even_in_a_tab_that_draws_no_frames(page: Page) -> None:
+    # A hidden tab gets no animation frames, and streamed text waits for one. A turn's end must draw what it
+    # had at once: the failed reply's partial text is on the page as soon as the turn says it failed.
+    page.add_init_script("window.requestAnimationFrame = () => 1; window.cancelAnimationFrame = () => {};")
+    create_user("alice", "alice-password-1")
+    sign_in(page, "alice", "alice-password-1")
+    start_conversation(page, "Hidden tab")
+
+    send(page, "/fail")
+    expect(turn(page, 0)).to_have_class(re.compile(r"\bfailed\b"))
+    live = turn(page, 0).locator(".item.output.message").inner_text()
+    assert live.strip(), "the partial reply was not drawn when the turn failed"
+    before = page.locator("#transcript").inner_text()
+    page.reload()
+    expect(turn(page, 0)).to_have_class(re.compile(r"\bfailed\b"))
+    same_transcript(page, before)
+
+
 def test_send_waits_while_a_reply_streams_and_steer_redirects_it(page: Page) -> None:
     create_user("alice", "alice-password-1")
     frames = record_sent_frames(page)
