@@ -26,10 +26,10 @@ import logging
 from collections.abc import Awaitable
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .live import fanout, gateways, hub, liveness, revocation, sockets
-from .recording import on_db_thread
 from .relay import AttachRefused, RelaySession, open_connection_pks
 from .relay.limits import LimitExceeded, Quota
 
@@ -58,6 +58,12 @@ class RelayConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def websocket_disconnect(self, message) -> None:
+        # Channels' own also ends with aclose_old_connections(), the same hop as in its dispatch (above), once
+        # per socket; this consumer joins no groups (no channel layer), so what is left is the disconnect.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.relay is not None:
             await self.relay.from_client(text_data, bytes_data)
@@ -68,7 +74,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             await self.relay.close()
         if self.admitted is not None and self.admitted.socket_pk is not None:
             try:
-                await on_db_thread(sockets.release_socket, socket_pk=self.admitted.socket_pk)
+                await sockets.release_socket(self.admitted.socket_pk)
             except Exception as exc:  # the row stops counting once this process stops beating it
                 logger.warning("Could not release a client socket row: %r", exc)
 

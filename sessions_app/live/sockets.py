@@ -23,7 +23,7 @@ from django.utils import timezone
 from .. import process
 from ..models import ClientSocket
 from ..models.statements import Statement, lock_user_row
-from ..recording import insert_row, on_db_thread, read_on_db_thread
+from ..recording import delete_row, insert_row, on_db_thread, read_on_db_thread
 from ..relay.limits import LimitExceeded, Limits, limits_for
 from .edge_log import EdgeLog
 
@@ -98,9 +98,11 @@ def _open_sockets(user_pk: int, since) -> int:
     return ClientSocket.objects.filter(user_id=user_pk, heartbeat_at__gte=since).count()
 
 
-def release_socket(socket_pk: int | None) -> None:
+async def release_socket(socket_pk: int | None) -> None:
+    """The socket closed: its row goes, written like its admission (grouped on SQLite, from the loop on
+    PostgreSQL), awaited so that a client reconnecting at once is counted without it."""
     if socket_pk is not None:
-        ClientSocket.objects.filter(pk=socket_pk).delete()
+        await delete_row(ClientSocket, socket_pk)
 
 
 def _beat_sockets() -> None:

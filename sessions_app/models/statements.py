@@ -15,7 +15,8 @@ from django.db import connections, router
 
 from .columns import adapter, insert_columns, numbered_pk
 
-__all__ = ["Statement", "insert_statement", "insert_rows", "update_statement", "update_row", "lock_user_row"]
+__all__ = ["Statement", "insert_statement", "insert_rows", "update_statement", "update_row", "delete_statement",
+           "lock_user_row"]
 
 Statement = tuple[str, list[Any]]  # SQL with %s placeholders, and its parameters
 
@@ -97,6 +98,24 @@ def update_statement(model: type[Any], pk: Any, values: dict[str, Any]) -> State
 def update_row(model: type[Any], pk: Any, values: dict[str, Any]) -> None:
     with connections[router.db_for_write(model)].cursor() as cursor:
         cursor.execute(*update_statement(model, pk, values))
+
+
+_DELETES: dict[tuple[Any, ...], tuple[str, Callable[[Any], Any]]] = {}
+
+
+def delete_statement(model: type[Any], pk: Any) -> Statement:
+    """`DELETE … WHERE pk = %s RETURNING pk`: the row, if it was there (one row back) or not (none), without
+    the deletion collector (no model here has rows that cascade from these). Made once per (model, database)."""
+    connection = connections[router.db_for_write(model)]
+    key = (model, connection.alias, connection.vendor)
+    shape = _DELETES.get(key)
+    if shape is None:
+        quote, meta = connection.ops.quote_name, model._meta
+        column = quote(meta.pk.column)
+        shape = _DELETES[key] = (f"DELETE FROM {quote(meta.db_table)} WHERE {column} = %s RETURNING {column}",
+                                 lambda value, field=meta.pk: field.get_db_prep_value(value, connection))
+    sql, adapt_pk = shape
+    return sql, [adapt_pk(pk)]
 
 
 def lock_user_row(user_pk: int) -> Statement:

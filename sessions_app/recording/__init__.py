@@ -25,6 +25,7 @@ from .recorder import (
     Started,
     Writer,
     at_once_statement,
+    delete_row,
     insert_row,
     on_db_thread,
     shutdown,
@@ -32,7 +33,7 @@ from .recorder import (
 from .threads import read_on_db_thread
 
 __all__ = [
-    "Recorder", "Writer", "AtOnce", "at_once_statement", "insert_row", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
+    "Recorder", "Writer", "AtOnce", "at_once_statement", "insert_row", "delete_row", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
     "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "read_on_db_thread", "shutdown",
     "database_unavailable", "log_failure", "request_origin",
 ]

@@ -24,7 +24,7 @@ from django.utils import timezone
 from ..compaction import pending_compaction, start_from_window
 from ..models import CompactionEvent, Conversation, Item, ResponseRecord, UpstreamConnection
 from ..models.columns import Columns, numbered_pk
-from ..models.statements import Statement, insert_statement
+from ..models.statements import Statement, delete_statement, insert_statement
 from ..protocol.items import input_items, item_type
 from ..recovery import context_after
 from .ops import (
@@ -161,6 +161,27 @@ def row_insert(row: Any, *, guard: Statement | None = None, lock: Statement | No
     sql, params = insert_statement([row], returning=True, guard=guard)
     return RowInsert(sql=sql, params=params, pk=None if numbered_pk(type(row)) else row.pk, guarded=guard is not None,
                      lock=lock if guard is not None else None)
+
+
+@dataclass(frozen=True)
+class RowDelete:
+    """One row's DELETE by pk (models/statements.py), written the way a new row is (`RowInsert`): a client
+    socket's row when the socket closes, which every socket of a user under a socket limit has."""
+
+    sql: str
+    params: list[Any]
+    lock = None
+
+    def written(self, found: tuple[Any, ...] | None) -> bool:
+        """Whether the row was there."""
+        return found is not None
+
+
+def row_delete(model: type[Any], pk: Any) -> RowDelete:
+    return RowDelete(*delete_statement(model, pk))
+
+
+Direct = AtOnce | RowInsert | RowDelete  # what pg.py and sqlite.py write at once, outside the recorder's batches
 
 
 def at_once_statement(row: RequestRow) -> AtOnce | None:

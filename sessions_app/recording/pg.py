@@ -50,7 +50,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import sql as pgsql
 
-from .input import AtOnce, RequestWritten, RowInsert
+from .input import Direct, RequestWritten, RowInsert
 from .ops import Statement
 
 __all__ = ["enabled", "execute_at_once", "execute_batch", "discard_idle", "close_all"]
@@ -119,7 +119,7 @@ class _Pool:
             raise
         self.idle.append((connection, time.monotonic()))
 
-    async def run(self, statement: AtOnce | RowInsert) -> tuple[Any, ...] | None:
+    async def run(self, statement: Direct) -> tuple[Any, ...] | None:
         async with self.slots:
             stale = False
             try:
@@ -154,7 +154,7 @@ class _Pool:
         self.idle.clear()
 
 
-async def _execute(connection: psycopg.AsyncConnection, statement: AtOnce | RowInsert) -> tuple[Any, ...] | None:
+async def _execute(connection: psycopg.AsyncConnection, statement: Direct) -> tuple[Any, ...] | None:
     lock = statement.lock if isinstance(statement, RowInsert) else None
     if lock is None:
         cursor = await connection.execute(statement.sql, statement.params)
@@ -196,7 +196,7 @@ def _pool() -> _Pool:
     return pool
 
 
-async def execute_at_once(statement: AtOnce | RowInsert) -> RequestWritten | Any | None:
+async def execute_at_once(statement: Direct) -> RequestWritten | Any | None:
     """Run the one-statement create on this loop's connections (None: take the general path), or a new
     row's INSERT (its pk)."""
     return statement.written(await _pool().run(statement))

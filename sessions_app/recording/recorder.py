@@ -54,12 +54,14 @@ from . import sqlite as recording_sqlite
 from .groups import Groups
 from .input import (
     AtOnce,
+    Direct,
     RequestRow,
     RequestWritten,
     _write_request,  # noqa: F401 (the sync whole: tests call it on their own thread)
     _write_request_in_transaction,
     at_once_statement,
     connection_row,
+    row_delete,
     row_insert,
 )
 from .ops import (
@@ -122,18 +124,26 @@ async def insert_row(row: Any, *, guard: Statement | None = None, lock: Statemen
     `guard` the row is written only if it holds (and after `lock` on PostgreSQL): None when refused. A row
     the database refuses (a foreign key to a row deleted meanwhile) raises Django's IntegrityError, an
     unavailable database Django's OperationalError."""
-    statement = row_insert(row, guard=guard, lock=lock)
-    # The driver's errors as Django's cursor raises them: an IntegrityError the caller can tell apart, and an
-    # OperationalError that outage.py answers with 503 / 4503.
-    with connections[DEFAULT_DB_ALIAS].wrap_database_errors:
-        if recording_pg.enabled():
-            pk = await recording_pg.execute_at_once(statement)
-        else:
-            pk = await _sqlite_groups().write(statement)
+    pk = await _write_at_once(row_insert(row, guard=guard, lock=lock))
     if pk is not None:
         row.pk = pk
         row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
     return pk
+
+
+async def delete_row(model: type[Any], pk: Any) -> bool:
+    """Delete one row by pk, committed, the way `insert_row` writes one (no deletion collector: for rows
+    nothing cascades from, such as a client socket's). Whether it was there."""
+    return await _write_at_once(row_delete(model, pk))
+
+
+async def _write_at_once(statement: Direct) -> Any:
+    # The driver's errors as Django's cursor raises them: an IntegrityError the caller can tell apart, and an
+    # OperationalError that outage.py answers with 503 / 4503.
+    with connections[DEFAULT_DB_ALIAS].wrap_database_errors:
+        if recording_pg.enabled():
+            return await recording_pg.execute_at_once(statement)
+        return await _sqlite_groups().write(statement)
 
 
 class Recorder:

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from .input import AtOnce, RequestWritten, RowInsert
+from .input import Direct, RequestWritten, RowDelete, RowInsert
 from .ops import Statement
 
 __all__ = ["write_at_once", "write_many_at_once", "apply_statements"]
@@ -58,8 +58,8 @@ def _in_transaction(raw: sqlite3.Connection, work) -> Any:
     return result
 
 
-def _insert(raw: sqlite3.Connection, statement: AtOnce | RowInsert) -> RequestWritten | Any | None:
-    if isinstance(statement, RowInsert):
+def _insert(raw: sqlite3.Connection, statement: Direct) -> RequestWritten | Any | None:
+    if isinstance(statement, (RowInsert, RowDelete)):
         return statement.written(raw.execute(_qmark(statement.sql), statement.params).fetchone())
     written = statement.written(raw.execute(_qmark(statement.sql), statement.params).fetchone())
     if written is not None and statement.items_sql is not None:
@@ -68,14 +68,14 @@ def _insert(raw: sqlite3.Connection, statement: AtOnce | RowInsert) -> RequestWr
     return written
 
 
-def write_at_once(statement: AtOnce | RowInsert) -> RequestWritten | Any | None:
+def write_at_once(statement: Direct) -> RequestWritten | Any | None:
     """Record the usual create (or a new row: its pk) in one short transaction; None when a compaction is
     pending."""
     raw = _raw()
     return _in_transaction(raw, lambda: _insert(raw, statement))
 
 
-def write_many_at_once(statements: list[AtOnce | RowInsert]) -> list[RequestWritten | Any | None | Exception]:
+def write_many_at_once(statements: list[Direct]) -> list[RequestWritten | Any | None | Exception]:
     """Several usual creates and new rows in one transaction (one turn at the write lock, one commit).
 
     If one is refused, the whole transaction rolls back and raises: the caller (recording_groups)

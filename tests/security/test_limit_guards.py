@@ -15,8 +15,8 @@ from django.utils import timezone
 from sessions_app import process
 from sessions_app.live import sockets
 from sessions_app.models import ApiToken, ClientSocket, Conversation, UpstreamConnection
-from sessions_app.recording import insert_row
-from sessions_app.relay.limits import Limits, upstream_sockets_guard, upstream_sockets_refused
+from sessions_app.recording import delete_row, insert_row
+from sessions_app.relay.limits import LimitExceeded, Limits, upstream_sockets_guard, upstream_sockets_refused
 from tests.relay.conftest import db, final
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,6 +53,25 @@ async def test_a_token_deleted_before_its_socket_is_admitted_is_refused_as_revok
     # A later socket of the same user is admitted as usual.
     admitted = await sockets.admit(user_pk=user.pk, face="gateway", limits=Limits(5, 5, 0, 0))
     assert admitted.socket_pk is not None
+
+
+async def test_released_sockets_stop_counting_at_once_while_others_are_admitted(profile, user):
+    # Releases are written like admissions (grouped on SQLite, from the loop on PostgreSQL): a release awaited
+    # beside admissions of the same user is gone when it returns, and only its own row goes.
+    limits = Limits(3, 5, 0, 0)
+    held = [await sockets.admit(user_pk=user.pk, face="gateway", limits=limits) for _ in range(3)]
+    results = await asyncio.gather(*(sockets.release_socket(one.socket_pk) for one in held[:2]),
+                                   *(sockets.admit(user_pk=user.pk, face="gateway", limits=limits) for _ in range(2)),
+                                   return_exceptions=True)
+    # Each admission saw the limit with or without the releases before it: it never counts a released row twice.
+    admitted = [one for one in results[2:] if isinstance(one, sockets.Admitted)]
+    assert all(isinstance(one, sockets.Admitted | LimitExceeded) for one in results[2:]), results
+    left = {held[2].socket_pk, *(one.socket_pk for one in admitted)}
+    assert set(await db(lambda: list(ClientSocket.objects.filter(user=user).values_list("pk", flat=True)))()) == left
+    assert len(left) <= 3
+    # A row already gone is no error: the delete says it was not there.
+    assert await delete_row(ClientSocket, held[0].socket_pk) is False
+    assert await delete_row(ClientSocket, held[2].socket_pk) is True
 
 
 async def test_first_turns_arriving_together_open_upstream_sockets_up_to_the_limit(
