@@ -13,6 +13,7 @@ simulator at full speed, four ways, interleaved and repeated:
                     send (bench/floor_consumer.py): what the issue's rules alone cost at each load.
 
     .venv/bin/python bench/relay.py                 # full run (1×50 and 50×10 turns of 200 deltas, 3 repeats)
+    .venv/bin/python bench/relay.py --loads chain --chain-turns 500   # a chain long enough to resolve its CPU ratio
     .venv/bin/python bench/relay.py --quick         # smoke run (1×10 and 10×3, 1 repeat)
     .venv/bin/python bench/relay.py --json out.json --repeats 5
     .venv/bin/python bench/relay.py --ways minimal,floor-thread,floor-sqlite,floor-postgresql,sqlite,postgresql
@@ -242,6 +243,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1×10 and 10×3 turns, 1 repeat")
     parser.add_argument("--repeats", type=int, default=None, help="runs of each load per way (default 3; quick 1)")
     parser.add_argument("--deltas", type=int, default=200, help="output_text deltas per turn (default 200)")
+    parser.add_argument("--chain-turns", type=int, default=50,
+                        help="turns of the chain load (default 50; a run lasts under a second, more resolves its ratio)")
+    parser.add_argument("--loads", default="chain,concurrent", help="which loads to run (default both)")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     parser.add_argument("--ways", default=",".join(WAY_KEYS),
                         help=f"comma-separated subset of {','.join(WAY_KEYS)} (default: all), or of the "
@@ -260,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         loads = [Load("chain", 1, 10, args.deltas), Load("concurrent", 10, 3, args.deltas)]
     else:
-        loads = [Load("chain", 1, 50, args.deltas), Load("concurrent", 50, 10, args.deltas)]
+        loads = [Load("chain", 1, args.chain_turns, args.deltas), Load("concurrent", 50, 10, args.deltas)]
+    if args.loads != "chain,concurrent":
+        loads = [load for load in loads if load.key in args.loads.split(",")]
     wanted = [key.strip() for key in args.ways.split(",") if key.strip()]
     unknown = set(wanted) - set(WAY_KEYS) - set(FLOOR_KEYS)
     if unknown:
