@@ -86,12 +86,18 @@ class CredentialGone(Exception):
 
 
 def _fewer_open_sockets(user_pk: int, since, limit: int) -> Statement:
+    """The guard of a socket's admission: the user's sockets beaten since `since` are fewer than `limit`."""
     connection = connections[DEFAULT_DB_ALIAS]
-    meta, quote = ClientSocket._meta, connection.ops.quote_name
-    heartbeat = meta.get_field("heartbeat_at")
-    return (f"(SELECT COUNT(*) FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('user').column)} = %s "
-            f"AND {quote(heartbeat.column)} >= %s) < %s",
-            [user_pk, connection.ops.adapt_datetimefield_value(since), limit])
+    sql = _OPEN_SOCKETS_SQL.get(connection.vendor)
+    if sql is None:
+        meta, quote = ClientSocket._meta, connection.ops.quote_name
+        sql = _OPEN_SOCKETS_SQL[connection.vendor] = (
+            f"(SELECT COUNT(*) FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('user').column)} = %s "
+            f"AND {quote(meta.get_field('heartbeat_at').column)} >= %s) < %s")
+    return sql, [user_pk, connection.ops.adapt_datetimefield_value(since), limit]
+
+
+_OPEN_SOCKETS_SQL: dict[str, str] = {}
 
 
 def _open_sockets(user_pk: int, since) -> int:
