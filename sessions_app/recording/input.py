@@ -25,6 +25,7 @@ from ..compaction import pending_compaction, start_from_window
 from ..models import CompactionEvent, Conversation, Item, ResponseRecord, UpstreamConnection
 from ..models.columns import Columns, numbered_pk
 from ..models.statements import Statement, delete_statement, insert_statement
+from ..process import PROCESS_ID
 from ..protocol.items import input_items, item_type
 from ..recovery import context_after
 from .ops import (
@@ -327,6 +328,7 @@ def _write_request_in_transaction(row: RequestRow) -> RequestWritten:
 
 
 def connection_row(conversation_id: uuid.UUID, profile_id: int | None, url: str) -> UpstreamConnection:
-    return UpstreamConnection(conversation_id=conversation_id, upstream_profile_id=profile_id, url=url[:500])
+    return UpstreamConnection(conversation_id=conversation_id, upstream_profile_id=profile_id, url=url[:500],
+                              holder=PROCESS_ID)
 
 

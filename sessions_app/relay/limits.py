@@ -26,7 +26,6 @@ not be able to take all of it. Rules:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
@@ -113,13 +112,14 @@ def _retry(seconds: float | None) -> tuple[int | None, str]:
 # -- upstream sockets -----------------------------------------------------------------------
 
 
-def upstream_sockets_guard(*, user_pk: int, live: list[int], limit: int) -> Statement:
+def upstream_sockets_guard(*, user_pk: int, limit: int) -> Statement:
     """The condition under which a new upstream socket's row may be written: the user holds fewer than
     `limit` (a guarded INSERT, recording's `insert_row`; no query of its own on the way of a first turn).
 
-    Held: rows of the user's conversations not closed, that are this process's open ones (`live`,
-    whatever their last beat) or whose holder beat them within the lease (or, never beaten, opened
-    within it)."""
+    Held: rows of the user's conversations not closed, that are this process's (`holder`, written with the
+    row: whatever their last beat) or whose holder beat them within the lease (or, never beaten, opened
+    within it). The guard names this process, not its open rows: a list of them made every count
+    compare each row with each open socket, and every admission send the list (bench/README.md)."""
     connection = connections[DEFAULT_DB_ALIAS]
     heartbeats = process.heartbeats_enabled()
     sql = _HELD_SQL.get((connection.vendor, heartbeats))
@@ -128,8 +128,7 @@ def upstream_sockets_guard(*, user_pk: int, live: list[int], limit: int) -> Stat
     params: list[Any] = [user_pk]
     if heartbeats:
         cutoff = connection.ops.adapt_datetimefield_value(timezone.now() - process.lease())
-        listed = list(live) if connection.vendor == "postgresql" else json.dumps(list(live))
-        params += [listed, cutoff, cutoff]
+        params += [process.PROCESS_ID, cutoff, cutoff]
     return f"({sql}) < %s", [*params, limit]
 
 
@@ -143,24 +142,21 @@ def _held_sql(connection, heartbeats: bool) -> str:
     def column(meta, name: str) -> str:
         return quote(meta.get_field(name).column)
 
-    pk = quote(rows.pk.column)
     sql = (f"SELECT COUNT(*) FROM {quote(rows.db_table)} u JOIN {quote(conversations.db_table)} c "
            f"ON c.{quote(conversations.pk.column)} = u.{column(rows, 'conversation')} "
            f"WHERE c.{column(conversations, 'owner')} = %s AND u.{column(rows, 'closed_at')} IS NULL")
     if heartbeats:
-        listed = ("u.{pk} = ANY(%s::bigint[])" if connection.vendor == "postgresql"
-                  else "u.{pk} IN (SELECT value FROM json_each(%s))").format(pk=pk)
-        beat, opened = column(rows, "heartbeat_at"), column(rows, "opened_at")
-        sql += (f" AND ({listed} OR u.{beat} >= %s OR (u.{beat} IS NULL AND u.{opened} >= %s))")
+        holder, beat, opened = column(rows, "holder"), column(rows, "heartbeat_at"), column(rows, "opened_at")
+        sql += f" AND (u.{holder} = %s OR u.{beat} >= %s OR (u.{beat} IS NULL AND u.{opened} >= %s))"
     return sql
 
 
-def upstream_sockets_refused(*, user_pk: int, live: list[int], limit: int) -> LimitExceeded:
+def upstream_sockets_refused(*, user_pk: int, limit: int) -> LimitExceeded:
     """What a client is told when the guard refused its upstream socket (sync: counts them for the message)."""
     cutoff = timezone.now() - process.lease()
     open_rows = UpstreamConnection.objects.filter(conversation__owner_id=user_pk, closed_at__isnull=True)
     if process.heartbeats_enabled():
-        open_rows = open_rows.filter(Q(pk__in=live) | Q(heartbeat_at__gte=cutoff)
+        open_rows = open_rows.filter(Q(holder=process.PROCESS_ID) | Q(heartbeat_at__gte=cutoff)
                                      | Q(heartbeat_at__isnull=True, opened_at__gte=cutoff))
     held = open_rows.count()
     logger.warning("Upstream socket refused: user %s holds %d (limit %d)", user_pk, held, limit)

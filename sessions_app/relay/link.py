@@ -135,7 +135,7 @@ class UpstreamLinks:
                 await asyncio.wait([recording])  # a failure to write it is reported below, as any row's
                 if recording.exception() is None and recording.result() is None:
                     raise await read_on_db_thread(limits.upstream_sockets_refused, user_pk=host.user.pk,
-                                                  live=open_connection_pks(), limit=host.quota.limits.max_upstream_sockets)
+                                                  limit=host.quota.limits.max_upstream_sockets)
             socket = await self._handshake(conversation.profile.pk, target)
         except UpstreamError as exc:
             await self._record_failed_open(exc, recording)
@@ -176,8 +176,7 @@ class UpstreamLinks:
         if host.quota.limits is None:  # a browser session's first create reads them here
             host.quota.limits = await read_on_db_thread(limits.limits_for, user_pk=host.user.pk)
         limit = host.quota.limits.max_upstream_sockets
-        guard = limits.upstream_sockets_guard(user_pk=host.user.pk, live=open_connection_pks(), limit=limit) if limit \
-            else None
+        guard = limits.upstream_sockets_guard(user_pk=host.user.pk, limit=limit) if limit else None
         return await host.recorder.open_connection(
             conversation_id=conversation.id, profile_id=conversation.profile.pk, url=url, guard=guard,
             lock=lock_user_row(host.user.pk) if guard else None)

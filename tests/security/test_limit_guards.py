@@ -87,8 +87,8 @@ async def test_first_turns_arriving_together_open_upstream_sockets_up_to_the_lim
     assert "limit is 2 concurrent upstream sockets" in refused["error"]["message"]
 
 
-def _rows(user, other_user, profile) -> tuple[Conversation, list[int]]:
-    """Upstream rows in every state the rule tells apart; the pks this process holds open."""
+def _rows(user, other_user, profile) -> Conversation:
+    """Upstream rows in every state the rule tells apart, some of them this process's."""
     now = timezone.now()
     old = now - 3 * process.lease()
     mine = Conversation.objects.create(owner=user, upstream_profile=profile)
@@ -101,19 +101,22 @@ def _rows(user, other_user, profile) -> tuple[Conversation, list[int]]:
             for conversation, closed, _, _ in states]
     for row, (_, _, beat, opened) in zip(rows, states, strict=True):
         UpstreamConnection.objects.filter(pk=row.pk).update(heartbeat_at=beat, opened_at=opened)
-    return mine, [rows[1].pk, rows[4].pk]  # held here: a stale one (counts), a closed one (does not)
+    # Held here: a stale one (counts), a closed one (does not). Stale and another process's: does not count.
+    UpstreamConnection.objects.filter(pk__in=[rows[1].pk, rows[4].pk]).update(holder=process.PROCESS_ID)
+    UpstreamConnection.objects.filter(pk=rows[6].pk).update(holder="elsewhere:1:gone")
+    return mine
 
 
 @pytest.mark.parametrize("heartbeats", [True, False])
 async def test_the_upstream_guard_counts_what_the_rule_counts(profile, user, other_user, heartbeats, monkeypatch):
     monkeypatch.setattr(process, "heartbeats_enabled", lambda: heartbeats)
-    conversation, live = await db(_rows)(user, other_user, profile)
-    held = int((await db(upstream_sockets_refused)(user_pk=user.pk, live=live, limit=1)).message.split()[3])
+    conversation = await db(_rows)(user, other_user, profile)
+    held = int((await db(upstream_sockets_refused)(user_pk=user.pk, limit=1)).message.split()[3])
     assert held == (4 if heartbeats else 6)  # fresh, never beaten but new, stale but held here, fresh beat
 
     async def guarded(limit: int):
         row = UpstreamConnection(conversation=conversation, url="ws://guarded")
-        return await insert_row(row, guard=upstream_sockets_guard(user_pk=user.pk, live=live, limit=limit))
+        return await insert_row(row, guard=upstream_sockets_guard(user_pk=user.pk, limit=limit))
 
     assert await guarded(held) is None
     assert await guarded(held + 1) is not None
