@@ -35,6 +35,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
+import redis.asyncio
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
 from django.core.cache.backends.locmem import LocMemCache
@@ -131,8 +132,6 @@ def _async_redis():
         shared = caches.create_connection(DEFAULT_CACHE_ALIAS)
         if not isinstance(shared, RedisCache):
             return None
-        import redis.asyncio
-
         location = shared._servers[0]
         found = _ASYNC_REDIS[loop] = (redis.asyncio.Redis.from_url(location, socket_connect_timeout=2,
                                                                    socket_timeout=2), shared)
