@@ -148,7 +148,7 @@ def database(kind: str, tmp: Path, simulator_url: str, redis_url: str) -> Iterat
         with psycopg.connect(f"{base}/{PG_DATABASE}", autocommit=True) as reader:
             url = f"{base}/{PG_DATABASE}".replace("postgresql://", "postgres://", 1)
             yield StoredDatabase("pg", {**env, "DATABASE_URL": url, "REDIS_URL": redis_url}, {},
-                                 lambda since: _count(reader.execute, since))
+                                 lambda since: _count(reader.execute, since), backends=cpu.DatabaseBackends(reader))
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
@@ -210,9 +210,12 @@ def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
     pids = [*target.pids, simulator_pid] if target.database else target.pids
     cpu_before = [cpu.seconds(pid) for pid in pids]
     wait_before = [runqueue_wait_seconds(pid) for pid in target.pids]
+    backends = target.database.backends if target.database else None
+    database_before = backends.seconds() if backends else {}
     began = time.perf_counter()
     raw = drive(target, n, args, timeout=args.ramp + args.turns * args.tokens / args.rate * 10 + 60)
     wall = time.perf_counter() - began
+    database_share = cpu.spent(database_before, backends.seconds()) / wall * 100 if backends else float("nan")
     shares = [(cpu.seconds(pid) - before) / wall * 100 for pid, before in zip(pids, cpu_before, strict=True)]
     server = sum(shares[:len(target.pids)])
     waited = sum(runqueue_wait_seconds(pid) - before for pid, before in zip(target.pids, wait_before, strict=True))
@@ -225,6 +228,7 @@ def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
         "server_cpu_percent": server, "simulator_cpu_percent": shares[-1],
         "client_cpu_percent": raw["cpu_s"] / wall * 100, "server_wait_percent": waited / wall * 100,
         "server_cpu_each": [round(share) for share in shares[:len(target.pids)]],
+        "database_cpu_percent": database_share,  # PostgreSQL's backends (SQLite works inside the server's CPU)
         # CPU per delta relayed (direct: the simulator's per delta sent): what a core's capacity divides by
         "server_us_per_delta": server / 100 * wall / max(1, raw["turns_completed"] * args.tokens) * 1e6,
     }
@@ -275,7 +279,9 @@ def progress(f: dict) -> str:
     return (f"cont TTFD p50/p99 {f['cont_p50']:7.1f} /{f['cont_p99']:7.1f} ms, gap p99 {f['gap_p99']:6.1f} ms, "
             f"first TTFD p99 {f['first_p99']:7.1f} ms, failures {len(f['failures'])}, CPU server "
             f"{'+'.join(map(str, f['server_cpu_each']))}% sim {f['simulator_cpu_percent']:3.0f}% client "
-            f"{f['client_cpu_percent']:3.0f}%, server waited for a core {f['server_wait_percent']:3.0f}%"
+            f"{f['client_cpu_percent']:3.0f}%"
+            + ("" if f["database_cpu_percent"] != f["database_cpu_percent"] else f" PostgreSQL {f['database_cpu_percent']:3.0f}%")
+            + f", server waited for a core {f['server_wait_percent']:3.0f}%"
             + ("" if lag == "" else ", recorder behind" if lag is None else f", rec. lag {lag:.1f}s"))
 
 
