@@ -307,7 +307,8 @@ SWITCHBOARD_UPSTREAM_WARM_SECONDS = env.float("SWITCHBOARD_UPSTREAM_WARM_SECONDS
 # not beaten for 3 intervals is dead, and its in-flight responses are ended `interrupted` (liveness.py).
 SWITCHBOARD_HEARTBEAT_SECONDS = env.float("SWITCHBOARD_HEARTBEAT_SECONDS", default=2.0)
 # PostgreSQL: the relay's per-turn input statement is a server-side prepared statement on its own
-# connections (recording_pg.py), which halves its cost. Turn off behind a transaction-mode pooler
+# connections (recording/pg.py), which halves its cost; so are the handshake's token and profile reads
+# (models/rows.py). Turn off behind a transaction-mode pooler
 # that cannot carry prepared statements (PgBouncer before 1.21).
 SWITCHBOARD_PG_PREPARE = env.bool("SWITCHBOARD_PG_PREPARE", default=True)
 # The recorder (recording/writer.py, docs/recording.md): how many ops one process's queue holds while the

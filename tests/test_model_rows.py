@@ -12,7 +12,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessions_app.models import ApiToken, UpstreamProfile, UserLimits, hash_token, profile_for_new_conversation
+from sessions_app.models import ApiToken, UpstreamProfile, UserLimits, hash_token, profile_for_new_conversation, rows
 
 pytestmark = pytest.mark.django_db
 
@@ -109,3 +109,26 @@ def test_a_new_conversation_gets_the_profile_the_orm_rule_gives(user, other_user
         read = profile_for_new_conversation(user)
         assert (read.pk if read else None) == (expected.pk if expected else None)
         transaction.set_rollback(True)
+
+
+def test_on_postgresql_the_reads_are_prepared_once_and_djangos_own_queries_are_not(user, settings):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has no server-side plans to keep")
+    _, raw = ApiToken.issue(user=user)
+
+    def prepared() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return [row[0] for row in cursor.fetchall()]
+
+    for _ in range(3):
+        assert ApiToken.authenticate_token(raw).user == user
+    reads = [statement for statement in prepared() if "token_hash" in statement]
+    assert len(reads) == 1 and "$1" in reads[0]  # one statement, its value bound by the server
+    assert not [statement for statement in prepared() if "pg_prepared_statements" in statement]
+    # Behind a pooler that cannot carry prepared statements the setting turns them off; so do OPTIONS that say.
+    assert rows._prepares(connection)
+    settings.SWITCHBOARD_PG_PREPARE = False
+    assert not rows._prepares(connection)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
+import psycopg
+from django.conf import settings
 from django.db import connections, models, router
 
 __all__ = ["ModelColumns", "Read", "read_one"]
@@ -30,6 +32,10 @@ class Read(Protocol):
 
 R = TypeVar("R", bound=Read)
 _READS: dict[tuple[Callable[[Any], Any], str, str], Any] = {}
+# A psycopg connection prepares a statement asked to (`prepare=True`) only if its threshold is not None, and
+# any statement a server-binding cursor ran this many times: never, in practice. Django's own cursors bind
+# client-side and never prepare.
+ONLY_WHEN_ASKED = 2**31
 
 
 def read_one(model: type[models.Model], build: Callable[[Any], R], params: list[Any]) -> tuple[R, Sequence[Any] | None]:
@@ -40,9 +46,31 @@ def read_one(model: type[models.Model], build: Callable[[Any], R], params: list[
     read = _READS.get(key)
     if read is None:
         read = _READS[key] = build(connection)
+    if connection.vendor == "postgresql" and _prepares(connection):
+        return read, _prepared_row(connection, read.sql, params)
     with connection.cursor() as cursor:
         cursor.execute(read.sql, params)
         return read, cursor.fetchone()
+
+
+def _prepares(connection) -> bool:
+    """Whether reads are server-side prepared: `SWITCHBOARD_PG_PREPARE`, unless the database's OPTIONS
+    set psycopg's `prepare_threshold` themselves (then psycopg prepares as they say)."""
+    return settings.SWITCHBOARD_PG_PREPARE and "prepare_threshold" not in connection.settings_dict["OPTIONS"]
+
+
+def _prepared_row(connection, sql: str, params: list[Any]) -> Sequence[Any] | None:
+    """The first row of `sql`, a statement prepared on this connection at its first use. Django's cursors
+    bind values client-side, so PostgreSQL parsed and planned these reads every time: half its work for
+    the token check (pg_stat_statements, bench/README.md). A server-binding cursor on Django's connection
+    keeps its loaders (aware datetimes, JSON as text) and its error wrapping."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:  # Django's default: psycopg prepares nothing, even when asked to
+        raw.prepare_threshold = ONLY_WHEN_ASKED
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
 
 
 class ModelColumns:
