@@ -20,6 +20,6 @@ bench-simulator:
 	.venv/bin/python bench/simulator.py
 
 bench-relay:
-	.venv/bin/python bench/relay.py
+	.venv/bin/python bench/relay.py --repeats 3 --chain-turns 500 --ways minimal,sqlite,postgresql
 
 bench-capacity: ; .venv/bin/python bench/capacity.py

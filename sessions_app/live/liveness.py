@@ -4,8 +4,8 @@ Rules:
 
 * Every `SWITCHBOARD_HEARTBEAT_SECONDS` (0: off) a process stamps the
   `UpstreamConnection` rows of the sockets it holds open with `holder`
-  (process.PROCESS_ID) and `heartbeat_at`: one UPDATE per interval per process,
-  never per event.
+  (process.PROCESS_ID, which the row also carries from its INSERT) and
+  `heartbeat_at`: one UPDATE per interval per process, never per event.
 * A connection still open in the records whose holder has not beaten for
   `LEASE_BEATS` intervals (or never beat and opened that long ago) belongs to
   a dead process. Before a hub of another process drives the conversation on
