@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Coroutine
@@ -23,7 +24,8 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-__all__ = ["PROCESS_ID", "LEASE_BEATS", "heartbeat_seconds", "heartbeats_enabled", "lease", "per_loop", "loop_task"]
+__all__ = ["PROCESS_ID", "LEASE_BEATS", "heartbeat_seconds", "heartbeats_enabled", "lease", "upstream_rows_beaten",
+           "upstream_beats_late", "per_loop", "loop_task"]
 
 T = TypeVar("T")
 PerLoop = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]
@@ -43,6 +45,21 @@ def heartbeats_enabled() -> bool:
 
 def lease() -> timedelta:
     return timedelta(seconds=heartbeat_seconds() * LEASE_BEATS)
+
+
+_beaten_at: float | None = None  # time.monotonic() when the last heartbeat took the open upstream rows to stamp
+
+
+def upstream_rows_beaten(at: float) -> None:
+    """The heartbeat stamped every upstream row this process held open at `at` (or it held none)."""
+    global _beaten_at
+    _beaten_at = at
+
+
+def upstream_beats_late() -> bool:
+    """Whether an upstream row this process holds open may carry a beat older than the lease: no heartbeat
+    stamped them within the lease less one interval (a beat failed, or the loop fell behind), or none ran."""
+    return _beaten_at is None or time.monotonic() - _beaten_at > heartbeat_seconds() * (LEASE_BEATS - 1)
 
 
 def per_loop(registry: PerLoop, make: Callable[[], T]) -> T:

@@ -5,7 +5,10 @@ Rules:
 * Every `SWITCHBOARD_HEARTBEAT_SECONDS` (0: off) a process stamps the
   `UpstreamConnection` rows of the sockets it holds open with `holder`
   (process.PROCESS_ID, which the row also carries from its INSERT) and
-  `heartbeat_at`: one UPDATE per interval per process, never per event.
+  `heartbeat_at`: one UPDATE per interval per process, never per event. Each
+  beat that stamped them all (or found none) is noted (`process.upstream_rows_beaten`):
+  while beats are late, the upstream-socket limit counts this process's rows
+  whatever their beat (relay/limits.py).
 * A connection still open in the records whose holder has not beaten for
   `LEASE_BEATS` intervals (or never beat and opened that long ago) belongs to
   a dead process. Before a hub of another process drives the conversation on
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 import weakref
 from collections.abc import Callable
@@ -28,7 +32,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..models import ResponseRecord, UpstreamConnection
-from ..process import LEASE_BEATS, PROCESS_ID, PerLoop, heartbeat_seconds, heartbeats_enabled, lease, loop_task
+from ..process import (
+    LEASE_BEATS,
+    PROCESS_ID,
+    PerLoop,
+    heartbeat_seconds,
+    heartbeats_enabled,
+    lease,
+    loop_task,
+    upstream_rows_beaten,
+)
 from .edge_log import EdgeLog
 
 __all__ = ["LEASE_BEATS", "enabled", "interval", "lease", "DeadHolder", "dead_holders", "start_heartbeat"]
@@ -81,7 +94,7 @@ def start_heartbeat(open_connections: Callable[[], list[int]]) -> None:
 async def _beat_forever(open_connections: Callable[[], list[int]]) -> None:
     failures = EdgeLog(logger, "The upstream-connection heartbeat")
     while True:
-        pks = open_connections()
+        taken, pks = time.monotonic(), open_connections()
         if pks:
             try:
                 await database_sync_to_async(beat)(pks)
@@ -89,4 +102,7 @@ async def _beat_forever(open_connections: Callable[[], list[int]]) -> None:
                 failures.failed(exc)
             else:
                 failures.succeeded()
+                upstream_rows_beaten(taken)
+        else:
+            upstream_rows_beaten(taken)
         await asyncio.sleep(interval())

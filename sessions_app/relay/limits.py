@@ -116,10 +116,14 @@ def upstream_sockets_guard(*, user_pk: int, limit: int) -> Statement:
     """The condition under which a new upstream socket's row may be written: the user holds fewer than
     `limit` (a guarded INSERT, recording's `insert_row`; no query of its own on the way of a first turn).
 
-    Held: rows of the user's conversations not closed, that are this process's (`holder`, written with the
-    row: whatever their last beat) or whose holder beat them within the lease (or, never beaten, opened
-    within it). The guard names this process, not its open rows: a list of them made every count
-    compare each row with each open socket, and every admission send the list (bench/README.md)."""
+    Held: rows of the user's conversations not closed whose holder beat them within the lease (or, never
+    beaten, opened within it), and, while this process's beats are late (`process.upstream_beats_late`),
+    every row of this process (`holder`, written with the row) whatever its beat: then a socket it holds
+    open may carry an old beat. While its beats are on time they stamp every socket it holds open, so a
+    row of this process with an old beat is one whose end was never written (the recorder lost it: it
+    says so), and stops counting like any other. The guard names this process, not a list of its open
+    rows: with the list, every count compared each row with each open socket, and every admission bound
+    the list (N² for N sockets; bench/README.md, 2026-12-03)."""
     connection = connections[DEFAULT_DB_ALIAS]
     heartbeats = process.heartbeats_enabled()
     sql = _HELD_SQL.get((connection.vendor, heartbeats))
@@ -128,7 +132,7 @@ def upstream_sockets_guard(*, user_pk: int, limit: int) -> Statement:
     params: list[Any] = [user_pk]
     if heartbeats:
         cutoff = connection.ops.adapt_datetimefield_value(timezone.now() - process.lease())
-        params += [process.PROCESS_ID, cutoff, cutoff]
+        params += [process.PROCESS_ID if process.upstream_beats_late() else None, cutoff, cutoff]
     return f"({sql}) < %s", [*params, limit]
 
 
@@ -156,8 +160,10 @@ def upstream_sockets_refused(*, user_pk: int, limit: int) -> LimitExceeded:
     cutoff = timezone.now() - process.lease()
     open_rows = UpstreamConnection.objects.filter(conversation__owner_id=user_pk, closed_at__isnull=True)
     if process.heartbeats_enabled():
-        open_rows = open_rows.filter(Q(holder=process.PROCESS_ID) | Q(heartbeat_at__gte=cutoff)
-                                     | Q(heartbeat_at__isnull=True, opened_at__gte=cutoff))
+        beaten = Q(heartbeat_at__gte=cutoff) | Q(heartbeat_at__isnull=True, opened_at__gte=cutoff)
+        if process.upstream_beats_late():
+            beaten |= Q(holder=process.PROCESS_ID)
+        open_rows = open_rows.filter(beaten)
     held = open_rows.count()
     logger.warning("Upstream socket refused: user %s holds %d (limit %d)", user_pk, held, limit)
     return LimitExceeded("too_many_upstream_sockets",

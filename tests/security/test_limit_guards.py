@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from django.db import DatabaseError, IntegrityError
@@ -101,18 +102,25 @@ def _rows(user, other_user, profile) -> Conversation:
             for conversation, closed, _, _ in states]
     for row, (_, _, beat, opened) in zip(rows, states, strict=True):
         UpstreamConnection.objects.filter(pk=row.pk).update(heartbeat_at=beat, opened_at=opened)
-    # Held here: a stale one (counts), a closed one (does not). Stale and another process's: does not count.
+    # This process's: a stale one (counts while its beats are late), a closed one (never). Another process's
+    # stale one: never.
     UpstreamConnection.objects.filter(pk__in=[rows[1].pk, rows[4].pk]).update(holder=process.PROCESS_ID)
     UpstreamConnection.objects.filter(pk=rows[6].pk).update(holder="elsewhere:1:gone")
     return mine
 
 
-@pytest.mark.parametrize("heartbeats", [True, False])
-async def test_the_upstream_guard_counts_what_the_rule_counts(profile, user, other_user, heartbeats, monkeypatch):
+@pytest.mark.parametrize(("heartbeats", "late", "expected"), [
+    (True, True, 4),  # fresh, never beaten but new, fresh beat; and stale but this process's, while its beats are late
+    (True, False, 3),  # beats on time: this process's stale row is one whose end was lost, and counts no more
+    (False, False, 6),  # no heartbeat: every row of the user's not closed
+])
+async def test_the_upstream_guard_counts_what_the_rule_counts(profile, user, other_user, heartbeats, late, expected,
+                                                             monkeypatch):
     monkeypatch.setattr(process, "heartbeats_enabled", lambda: heartbeats)
+    monkeypatch.setattr(process, "upstream_beats_late", lambda: late)
     conversation = await db(_rows)(user, other_user, profile)
     held = int((await db(upstream_sockets_refused)(user_pk=user.pk, limit=1)).message.split()[3])
-    assert held == (4 if heartbeats else 6)  # fresh, never beaten but new, stale but held here, fresh beat
+    assert held == expected
 
     async def guarded(limit: int):
         row = UpstreamConnection(conversation=conversation, url="ws://guarded")
@@ -132,3 +140,14 @@ async def test_a_rows_database_errors_are_djangos(profile, user):
     assert type(raised.value).__module__ == "django.db.utils"
     with pytest.raises(IntegrityError):
         await insert_row(ClientSocket(user_id=user.pk + 1000, face="gateway", holder="test"))
+
+
+def test_beats_are_late_until_one_stamps_the_open_rows_and_again_when_none_follows(settings, monkeypatch):
+    settings.SWITCHBOARD_HEARTBEAT_SECONDS = 2.0
+    monkeypatch.setattr(process, "_beaten_at", None)
+    assert process.upstream_beats_late()  # no beat yet: this process's rows count whatever their beat
+    now = time.monotonic()
+    process.upstream_rows_beaten(now)
+    assert not process.upstream_beats_late()
+    process.upstream_rows_beaten(now - 2.0 * (process.LEASE_BEATS - 1) - 0.5)  # a beat missed: the lease nears
+    assert process.upstream_beats_late()
