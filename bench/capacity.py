@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import socket
@@ -280,7 +281,7 @@ def progress(f: dict) -> str:
             f"first TTFD p99 {f['first_p99']:7.1f} ms, failures {len(f['failures'])}, CPU server "
             f"{'+'.join(map(str, f['server_cpu_each']))}% sim {f['simulator_cpu_percent']:3.0f}% client "
             f"{f['client_cpu_percent']:3.0f}%"
-            + ("" if f["database_cpu_percent"] != f["database_cpu_percent"] else f" PostgreSQL {f['database_cpu_percent']:3.0f}%")
+            + ("" if math.isnan(f["database_cpu_percent"]) else f" PostgreSQL {f['database_cpu_percent']:3.0f}%")
             + f", server waited for a core {f['server_wait_percent']:3.0f}%"
             + ("" if lag == "" else ", recorder behind" if lag is None else f", rec. lag {lag:.1f}s"))
 

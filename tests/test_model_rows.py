@@ -129,6 +129,6 @@ def test_on_postgresql_the_reads_are_prepared_once_and_djangos_own_queries_are_n
     assert len(reads) == 1 and "$1" in reads[0]  # one statement, its value bound by the server
     assert not [statement for statement in prepared() if "pg_prepared_statements" in statement]
     # Behind a pooler that cannot carry prepared statements the setting turns them off; so do OPTIONS that say.
-    assert rows._prepares(connection)
+    assert rows.prepares(connection)
     settings.SWITCHBOARD_PG_PREPARE = False
-    assert not rows._prepares(connection)
+    assert not rows.prepares(connection)

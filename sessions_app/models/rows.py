@@ -19,7 +19,7 @@ import psycopg
 from django.conf import settings
 from django.db import connections, models, router
 
-__all__ = ["ModelColumns", "Read", "read_one"]
+__all__ = ["ModelColumns", "Read", "read_one", "prepares"]
 
 Converter = Callable[[Any, Any, Any], Any]
 
@@ -46,16 +46,17 @@ def read_one(model: type[models.Model], build: Callable[[Any], R], params: list[
     read = _READS.get(key)
     if read is None:
         read = _READS[key] = build(connection)
-    if connection.vendor == "postgresql" and _prepares(connection):
+    if connection.vendor == "postgresql" and prepares(connection):
         return read, _prepared_row(connection, read.sql, params)
     with connection.cursor() as cursor:
         cursor.execute(read.sql, params)
         return read, cursor.fetchone()
 
 
-def _prepares(connection) -> bool:
-    """Whether reads are server-side prepared: `SWITCHBOARD_PG_PREPARE`, unless the database's OPTIONS
-    set psycopg's `prepare_threshold` themselves (then psycopg prepares as they say)."""
+def prepares(connection) -> bool:
+    """Whether Switchboard prepares its hot statements on this PostgreSQL database (these reads, and the input
+    written from the loop, recording/pg.py): `SWITCHBOARD_PG_PREPARE`, unless the database's OPTIONS set
+    psycopg's `prepare_threshold` themselves (then psycopg prepares as they say)."""
     return settings.SWITCHBOARD_PG_PREPARE and "prepare_threshold" not in connection.settings_dict["OPTIONS"]
 
 

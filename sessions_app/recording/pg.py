@@ -46,10 +46,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import sql as pgsql
 
+from ..models.rows import prepares
 from .input import Direct, RequestWritten, RowInsert
 from .ops import Statement
 
@@ -82,7 +82,7 @@ class _Pool:
         params = dict(database.get_connection_params())
         params.pop("cursor_factory", None)  # Django's is a sync cursor class
         options = database.settings_dict["OPTIONS"]
-        if "prepare_threshold" not in options and settings.SWITCHBOARD_PG_PREPARE:
+        if prepares(database):
             params["prepare_threshold"] = 0
         role = options.get("assume_role")
         connection = await psycopg.AsyncConnection.connect(autocommit=True, **params)
