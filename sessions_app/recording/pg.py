@@ -17,7 +17,8 @@ Rules:
   used on): at most `POOL_SIZE` per loop, opened as needed, autocommit, opened with Django's own connection
   parameters for the default database (so tests reach the test database). The statement is
   prepared on first use (planning was half its cost) unless `SWITCHBOARD_PG_PREPARE` is off or
-  the database's OPTIONS set `prepare_threshold` themselves.
+  the database's OPTIONS set `prepare_threshold` themselves; so are, within their one simple
+  query, the statements of a batch and a guarded INSERT's (pgprepared.py).
 * Durability: the user's input commits synchronously (its WAL flushed) before the relay sends it.
   A batch commits asynchronously (`synchronous_commit off`, this transaction only): what the
   upstream streamed back already waits in the recorder's queue for its batch, so flushing the WAL
@@ -52,6 +53,7 @@ from psycopg import sql as pgsql
 from ..models.rows import prepares
 from .input import Direct, RequestWritten, RowInsert
 from .ops import Statement
+from .pgprepared import Prepared
 
 __all__ = ["enabled", "execute_at_once", "execute_batch", "discard_idle", "close_all"]
 
@@ -76,6 +78,7 @@ class _Pool:
         self.slots = asyncio.Semaphore(POOL_SIZE)
         self.idle: list[tuple[psycopg.AsyncConnection, float]] = []  # (connection, idle since)
         self.every: set[psycopg.AsyncConnection] = set()
+        self.prepared: dict[psycopg.AsyncConnection, Prepared] = {}  # where Switchboard prepares (module rules)
 
     async def _connect(self) -> psycopg.AsyncConnection:
         database = connections[DEFAULT_DB_ALIAS]
@@ -89,10 +92,13 @@ class _Pool:
         if role:
             await connection.execute(pgsql.SQL("SET ROLE {}").format(pgsql.Identifier(role)))
         self.every.add(connection)
+        if prepares(database):
+            self.prepared[connection] = Prepared()
         return connection
 
     def _discard(self, connection: psycopg.AsyncConnection) -> None:
         self.every.discard(connection)
+        self.prepared.pop(connection, None)
         _finish(connection)
 
     def _take(self) -> tuple[psycopg.AsyncConnection | None, float]:
@@ -124,23 +130,22 @@ class _Pool:
             stale = False
             try:
                 async with self._lease() as (connection, stale):
-                    return await _execute(connection, statement)
+                    return await _execute(connection, self.prepared.get(connection), statement)
             except psycopg.OperationalError:
                 if not stale:
                     raise
             async with self._lease(fresh=True) as (connection, _):  # the idle one was cut: once more
-                return await _execute(connection, statement)
+                return await _execute(connection, self.prepared.get(connection), statement)
 
     async def run_transaction(self, statements: list[Statement]) -> None:
         """Statements in one transaction, sent as one simple query (one round trip). Bound client-side
         (psycopg quotes every value): a pipeline of prepared statements cost 3x the CPU on the loop.
         Each statement is bound on its own, so psycopg parses each SQL shape once (its cache keeps
-        short queries) instead of the whole batch's text every time. Committed without waiting for
-        the WAL flush (module rules). The caller retries a failure."""
+        short queries) instead of the whole batch's text every time; PostgreSQL plans each shape once
+        (pgprepared.py). Committed without waiting for the WAL flush (module rules). The caller retries
+        a failure."""
         async with self.slots, self._lease() as (connection, _):
-            bind = psycopg.AsyncClientCursor(connection).mogrify
-            body = "; ".join(bind(sql, params) for sql, params in statements)
-            await connection.execute(f"BEGIN; {ASYNC_COMMIT}; {body}; COMMIT", prepare=False)
+            await _transaction(connection, self.prepared.get(connection), statements)
 
     def discard_idle(self) -> None:
         while self.idle:
@@ -152,9 +157,11 @@ class _Pool:
             _finish(connection)
         self.every.clear()
         self.idle.clear()
+        self.prepared.clear()
 
 
-async def _execute(connection: psycopg.AsyncConnection, statement: Direct) -> tuple[Any, ...] | None:
+async def _execute(connection: psycopg.AsyncConnection, prepared: Prepared | None,
+                   statement: Direct) -> tuple[Any, ...] | None:
     lock = statement.lock if isinstance(statement, RowInsert) else None
     if lock is None:
         cursor = await connection.execute(statement.sql, statement.params)
@@ -163,12 +170,41 @@ async def _execute(connection: psycopg.AsyncConnection, statement: Direct) -> tu
     # server's SELECT … FOR NO KEY UPDATE to its COMMIT, never across a round trip and a turn of this busy loop
     # (every socket of one user queues for it), nor across a WAL flush: whatever later depends on the row
     # commits synchronously (a request's input), which flushes this commit too.
-    bind = psycopg.AsyncClientCursor(connection).mogrify
-    cursor = await connection.execute(
-        f"BEGIN; {ASYNC_COMMIT}; {bind(*lock)}; {bind(statement.sql, statement.params)}; COMMIT", prepare=False)
-    for _ in range(3):  # BEGIN, SET, the lock: then the INSERT's result
-        cursor.nextset()
+    cursor = await _transaction(connection, prepared, [lock, (statement.sql, statement.params)])
     return await cursor.fetchone()
+
+
+async def _transaction(connection: psycopg.AsyncConnection, prepared: Prepared | None,
+                       statements: list[Statement]) -> psycopg.AsyncCursor:
+    """`statements` in one transaction committed asynchronously, as one simple query, each an `EXECUTE` of
+    its prepared shape where it has one (pgprepared.py): the cursor at the last statement's result.
+
+    Should PostgreSQL refuse a query that prepares shapes (it could not tell a parameter's type, say), those
+    shapes are sent as they are from then on, and the query again at once."""
+    bind = psycopg.AsyncClientCursor(connection).mogrify
+    while True:
+        if prepared is None:
+            heads, texts, fresh = [], [bind(sql, params) for sql, params in statements], set()
+        else:
+            heads, texts, fresh = prepared.query(statements, bind)
+        try:
+            cursor = await connection.execute("; ".join([*heads, "BEGIN", ASYNC_COMMIT, *texts, "COMMIT"]),
+                                              prepare=False)
+        except psycopg.Error as error:
+            if not fresh or not (error.sqlstate or "").startswith("42"):  # not a syntax or type error
+                raise
+            logger.warning("PostgreSQL refused a query that prepared %s: sent unprepared from now on",
+                           ", ".join(sorted(fresh)), exc_info=True)
+            prepared.shapes.refuse(fresh)
+            if connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                await connection.execute("ROLLBACK")
+            continue
+        break
+    if prepared is not None:
+        prepared.done(fresh)
+    for _ in range(len(heads) + 1 + len(texts)):  # each PREPARE, BEGIN, SET and every statement but the last
+        cursor.nextset()
+    return cursor
 
 
 def _finish(connection: psycopg.AsyncConnection) -> None:

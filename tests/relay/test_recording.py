@@ -279,9 +279,9 @@ async def test_on_postgresql_the_usual_create_is_committed_from_the_event_loop(u
     threads = set()
     original = recording_pg._execute
 
-    async def spy(connection, statement):
+    async def spy(connection, prepared, statement):
         threads.add(threading.get_ident())
-        return await original(connection, statement)
+        return await original(connection, prepared, statement)
 
     recording_pg._execute = spy
     try:
