@@ -294,6 +294,7 @@ class RelaySession:
             parent_pk=parent_pk, parent_forks=False, origin=ResponseRecord.Origin.STEER,
             model=self.conversation.model, payload=event.raw, connection_pk=link.connection_pk,
         )
+        await self.downstream.show_request(row)
         written = await self._write(row)
         ticket = Ticket(record_pk=written.record_pk, kind="steer", stream_id=lane, previous_response_id=target,
                         parent_pk=written.parent_pk, sent_at=timezone.now())

@@ -355,7 +355,7 @@ class Downstream:
             await self.to_client(json.dumps(event))
 
     async def show_request(self, row: RequestRow) -> None:
-        """`switchboard.request`: a create this session accepted, for the people watching the conversation
+        """`switchboard.request`: a create (or steer) this session accepted, for the people watching the conversation
         (its other tabs, staff viewers; docs/protocol.md), before anything of its response. The browser face
         sends it to its clients; the gateway only to its conversation's viewers (`publish`), never to its client."""
         event = {"type": "switchboard.request", "stream_id": row.stream_id, "origin": row.origin,

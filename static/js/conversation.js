@@ -262,13 +262,15 @@ function onStatus(event) {
   }
 }
 
-/** A create the relay accepted (docs/protocol.md §1): this tab's own is already on the page; one sent
- *  elsewhere gets its turn now, and on the default lane makes the composer busy until its reply ends. */
+/** A create (or steer) the relay accepted (docs/protocol.md §1): this tab's own is already on the page; one
+ *  sent elsewhere gets its turn now (a steer: its text on the steered reply, live.js), and on the default
+ *  lane makes the composer busy until its reply ends. */
 function onRequest(event) {
-  const { turn, own } = live.requested(event);
+  const { turn, own, inputs } = live.requested(event);
   if (own) return;
-  announcer.request(turn.inputs);
-  if (event.stream_id) return;  // named lanes (other clients) never block this composer
+  announcer.request(inputs || turn.inputs);
+  // Named lanes (other clients) never block this composer; a steer's lane is busy already.
+  if (event.stream_id || event.origin === 'steer') return;
   delete hint.dataset.sticky;
   const inFlight = live.inFlight('');
   setBusy(true, inFlight?.responseId || null);

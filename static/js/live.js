@@ -10,6 +10,8 @@
 //   request (this tab's own turn, or one the history already drew): nothing new is shown. Any other
 //   starts a turn as a reload draws its record: the same parent (previous_response_id), the badge the
 //   records will give it (history.js recordedOrigin), the input as its user message or tool outputs.
+// * A steer's switchboard.request (origin 'steer') starts no turn: its input shows on the successor the
+//   steer starts, as the records keep it, in every tab; this tab's own steer is already waiting there.
 // * A response whose request this page never saw (a steered successor, a socket attached mid-turn)
 //   still gets a turn from its response.created.
 
@@ -25,6 +27,12 @@ function canonical(value) {
     return `{${Object.keys(value).sort().map((key) => `${JSON.stringify(key)}:${canonical(value[key])}`).join(',')}}`;
   }
   return JSON.stringify(value ?? null);
+}
+
+/** The text of a steer's input items (a string input is one user message with one input_text part). */
+function steerText(items) {
+  return items.map((item) => (typeof item?.content === 'string' ? item.content
+    : (Array.isArray(item?.content) ? item.content : []).map((part) => part?.text || '').join(''))).join('\n');
 }
 
 function sameItems(a, b) {
@@ -49,7 +57,7 @@ export class LiveTurns {
     this.active = new Map();      // lane -> key of the turn in flight there
     this.queue = new Map();       // lane -> keys of turns waiting behind it
     this.steered = new Set();     // lanes whose last response ended 'steered': a successor follows
-    this.steers = new Map();      // lane -> steering texts sent, shown on the successor they start
+    this.steers = new Map();      // lane -> steers sent ({items, text, own, requested}), shown on the successor
     this.cut = new Map();         // lane -> turn an upstream close cut off before it started (may be resent)
     this.localCount = 0;
   }
@@ -112,6 +120,7 @@ export class LiveTurns {
     const t = this.transcript;
     const lane = event.stream_id || '';
     const items = Array.isArray(event.input) ? event.input : [];
+    if (event.origin === 'steer') return this.steerRequested(lane, items);
     const waiting = this.waiting(lane);
     const own = waiting.find((turn) => !turn.requested && !ENDED.has(turn.status) && sameItems(turn.inputs, items));
     if (own) {
@@ -140,9 +149,27 @@ export class LiveTurns {
   addSteer(text) {
     const turn = this.inFlight('');
     if (!turn) return;
-    if (!this.steers.has('')) this.steers.set('', []);
-    this.steers.get('').push(text);
-    turn.view.note('steer', `Steering: “${text}”`);
+    this.noteSteer('', turn, { items: [{ type: 'message', role: 'user', content: text }], text, own: true });
+  }
+
+  noteSteer(lane, turn, steer) {
+    if (!this.steers.has(lane)) this.steers.set(lane, []);
+    this.steers.get(lane).push(steer);
+    turn?.view.note('steer', `Steering: “${steer.text}”`);
+  }
+
+  /** A steer's switchboard.request: {turn (the steered one), own, inputs}. Sent elsewhere (another tab, the
+   *  SDK), its input waits for the successor like this tab's own (see the rules). */
+  steerRequested(lane, items) {
+    const turn = this.inFlight(lane);
+    const text = steerText(items);
+    const own = (this.steers.get(lane) || []).find((steer) => steer.own && !steer.requested && steer.text === text);
+    if (own) {
+      own.requested = true;
+      return { turn, own: true, inputs: items };
+    }
+    this.noteSteer(lane, turn, { items, text, own: false, requested: true });
+    return { turn, own: false, inputs: items };
   }
 
   /** The relay resent the lane's request (switchboard.recovered): one turn, with a note. The upstream
@@ -253,7 +280,7 @@ export class LiveTurns {
       const steering = this.steered.has(lane) ? this.steers.get(lane) || [] : [];
       turn = t.add({ key: this.nextKey(), parent: t.keyOf(continues), previousResponseId: continues,
         lane, origin: this.steered.has(lane) ? 'steer' : 'user', status, requested: true });
-      t.addInputs(turn, steering.map((text) => ({ type: 'message', role: 'user', content: text })), { steer: true });
+      t.addInputs(turn, steering.flatMap((steer) => steer.items), { steer: true });
       this.steered.delete(lane);
       this.steers.delete(lane);
       t.turn(turn.parent)?.view.notes.querySelector('.note[data-kind="steer"]')?.remove();
@@ -310,8 +337,9 @@ export class LiveTurns {
     const lane = event.stream_id || '';
     const turn = this.inFlight(lane) || this.turn(this.transcript.keyOf(event.steer?.previous_response_id));
     const kind = event.type.slice('response.steer.'.length);
-    if (kind === 'failed') {  // `text`: this tab's own steer (only its own are in `steers`), to put back
-      const text = this.steers.get(lane)?.pop() || null;
+    if (kind === 'failed') {  // `text`: this tab's own steer, to put back (one sent elsewhere is just dropped)
+      const steer = this.steers.get(lane)?.pop();
+      const text = steer?.own ? steer.text : null;
       turn?.view.notes.querySelector('.note[data-kind="steer"]')?.remove();
       this.onSteer('failed', event.error, text);
     } else {

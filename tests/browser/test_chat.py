@@ -321,6 +321,34 @@ def test_send_waits_while_a_reply_streams_and_steer_redirects_it(page: Page) -> 
     same_transcript(page, before)
 
 
+def test_a_steer_sent_in_one_tab_shows_in_another_as_a_reload_draws_it(page: Page) -> None:
+    create_user("alice", "alice-password-1")
+    sign_in(page, "alice", "alice-password-1")
+    start_conversation(page, "Two tabs")
+    other = page.context.new_page()
+    other.goto(page.url)
+    composer_ready(other)
+
+    send(page, "/slow 40 /long 60")
+    expect(turn(other, 0).locator(".item.output.message")).not_to_have_text("")  # the other tab watches it stream
+    expect(page.get_by_role("button", name="Steer")).to_be_enabled()
+    page.get_by_label("Message").fill("remember: steered elsewhere")
+    page.get_by_role("button", name="Steer").click()
+
+    # The other tab shows the steer's text where the steering tab and a reload show it: on the successor.
+    for tab in (page, other):
+        successor = turn(tab, 1)
+        expect(successor).to_have_class(re.compile(r"\bcompleted\b"))
+        expect(successor.locator(".badge.origin")).to_have_text("Steered")
+        expect(successor.locator(".item.input.message")).to_have_text(re.compile("remember: steered elsewhere"))
+    before = other.locator("#transcript").inner_text()
+    assert before == page.locator("#transcript").inner_text()
+    other.reload()
+    composer_ready(other)
+    expect(turn(other, 1).locator(".item.input.message")).to_contain_text("remember: steered elsewhere")
+    same_transcript(other, before)
+
+
 def test_reasoning_summaries_and_compaction_markers_render(page: Page) -> None:
     from sessions_app import services
 

@@ -91,6 +91,8 @@ async def test_two_lanes_interleave_and_each_response_is_recorded_under_its_lane
 async def test_a_steer_is_relayed_and_its_successor_recorded(profile, user, conversation_of, open_browser):
     conversation = await conversation_of(user)
     socket = await open_browser(user, conversation.pk)
+    watcher = await open_browser(user, conversation.pk)  # another tab: it is told what was steered, and where
+    watcher.requests = True
     await socket.send({"type": "response.create", "input": "count /long 200 /slow 10"})
     started = await socket.until(lambda e: e["type"] == "response.output_text.delta")
     target = next(e["response"]["id"] for e in started if e["type"] == "response.created")
@@ -100,7 +102,18 @@ async def test_a_steer_is_relayed_and_its_successor_recorded(profile, user, conv
     assert "response.steer.accepted" in kinds and "response.incomplete" in kinds
     successor = final(events)["response"]
     assert successor["previous_response_id"] == target
+    seen = await watcher.until(lambda e: e["type"] == "response.completed" and e["response"]["id"] == successor["id"])
+    requests = [e for e in seen if e["type"] == "switchboard.request"]
+    assert [r["origin"] for r in requests] == ["user", "steer"]
+    assert requests[1] == {"type": "switchboard.request", "stream_id": None, "origin": "steer",
+                           "previous_response_id": target, "input": [
+                               {"type": "message", "role": "user",
+                                "content": [{"type": "input_text", "text": "stop and say done"}]}]}
+    # Before anything of the successor: a tab shows the steer's text on it from its start.
+    assert seen.index(requests[1]) < next(i for i, e in enumerate(seen) if e["type"] == "response.created"
+                                          and e["response"]["id"] == successor["id"])
     await socket.close()
+    await watcher.close()
 
     steered, steer = await records_of(conversation)
     assert steered.response_id == target and steered.status == "incomplete"
