@@ -10,6 +10,7 @@ and bulk-created at its end.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -92,10 +93,16 @@ class Started:
     response_id: str
     status: str
     first_event_at: datetime
+    sent: Sent | None = None  # the record's `Sent` of the same batch, written with it (coalesce)
 
     def statements(self, batch: _Batch) -> list[Statement]:
         return [update_statement(ResponseRecord, self.record_pk, {
-            "response_id": self.response_id, "status": self.status, "first_event_at": self.first_event_at})]
+            "response_id": self.response_id, "status": self.status, "first_event_at": self.first_event_at,
+            **_sent_fields(self.sent)})]
+
+
+def _sent_fields(sent: Sent | None) -> dict[str, Any]:
+    return {} if sent is None else {"connection": sent.connection_pk, "sent_at": sent.sent_at}
 
 
 def _context_length(record_pk: int) -> int:
@@ -127,13 +134,14 @@ class Finished:
     first_text_at: datetime | None = None
     completed_at: datetime | None = None
     events_received: int = 0
+    sent: Sent | None = None  # the record's `Sent` of the same batch, written with it (coalesce)
 
     def _fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "status": self.status, "events_received": self.events_received, "completed_at": self.completed_at,
             "first_event_at": self.first_event_at, "first_text_at": self.first_text_at,
             "response_payload": self.payload, "incomplete_reason": (self.incomplete_reason or "")[:50],
-            "produced_compaction": any(item_type(i) == "compaction" for i in self.output),
+            "produced_compaction": any(item_type(i) == "compaction" for i in self.output), **_sent_fields(self.sent),
         }
         if self.response_id:
             fields["response_id"] = self.response_id
@@ -323,14 +331,24 @@ def coalesce(ops: list[Op]) -> list[Op]:
     """Drop ops a later op of the same batch makes redundant (fewer statements, same end state).
 
     A `Started` is covered by its record's `Finished` (which sets the id, status and first event
-    time too); of several `ConversationState`s of one conversation only the last one counts.
+    time too); a record's one `Sent` (a first turn's socket) is written by its `Finished` or `Started`,
+    whichever is kept (they set other columns, so their order does not matter); of several
+    `ConversationState`s of one conversation only the last one counts.
     """
     finished = {op.record_pk for op in ops if isinstance(op, Finished) and op.record_pk is not None}
+    started = {op.record_pk for op in ops if isinstance(op, Started)}
+    sends = Counter(op.record_pk for op in ops if isinstance(op, Sent))
+    sent = {op.record_pk: op for op in ops if isinstance(op, Sent) and sends[op.record_pk] == 1
+            and op.record_pk in finished | started}
     last_state = {op.conversation_id: i for i, op in enumerate(ops) if isinstance(op, ConversationState)}
     kept = []
     for i, op in enumerate(ops):
         if isinstance(op, Started) and op.record_pk in finished:
             continue
+        if isinstance(op, Sent) and sent.get(op.record_pk) is op:
+            continue
+        if isinstance(op, Started | Finished) and op.record_pk in sent:
+            op = replace(op, sent=sent[op.record_pk])
         if isinstance(op, ConversationState):
             if last_state[op.conversation_id] != i:
                 continue

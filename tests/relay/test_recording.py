@@ -75,6 +75,40 @@ async def test_ops_are_written_in_batches(user, conversation_of):
     await recorder.close()
 
 
+async def test_a_first_turns_socket_is_written_with_its_response_in_one_statement(user, conversation_of):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sessions_app.models import UpstreamConnection
+    from sessions_app.recording.ops import Sent, Started, batch_statements
+    from sessions_app.recording.recorder import Finished
+
+    conversation = await conversation_of(user)
+    recorder = Recorder()
+    written = await recorder.write_request(_create(conversation))
+    upstream = await db(lambda: UpstreamConnection.objects.create(conversation=conversation, url="ws://u"))()
+    sent_at = timezone.now() - timedelta(seconds=1)
+    sent = Sent(written.record_pk, upstream.pk, sent_at)
+    started = Started(written.record_pk, "resp_s1", "in_progress", timezone.now())
+    finished = Finished(conversation_id=conversation.pk, record_pk=written.record_pk, status="completed",
+                        response_id="resp_s1", events_received=3)
+    # One UPDATE of the record, whichever came first (the reader may see response.created before the send returns).
+    for ops in ([sent, started], [started, sent], [sent, started, finished]):
+        statements = await db(batch_statements)(ops)
+        assert len(statements) == 1 and "sent_at" in statements[0][0] and "response_id" in statements[0][0]
+    # Two sends of one record (a resend on a new socket) stay in their order: the last one wins.
+    later = Sent(written.record_pk, upstream.pk, sent_at + timedelta(milliseconds=500))
+    assert len(await db(batch_statements)([finished, sent, later])) == 3
+    for op in (sent, started, finished):
+        recorder.add(op)
+    await recorder.flush()
+    record = await db(lambda: ResponseRecord.objects.get(pk=written.record_pk))()
+    assert (record.connection_id, record.sent_at, record.response_id, record.status) == (
+        upstream.pk, sent_at, "resp_s1", "completed")
+    await recorder.close()
+
+
 async def test_an_op_the_database_refuses_is_dropped_alone_and_logged(user, conversation_of, caplog):
     import uuid
 
