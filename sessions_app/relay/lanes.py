@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..protocol.frames import TEXT_DELTA
+
 __all__ = ["Ticket", "Routed", "LaneBook", "RESPONSE_EVENTS"]
 
 # Events that carry the whole Response object (and so its id).
@@ -65,6 +67,17 @@ class Ticket:
     echo: dict[str, Any] | None = None  # a replay's Response objects carry these request fields (echo.py)
     stopped: bool = False  # the user stopped it (stopping.py): not relayed any more, recorded cancelled
     shown: tuple[int, dict[int, dict[str, Any]]] | None = None  # at the stop: frames relayed, items done
+
+    def count(self, kind: str) -> None:
+        """One more event of this request (kept in memory, per event), and its first event's and text's times."""
+        self.events += 1
+        self.note_first(kind)
+
+    def note_first(self, kind: str) -> None:
+        if self.first_event_at is None:
+            self.first_event_at = datetime.now(UTC)
+        if kind == TEXT_DELTA and self.first_text_at is None:
+            self.first_text_at = datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ from django.utils import timezone
 
 from ..models import ErrorEvent, ResponseRecord, UpstreamConnection
 from ..protocol.errors import ProtocolError
-from ..protocol.frames import TEXT_DELTA
 from ..protocol.items import input_items
 from ..recording import (
     ConnectionClosed,
@@ -63,19 +62,6 @@ Reason = UpstreamConnection.CloseReason
 Status = ResponseRecord.Status
 # The longest a request's last frame waits for its record (a slow database, not an unavailable one).
 HOLD_SECONDS = 5.0
-
-
-def _count(ticket: Ticket, kind: str) -> None:
-    """Per-event bookkeeping kept in memory: event count and the first-event / first-text timings."""
-    ticket.events += 1
-    _count_first(ticket, kind)
-
-
-def _count_first(ticket: Ticket, kind: str) -> None:
-    if ticket.first_event_at is None:
-        ticket.first_event_at = timezone.now()
-    if kind == TEXT_DELTA and ticket.first_text_at is None:
-        ticket.first_text_at = timezone.now()
 
 
 class Downstream:
@@ -124,7 +110,7 @@ class Downstream:
             if ticket is None or not ticket.stopped:
                 await self.to_client(frame)
         if ticket is not None:
-            _count(ticket, kind)
+            ticket.count(kind)
             if kind == "response.output_item.done" and isinstance(event.get("output_index"), int):
                 ticket.output_done[event["output_index"]] = event.get("item") or {}
             if routed.bound:
@@ -154,7 +140,7 @@ class Downstream:
         """A default-lane delta or part marker, recognised without decoding (protocol/frames.py):
         forward and count it.
 
-        Most frames take this way, so it is `to_client` and `_count` written out: each coroutine
+        Most frames take this way, so it is `to_client` and `Ticket.count` written out: each coroutine
         layer and call here costs about 0.3 µs per event."""
         ticket = link.book.running(None)
         if ticket is not None and self.keep_tail:
@@ -171,7 +157,7 @@ class Downstream:
         if ticket is not None:
             ticket.events += 1
             if ticket.first_text_at is None:
-                _count_first(ticket, kind)
+                ticket.note_first(kind)
 
     async def _recovering(self, link: UpstreamLink, event: dict[str, Any]) -> bool:
         """An error that means the upstream lost its cache: if the relay resends the request, the
