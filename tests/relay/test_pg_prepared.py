@@ -57,6 +57,16 @@ def test_a_connection_prepares_at_most_its_share_and_sends_the_rest_as_they_are(
     assert prepared.query([other], _bind) == ([], ["UPDATE u SET b = 2"], set())
 
 
+def test_a_statement_with_a_sub_select_is_never_prepared():
+    # Its generic plan would be made once, for the tables as they were (a guard's join: N² on grown tables).
+    prepared = pgprepared.Prepared(pgprepared.Shapes())
+    guarded = ("INSERT INTO t (a) SELECT %s WHERE (SELECT COUNT(*) FROM t WHERE b = %s) < %s", [1, 2, 3])
+    for _ in range(3):
+        heads, texts, fresh = prepared.query([guarded], _bind)
+        assert (heads, fresh) == ([], set()) and texts[0].startswith("INSERT INTO t (a) SELECT 1 WHERE")
+        prepared.done(fresh)
+
+
 def test_a_refused_shape_is_never_prepared_again():
     shapes = pgprepared.Shapes()
     prepared = pgprepared.Prepared(shapes)
@@ -109,7 +119,7 @@ async def test_a_batch_sent_again_runs_prepared_and_writes_what_it_wrote_plain(u
 
 
 @transactional
-async def test_a_guarded_insert_after_its_lock_runs_prepared_and_its_guard_still_refuses(user, conversation_of,
+async def test_a_guarded_insert_runs_after_its_prepared_lock_and_its_guard_still_refuses(user, conversation_of,
                                                                                          fresh_shapes):
     conversation = await conversation_of(user)
 
@@ -120,7 +130,8 @@ async def test_a_guarded_insert_after_its_lock_runs_prepared_and_its_guard_still
 
     written = [await recording_pg.execute_at_once(guarded(limit=3)) for _ in range(3)]
     assert all(isinstance(pk, int) for pk in written)
-    assert len(await _prepared_names()) == 2  # the lock and the INSERT, from their second use
+    [lock] = (await _prepared_names()).values()  # from its second use; the guarded INSERT never (module rules)
+    assert "FOR NO KEY UPDATE" in lock
     assert await recording_pg.execute_at_once(guarded(limit=3)) is None  # three held: the prepared guard refuses
     assert await db(lambda: sorted(UpstreamConnection.objects.filter(conversation=conversation)
                                    .values_list("pk", flat=True)))() == sorted(written)
