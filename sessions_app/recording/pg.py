@@ -18,7 +18,7 @@ Rules:
   parameters for the default database (so tests reach the test database). The statement is
   prepared on first use (planning was half its cost) unless `SWITCHBOARD_PG_PREPARE` is off or
   the database's OPTIONS set `prepare_threshold` themselves; so are, within their one simple
-  query, the statements of a batch and a guarded INSERT's (pgprepared.py).
+  query, a batch's statements and a guarded INSERT's lock, but not the guards (pgprepared.py).
 * Durability: the user's input commits synchronously (its WAL flushed) before the relay sends it.
   A batch commits asynchronously (`synchronous_commit off`, this transaction only): what the
   upstream streamed back already waits in the recorder's queue for its batch, so flushing the WAL
@@ -141,8 +141,8 @@ class _Pool:
         """Statements in one transaction, sent as one simple query (one round trip). Bound client-side
         (psycopg quotes every value): a pipeline of prepared statements cost 3x the CPU on the loop.
         Each statement is bound on its own, so psycopg parses each SQL shape once (its cache keeps
-        short queries) instead of the whole batch's text every time; PostgreSQL plans each shape once
-        (pgprepared.py). Committed without waiting for the WAL flush (module rules). The caller retries
+        short queries) instead of the whole batch's text every time; PostgreSQL plans each shape by
+        primary key once (pgprepared.py). Committed without waiting for the WAL flush (module rules). The caller retries
         a failure."""
         async with self.slots, self._lease() as (connection, _):
             await _transaction(connection, self.prepared.get(connection), statements)
