@@ -142,8 +142,8 @@ class _Pool:
         (psycopg quotes every value): a pipeline of prepared statements cost 3x the CPU on the loop.
         Each statement is bound on its own, so psycopg parses each SQL shape once (its cache keeps
         short queries) instead of the whole batch's text every time; PostgreSQL plans each shape by
-        primary key once (pgprepared.py). Committed without waiting for the WAL flush (module rules). The caller retries
-        a failure."""
+        primary key once (pgprepared.py). Committed without waiting for the WAL flush (module rules).
+        The caller retries a failure."""
         async with self.slots, self._lease() as (connection, _):
             await _transaction(connection, self.prepared.get(connection), statements)
 

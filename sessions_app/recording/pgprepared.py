@@ -40,10 +40,10 @@ _PLACEHOLDER = re.compile(r"%[s%]")
 
 
 class Shapes:
-    """The process's statement shapes: how often each was sent, and the name of those worth preparing."""
+    """The process's statement shapes: those sent once, and the names of those worth preparing."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, int] = {}
+        self.seen: set[str] = set()
         self.names: dict[str, tuple[str, int] | None] = {}  # sql -> (name, parameter count); None: refused
         self.by_name: dict[str, str] = {}
 
@@ -56,7 +56,7 @@ class Shapes:
             return None
         if sql not in self.seen:
             if len(self.seen) < MAX_SHAPES:
-                self.seen[sql] = 1
+                self.seen.add(sql)
             return None
         name = f"switchboard_{len(self.names)}"
         self.by_name[name] = sql
@@ -87,7 +87,7 @@ def numbered(sql: str) -> str:
 
 
 class Prepared:
-    """One connection's prepared shapes; `text` writes a statement for a simple query, `done` records it sent."""
+    """One connection's prepared shapes; `query` writes statements for a simple query, `done` records them sent."""
 
     def __init__(self, shapes: Shapes | None = None) -> None:
         self.shapes = shapes if shapes is not None else SHAPES
