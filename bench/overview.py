@@ -55,7 +55,8 @@ def seed(records: int) -> None:
     conversations = Conversation.objects.bulk_create(
         Conversation(owner=users[i % 20], title=f"bench {i}", model=models[i % 4]) for i in range(200))
     connections = UpstreamConnection.objects.bulk_create(
-        UpstreamConnection(conversation=conversations[i % 200], url="ws://bench", opened_at=now - timedelta(hours=2),
+        UpstreamConnection(conversation=conversations[i % 200], owner=conversations[i % 200].owner, url="ws://bench",
+                           opened_at=now - timedelta(hours=2),
                            closed_at=now - timedelta(seconds=rng.randrange(week)),
                            close_reason=rng.choice(["connection_limit", "idle", "upstream_error", "client_left",
                                                     "server_shutdown"]))

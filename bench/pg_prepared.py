@@ -49,8 +49,8 @@ async def one_round(n: int, user, conversation) -> dict[str, float]:
 
     async def iteration() -> None:
         guard = limits.upstream_sockets_guard(user_pk=user.pk, limit=1000)
-        row = row_insert(connection_row(conversation.pk, None, "ws://upstream.bench/v1/responses"), guard=guard,
-                         lock=lock_user_row(user.pk))
+        row = row_insert(connection_row(conversation.pk, user.pk, None, "ws://upstream.bench/v1/responses"),
+                         guard=guard, lock=lock_user_row(user.pk))
         pk = await pg.execute_at_once(row)
         await pg.execute_batch([
             update_statement(Conversation, conversation.pk, {"status": "active", "updated_at": timezone.now()}),

@@ -100,6 +100,12 @@ class UpstreamConnection(models.Model):
         RESENT = "resent", "Closed to resend a request"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="connections")
+    # The conversation's owner, copied when the row is written (conversations never change hands): the
+    # upstream-socket guard counts a user's open rows from this table alone (relay/limits.py). No
+    # constraint of its own: the conversation's enforces it, and a second foreign-key check would lock
+    # the user's row once more on every first turn. Deleting a user deletes the rows with its conversations.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False,
+                              db_index=False, related_name="+", editable=False)
     upstream_profile = models.ForeignKey(UpstreamProfile, on_delete=models.SET_NULL, null=True, blank=True)
     url = models.CharField("URL", max_length=500)
     opened_at = models.DateTimeField(default=timezone.now)
@@ -118,11 +124,19 @@ class UpstreamConnection(models.Model):
     class Meta:
         ordering = ["-opened_at"]
         # closed_at: the overview counts the sockets that ended in a window, by reason (0009).
+        # connection_owner_open: the guard's count reads only the user's rows not closed (0011).
         indexes = [models.Index(fields=["conversation", "opened_at"]),
-                   models.Index(fields=["closed_at", "close_reason"], name="connection_closed_reason")]
+                   models.Index(fields=["closed_at", "close_reason"], name="connection_closed_reason"),
+                   models.Index(fields=["owner"], condition=models.Q(closed_at__isnull=True),
+                                name="connection_owner_open")]
 
     def __str__(self) -> str:
         return f"Upstream socket #{self.pk} ({self.get_close_reason_display()})"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.owner_id is None and self.conversation_id is not None:  # the ORM's way (admin, tests)
+            self.owner_id = self.conversation.owner_id
+        super().save(*args, **kwargs)
 
 
 class ResponseRecord(models.Model):

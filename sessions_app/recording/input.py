@@ -327,8 +327,8 @@ def _write_request_in_transaction(row: RequestRow) -> RequestWritten:
                           replayed=origin == ResponseRecord.Origin.RECOVERY_REPLAY)
 
 
-def connection_row(conversation_id: uuid.UUID, profile_id: int | None, url: str) -> UpstreamConnection:
-    return UpstreamConnection(conversation_id=conversation_id, upstream_profile_id=profile_id, url=url[:500],
-                              holder=PROCESS_ID)
+def connection_row(conversation_id: uuid.UUID, owner_id: int, profile_id: int | None, url: str) -> UpstreamConnection:
+    return UpstreamConnection(conversation_id=conversation_id, owner_id=owner_id, upstream_profile_id=profile_id,
+                              url=url[:500], holder=PROCESS_ID)
 
 

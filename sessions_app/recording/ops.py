@@ -282,6 +282,7 @@ class ConnectionFailed:
     """An upstream socket that never opened (unreachable, handshake refused)."""
 
     conversation_id: uuid.UUID
+    owner_id: int
     profile_id: int | None
     url: str
     close_code: int | None
@@ -290,7 +291,8 @@ class ConnectionFailed:
 
     def statements(self, batch: _Batch) -> list[Statement]:
         return [insert_statement([UpstreamConnection(
-            conversation_id=self.conversation_id, upstream_profile_id=self.profile_id, url=self.url[:500],
+            conversation_id=self.conversation_id, owner_id=self.owner_id, upstream_profile_id=self.profile_id,
+            url=self.url[:500],
             opened_at=self.at, closed_at=self.at, close_code=self.close_code, close_text=self.close_text[:200],
             close_reason=UpstreamConnection.CloseReason.HANDSHAKE_FAILED,
         )])]

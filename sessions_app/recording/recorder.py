@@ -225,11 +225,11 @@ class Recorder:
             return await recording_pg.execute_at_once(statement)
         return await _sqlite_groups().write(statement)
 
-    async def open_connection(self, *, conversation_id: uuid.UUID, profile_id: int | None, url: str,
+    async def open_connection(self, *, conversation_id: uuid.UUID, owner_id: int, profile_id: int | None, url: str,
                               guard: Statement | None = None, lock: Statement | None = None) -> int | None:
         """The upstream socket's row, its pk; with a `guard` (the user's upstream-socket limit), None when
         the guard refused it (`insert_row`)."""
-        return await insert_row(connection_row(conversation_id, profile_id, url), guard=guard, lock=lock)
+        return await insert_row(connection_row(conversation_id, owner_id, profile_id, url), guard=guard, lock=lock)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -178,7 +178,8 @@ class UpstreamLinks:
         limit = host.quota.limits.max_upstream_sockets
         guard = limits.upstream_sockets_guard(user_pk=host.user.pk, limit=limit) if limit else None
         return await host.recorder.open_connection(
-            conversation_id=conversation.id, profile_id=conversation.profile.pk, url=url, guard=guard,
+            conversation_id=conversation.id, owner_id=host.user.pk, profile_id=conversation.profile.pk, url=url,
+            guard=guard,
             lock=lock_user_row(host.user.pk) if guard else None)
 
     def _counts_upstream_sockets(self) -> bool:
@@ -241,7 +242,7 @@ class UpstreamLinks:
                                                     Reason.HANDSHAKE_FAILED, timezone.now()))
         else:
             self.host.recorder.add(ConnectionFailed(
-                conversation_id=conversation.id, profile_id=conversation.profile.pk,
+                conversation_id=conversation.id, owner_id=self.host.user.pk, profile_id=conversation.profile.pk,
                 url=conversation.profile.target.url, close_code=getattr(exc, "status", None), close_text=str(exc),
                 at=timezone.now(),
             ))

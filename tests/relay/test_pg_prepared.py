@@ -124,7 +124,7 @@ async def test_a_guarded_insert_runs_after_its_prepared_lock_and_its_guard_still
     conversation = await conversation_of(user)
 
     def guarded(limit):
-        return row_insert(connection_row(conversation.pk, None, "ws://upstream.test/v1/responses"),
+        return row_insert(connection_row(conversation.pk, user.pk, None, "ws://upstream.test/v1/responses"),
                           guard=limits.upstream_sockets_guard(user_pk=user.pk, limit=limit),
                           lock=lock_user_row(user.pk))
 

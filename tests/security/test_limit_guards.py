@@ -123,7 +123,7 @@ async def test_the_upstream_guard_counts_what_the_rule_counts(profile, user, oth
     assert held == expected
 
     async def guarded(limit: int):
-        row = UpstreamConnection(conversation=conversation, url="ws://guarded")
+        row = UpstreamConnection(conversation=conversation, owner=user, url="ws://guarded")
         return await insert_row(row, guard=upstream_sockets_guard(user_pk=user.pk, limit=limit))
 
     assert await guarded(held) is None
