@@ -18,7 +18,7 @@ Rules:
   parameters for the default database (so tests reach the test database). The statement is
   prepared on first use (planning was half its cost) unless `SWITCHBOARD_PG_PREPARE` is off or
   the database's OPTIONS set `prepare_threshold` themselves; so are, within their one simple
-  query, a batch's statements and a guarded INSERT's lock, but not the guards (pgprepared.py).
+  query, a batch's statements and a guarded INSERT with its lock (pgprepared.py says which guards).
 * Durability: the user's input commits synchronously (its WAL flushed) before the relay sends it.
   A batch commits asynchronously (`synchronous_commit off`, this transaction only): what the
   upstream streamed back already waits in the recorder's queue for its batch, so flushing the WAL

@@ -8,12 +8,13 @@ these (pg_stat_statements; bench/README.md, 2026-12-03). A `PREPARE` once per co
 
 Rules:
 
-* Only statements whose plan cannot go wrong are prepared: by primary key, or VALUES. A statement with a
-  sub-SELECT (a guard's count, limits.py) is sent as it is: PostgreSQL plans a prepared statement
-  generically after five executions and keeps that plan, made for the tables as they were then. The
-  upstream guard's join, planned on near-empty tables, became a nested loop over all the user's
-  conversations for each open row, N² at N sockets (a first turn's database CPU rose from 10.8 to 12.5 ms
-  a socket at 150 new sockets a second; bench/README.md, 2026-12-03, day).
+* Only statements whose plan cannot go wrong are prepared: by primary key, VALUES, and a guard's count
+  of one table by an indexed column (live/sockets.py, relay/limits.py: their generic plans are index
+  scans of the user's rows, even on empty tables). A sub-SELECT that joins is sent as it is: PostgreSQL
+  plans a prepared statement generically after five executions and keeps that plan, made for the tables
+  as they were then. The upstream guard's old join, planned on near-empty tables, became a nested loop
+  over all the user's conversations for each open row, N² at N sockets (a first turn's database CPU rose
+  from 10.8 to 12.5 ms a socket at 150 new sockets a second; bench/README.md, 2026-12-03, day).
 * A shape (its SQL text) is prepared the second time this process sends it, so a one-off (a batch's
   INSERT of an unusual number of items) does not fill the connection's memory; a process knows at most
   `MAX_SHAPES` shapes, a connection prepares at most `MAX_PER_CONNECTION`, and past either the statement
@@ -51,7 +52,7 @@ class Shapes:
         """The shape's name and parameter count once it was sent before, else None (send it as it is)."""
         if sql in self.names:
             return self.names[sql]
-        if "(SELECT" in sql:  # a guard's count: its plan must follow the tables (module rules)
+        if "(SELECT" in sql and " JOIN " in sql:  # its plan must follow the tables (module rules)
             self.names[sql] = None
             return None
         if sql not in self.seen:

@@ -57,14 +57,19 @@ def test_a_connection_prepares_at_most_its_share_and_sends_the_rest_as_they_are(
     assert prepared.query([other], _bind) == ([], ["UPDATE u SET b = 2"], set())
 
 
-def test_a_statement_with_a_sub_select_is_never_prepared():
+def test_a_statement_with_a_sub_select_that_joins_is_never_prepared():
     # Its generic plan would be made once, for the tables as they were (a guard's join: N² on grown tables).
     prepared = pgprepared.Prepared(pgprepared.Shapes())
-    guarded = ("INSERT INTO t (a) SELECT %s WHERE (SELECT COUNT(*) FROM t WHERE b = %s) < %s", [1, 2, 3])
+    guarded = ("INSERT INTO t (a) SELECT %s WHERE (SELECT COUNT(*) FROM t JOIN c ON c.id = t.c WHERE c.b = %s) < %s",
+               [1, 2, 3])
     for _ in range(3):
         heads, texts, fresh = prepared.query([guarded], _bind)
         assert (heads, fresh) == ([], set()) and texts[0].startswith("INSERT INTO t (a) SELECT 1 WHERE")
         prepared.done(fresh)
+    one_table = ("INSERT INTO t (a) SELECT %s WHERE (SELECT COUNT(*) FROM t WHERE b = %s) < %s", [1, 2, 3])
+    prepared.query([one_table], _bind)
+    assert prepared.query([one_table], _bind)[0] == ["PREPARE switchboard_1 AS INSERT INTO t (a) SELECT $1 WHERE "
+                                                     "(SELECT COUNT(*) FROM t WHERE b = $2) < $3"]
 
 
 def test_a_refused_shape_is_never_prepared_again():
@@ -130,8 +135,10 @@ async def test_a_guarded_insert_runs_after_its_prepared_lock_and_its_guard_still
 
     written = [await recording_pg.execute_at_once(guarded(limit=3)) for _ in range(3)]
     assert all(isinstance(pk, int) for pk in written)
-    [lock] = (await _prepared_names()).values()  # from its second use; the guarded INSERT never (module rules)
-    assert "FOR NO KEY UPDATE" in lock
+    names = await _prepared_names()  # from their second use, both in one query (its text is each one's statement)
+    assert len(names) == 2
+    [query] = set(names.values())
+    assert "FOR NO KEY UPDATE" in query and " AS INSERT " in query and "(SELECT COUNT(*)" in query
     assert await recording_pg.execute_at_once(guarded(limit=3)) is None  # three held: the prepared guard refuses
     assert await db(lambda: sorted(UpstreamConnection.objects.filter(conversation=conversation)
                                    .values_list("pk", flat=True)))() == sorted(written)
