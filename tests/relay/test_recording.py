@@ -6,10 +6,11 @@ import json
 import logging
 
 import pytest
+from django.utils import timezone
 from websockets.asyncio.server import serve
 
-from sessions_app.models import ErrorEvent, Item, ResponseRecord
-from sessions_app.recording.recorder import ConversationState, Recorder, Writer
+from sessions_app.models import ErrorEvent, Item, ResponseRecord, UpstreamConnection
+from sessions_app.recording.recorder import ConnectionFailed, ConversationState, Recorder, Writer
 
 from .conftest import db, final
 
@@ -73,6 +74,18 @@ async def test_ops_are_written_in_batches(user, conversation_of):
     await db(conversation.refresh_from_db)()
     assert conversation.latest_response_id == "resp_119"
     await recorder.close()
+
+
+async def test_an_upstream_socket_that_never_opened_is_recorded_as_its_owners(user, conversation_of):
+    """The row written when the handshake failed and its own row could not be (relay/link.py) names the
+    conversation's owner, as every upstream row does: the user's sockets are counted by it (relay/limits.py)."""
+    conversation = await conversation_of(user)
+    recorder = Recorder()
+    recorder.add(ConnectionFailed(conversation_id=conversation.pk, owner_id=user.pk, profile_id=None,
+                                  url="ws://refused", close_code=401, close_text="no", at=timezone.now()))
+    await recorder.close()
+    row = await db(lambda: UpstreamConnection.objects.get(conversation=conversation))()
+    assert (row.owner_id, row.close_reason, row.closed_at is not None) == (user.pk, "handshake_failed", True)
 
 
 async def test_a_first_turns_socket_is_written_with_its_response_in_one_statement(user, conversation_of):

@@ -84,6 +84,7 @@ async def test_first_turns_arriving_together_open_upstream_sockets_up_to_the_lim
     assert ends == ["response.completed"] * 2 + ["too_many_upstream_sockets"] * 3
     # A refused first turn opened no upstream socket and wrote no row for one.
     assert await db(lambda: UpstreamConnection.objects.filter(conversation__owner=user).count())() == 2
+    assert await db(lambda: UpstreamConnection.objects.filter(owner=user).count())() == 2  # each names its owner
     refused = next(final(events) for events in turns if final(events)["type"] == "error")
     assert "limit is 2 concurrent upstream sockets" in refused["error"]["message"]
 
