@@ -292,8 +292,8 @@ class ConnectionFailed:
     def statements(self, batch: _Batch) -> list[Statement]:
         return [insert_statement([UpstreamConnection(
             conversation_id=self.conversation_id, owner_id=self.owner_id, upstream_profile_id=self.profile_id,
-            url=self.url[:500],
-            opened_at=self.at, closed_at=self.at, close_code=self.close_code, close_text=self.close_text[:200],
+            url=self.url[:500], opened_at=self.at, closed_at=self.at, close_code=self.close_code,
+            close_text=self.close_text[:200],
             close_reason=UpstreamConnection.CloseReason.HANDSHAKE_FAILED,
         )])]
 
