@@ -79,3 +79,24 @@ async def test_a_cancelled_first_create_does_not_strand_the_creates_behind_it():
         await first
     assert await asyncio.wait_for(asyncio.gather(*rest), 2) == ["written b", "written c"]
     assert await asyncio.wait_for(groups.write("d"), 2) == "written d"  # and the groups still run
+
+
+async def test_a_queued_row_goes_out_with_or_before_what_is_written_after_it():
+    """Idle: the queued row goes out at once, the writes behind it next. Busy: they all join the next group
+    together. When that group fails, each is written again alone, the queued one first."""
+    database = Database()
+    groups = Groups(database.write_many)
+    queued = groups.queue("conversation")
+    assert await asyncio.gather(queued, groups.write("request"), groups.write("upstream")) == [
+        "written conversation", "written request", "written upstream"]
+    assert database.groups == [["conversation"], ["request", "upstream"]]
+
+    database.groups.clear()
+    busy = asyncio.ensure_future(groups.write("other socket's"))
+    await asyncio.sleep(0)
+    queued = groups.queue("conversation")
+    results = await asyncio.gather(busy, queued, groups.write("bad"), groups.write("request"), return_exceptions=True)
+    assert results[:2] == ["written other socket's", "written conversation"]
+    assert isinstance(results[2], Refused) and results[3] == "written request"
+    assert database.groups == [["other socket's"], ["conversation", "bad", "request"],
+                               ["conversation"], ["bad"], ["request"]]

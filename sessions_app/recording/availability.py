@@ -56,13 +56,13 @@ def database_unavailable(exc: BaseException) -> bool:
 
 
 def log_failure(log: logging.Logger, failure: BaseException, message: str, *args: object) -> None:
-    """Log a failed operation, in its `except` block: while the database is unavailable one warning line
-    naming the exception's class (an outage is expected, and would otherwise log a traceback per
-    request); any other failure with its traceback."""
+    """Log a failed operation: while the database is unavailable one warning line naming the exception's
+    class (an outage is expected, and would otherwise log a traceback per request); any other failure with
+    its traceback."""
     if database_unavailable(failure):
         log.warning(message + " (database unavailable: %s)", *args, type(failure).__name__)
     else:
-        log.exception(message, *args)
+        log.error(message, *args, exc_info=failure)
 
 
 class Backoff:

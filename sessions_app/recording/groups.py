@@ -15,6 +15,10 @@ Rules:
   creates is written again on its own, so a bad one never takes the others down.
 * Per event loop, one `Groups`; a waiter cancelled meanwhile does not cancel the write, nor does a
   cancelled first create strand the creates gathered behind it.
+* Order: statements are written in the order they came, in the same group or a later one, and a group
+  that fails is written again one by one in that order. So a row `queue`d ahead of the rows that refer
+  to it (a new conversation, then its first request and upstream socket) commits with them or before
+  them, and they need not wait for its commit before joining (SQLite checks foreign keys at COMMIT).
 """
 
 from __future__ import annotations
@@ -55,6 +59,16 @@ class Groups:
         if isinstance(result, BaseException):
             raise result
         return result
+
+    def queue(self, statement: Any) -> asyncio.Future[Any]:
+        """`write` without waiting: `statement` joins the next group at once, ahead of whatever the caller
+        writes next. The future gives its result or what refused it."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._pending.append((statement, waiter))
+        if not self._busy:
+            self._busy = True
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name="switchboard-input-groups")
+        return waiter
 
     async def _drain(self) -> None:
         try:

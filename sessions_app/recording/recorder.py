@@ -89,6 +89,7 @@ __all__ = [
     "AtOnce",
     "at_once_statement",
     "insert_row",
+    "queue_row",
     "Writer",
     "RequestRow",
     "RequestWritten",
@@ -129,6 +130,35 @@ async def insert_row(row: Any, *, guard: Statement | None = None, lock: Statemen
         row.pk = pk
         row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
     return pk
+
+
+def queue_row(row: Any) -> asyncio.Future[Any] | None:
+    """On SQLite, `insert_row` without waiting: the row joins the group commit at once, ahead of the caller's
+    next writes, which commit with it or after it (groups.py: order). The future gives its pk (set on the row),
+    or raises what `insert_row` would. None on PostgreSQL, whose writes run side by side: `insert_row` it."""
+    if recording_pg.enabled():
+        return None
+    queued = _sqlite_groups().queue(row_insert(row))
+    written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def settle(queued: asyncio.Future[Any]) -> None:
+        if written.cancelled():
+            return
+        if queued.cancelled():
+            written.cancel()
+        elif (exc := queued.exception()) is not None:
+            try:
+                with connections[DEFAULT_DB_ALIAS].wrap_database_errors:  # as insert_row raises it
+                    raise exc
+            except Exception as wrapped:
+                written.set_exception(wrapped)
+        else:
+            row.pk = queued.result()
+            row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
+            written.set_result(row.pk)
+
+    queued.add_done_callback(settle)
+    return written
 
 
 async def delete_row(model: type[Any], pk: Any) -> bool:

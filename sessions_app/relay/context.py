@@ -173,8 +173,8 @@ def owned_references(*, user, response_ids: Iterable[str] = (), item_ids: Iterab
 class GatewayConversation:
     """What a gateway socket's first create drives: the conversation (None: the create names ids the user
     does not own, and the relay refuses it), which of the ids the user owns, and for a new conversation
-    its row, made but not written: the relay writes it with the turn's other rows (recording's
-    `insert_row`, grouped with other sockets' on SQLite), not on a database trip of its own."""
+    its row, made but not written: the relay writes it with the turn's other rows (relay_ownership), not
+    on a database trip of its own."""
 
     view: ConversationView | None
     owned: Owned

@@ -17,20 +17,26 @@ conversation this socket drives:
 * Ids found are remembered for the session's life.
 * A gateway socket's first create also chooses its conversation (`gateway_conversation`): one trip
   reads both (relay_context.conversation_for_gateway); a create that names no id and no conversation,
-  on a socket whose profile was read with its token, needs none. A new conversation is written with
-  other sockets' rows (recording's `insert_row`); if the database refuses it, the client gets
-  `recording_failed` and its create is not sent.
+  on a socket whose profile was read with its token, needs none.
+* A new conversation's row is written with other sockets' rows. On SQLite it is queued ahead of its
+  create's own rows (recording's `queue_row`): the request and the upstream socket's row commit with it
+  or after it, so a first turn waits for one group commit, not two (bench/README.md). On PostgreSQL it is
+  committed first (`insert_row`). If the database refuses it, the client gets `recording_failed`, its
+  create is not sent (its request's row, which names it, is refused too), and the socket's next create
+  writes it again, ahead of its own rows (`write_new_conversation`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any, Protocol
 
+from ..models import Conversation
 from ..protocol.errors import ProtocolError, previous_response_not_found
 from ..protocol.references import References
-from ..recording import Recorder, insert_row, log_failure, read_on_db_thread
+from ..recording import Recorder, insert_row, log_failure, queue_row, read_on_db_thread
 from . import errors as relay_errors
 from .context import (
     ConversationView,
@@ -45,6 +51,8 @@ from .context import (
 __all__ = ["Ownership", "OwnershipHost"]
 
 logger = logging.getLogger("sessions_app.relay")
+
+_NOT_RECORDED = "Could not record a new conversation; its create was not relayed"
 
 
 class OwnershipHost(Protocol):
@@ -65,6 +73,8 @@ class Ownership:
         self.host = host
         self._responses: set[str] = set()
         self._items: set[str] = set()
+        self._unwritten: Conversation | None = None  # a new conversation whose row has not committed
+        self._queued: asyncio.Future[Any] | None = None  # its row, queued ahead of its create's rows (SQLite)
 
     @property
     def _conversation_id(self) -> uuid.UUID | None:
@@ -105,14 +115,37 @@ class Ownership:
         if found.view is None:
             self.verify(refs, found.owned, lane)
         if found.new is not None:
-            try:
-                await insert_row(found.new)
-            except Exception as failure:
-                log_failure(logger, failure, "Could not record a new conversation; its create was not relayed")
-                refused = relay_errors.recording_failed()
-                refused.stream_id = lane
-                raise refused from None
+            self._unwritten = found.new
+            await self.write_new_conversation(lane)
         return found
+
+    async def write_new_conversation(self, lane: str | None) -> None:
+        """Write the new conversation's row ahead of this create's rows, if it has not committed yet (module
+        rules); on PostgreSQL, raise `recording_failed` if the database refuses it."""
+        row = self._unwritten
+        if row is None or self._queued is not None:
+            return
+        queued = queue_row(row)
+        if queued is not None:
+            self._queued = queued
+            queued.add_done_callback(self._settled)
+            return
+        try:
+            await insert_row(row)
+        except Exception as failure:
+            log_failure(logger, failure, _NOT_RECORDED)
+            refused = relay_errors.recording_failed()
+            refused.stream_id = lane
+            raise refused from None
+        self._unwritten = None
+
+    def _settled(self, queued: asyncio.Future[Any]) -> None:
+        self._queued = None
+        failure = queued.exception() if not queued.cancelled() else asyncio.CancelledError()
+        if failure is None:
+            self._unwritten = None
+        else:  # the create's request was refused with it; the next create writes it again
+            log_failure(logger, failure, _NOT_RECORDED)
 
     def verify(self, refs: References, owned: Owned, lane: str | None) -> None:
         """Raise the error for the first id in `refs` that `owned` (the user's, as looked up) does not place

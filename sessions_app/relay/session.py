@@ -246,6 +246,7 @@ class RelaySession:
                       resends: int = 0, reason: str | None = None) -> None:
         """Write a create's record, then send it (as the client framed it when nothing was rewritten); the
         usual create is sent while it is written (overlap.py)."""
+        await self.ownership.write_new_conversation(row.stream_id)  # again, if the first create's write failed
         if row.replay:
             await self.recorder.flush()  # the context is rebuilt from records: the latest must be written
         elif frame is not None and not resends and not reason and (link := self.overlap.link_for(row)) is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from django.db import connection
 
 from sessions_app.models import ApiToken, Conversation, ResponseRecord, UpstreamConnection, UserLimits
 
@@ -67,3 +68,52 @@ async def test_a_conversation_the_database_refuses_is_an_error_and_its_create_is
     assert [f for f in list(sim.received_frames)[sent_before:] if "never sent" in str(f)] == []
     titles = await db(lambda: sorted(Conversation.objects.values_list("title", flat=True)))()
     assert titles == ["sent"]
+
+
+
+
+def refuse_conversations(refuse: bool) -> None:
+    """A trigger that refuses every new conversation's row, or none."""
+    table = Conversation._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"CREATE TRIGGER refuse_conversations BEFORE INSERT ON {table} "
+                           "BEGIN SELECT RAISE(ABORT, 'refused'); END" if refuse else
+                           "DROP TRIGGER refuse_conversations")
+        elif refuse:
+            cursor.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                           "$$ BEGIN RAISE EXCEPTION 'refused'; END $$")
+            cursor.execute(f"CREATE TRIGGER refuse_conversations BEFORE INSERT ON {table} "
+                           "FOR EACH ROW EXECUTE FUNCTION refuse()")
+        else:
+            cursor.execute(f"DROP TRIGGER refuse_conversations ON {table}")
+            cursor.execute("DROP FUNCTION refuse()")
+
+
+async def test_a_refused_conversation_is_written_again_ahead_of_the_sockets_next_create(profile, user, open_gateway,
+                                                                                         sim):
+    """The database refuses a first create's conversation, then accepts it again: the socket's next create
+    writes a conversation ahead of its own rows and goes upstream. (On SQLite the row was queued ahead of the
+    first create's request and upstream socket's rows, which were refused with it.)"""
+    socket = await open_gateway(await db(issue)(user, "agent"))
+    await db(refuse_conversations)(True)
+    sent_before = len(sim.received_frames)
+    try:
+        error = final(await socket.turn("never sent", model="gpt-5.5"))
+    finally:
+        await db(refuse_conversations)(False)
+    assert error["type"] == "error" and error["error"]["code"] == "recording_failed"
+    assert await db(lambda: Conversation.objects.count())() == 0
+
+    completed = final(await socket.turn("sent after all", model="gpt-5.5"))
+    assert completed["type"] == "response.completed"
+    assert [f for f in list(sim.received_frames)[sent_before:] if "never sent" in str(f)] == []
+
+    def rows():
+        [conversation] = Conversation.objects.all()
+        return (conversation, list(UpstreamConnection.objects.filter(conversation=conversation)),
+                list(ResponseRecord.objects.filter(conversation=conversation)))
+
+    conversation, [upstream], [record] = await db(rows)()
+    assert conversation.owner_id == user.pk and conversation.created_via == "gateway"
+    assert record.response_id == completed["response"]["id"] and record.connection_id == upstream.pk
