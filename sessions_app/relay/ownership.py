@@ -133,6 +133,7 @@ class Ownership:
         try:
             await insert_row(row)
         except Exception as failure:
+            self._unwritten = None  # the session takes no conversation: its next create chooses afresh
             log_failure(logger, failure, _NOT_RECORDED)
             refused = relay_errors.recording_failed()
             refused.stream_id = lane

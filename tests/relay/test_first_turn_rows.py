@@ -150,3 +150,25 @@ async def test_on_postgresql_only_the_request_waits_for_the_wal_flush(profile, u
     finally:
         modes = await db(note_commit_modes)(False)
     assert modes == [("Conversation", "off"), ("ResponseRecord", "on"), ("UpstreamConnection", "off")]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="on SQLite the socket keeps the conversation it queued")
+async def test_on_postgresql_a_refused_conversation_leaves_the_socket_free_to_continue_another(
+        profile, user, open_gateway, sim):
+    """There the refused conversation was never the socket's: its next create may continue one of the user's
+    conversations, and nothing of the refused one is written then."""
+    token = await db(issue)(user, "agent")
+    first = await open_gateway(token)
+    assert final(await first.turn("kept", model="gpt-5.5"))["type"] == "response.completed"
+    [kept] = await db(lambda: list(Conversation.objects.all()))()
+
+    socket = await open_gateway(token)
+    await db(refuse_conversations)(True)
+    try:
+        error = final(await socket.turn("never sent", model="gpt-5.5"))
+    finally:
+        await db(refuse_conversations)(False)
+    assert error["type"] == "error" and error["error"]["code"] == "recording_failed"
+    events = await socket.turn("on the kept one", model="gpt-5.5", metadata={"switchboard_conversation": str(kept.pk)})
+    assert final(events)["type"] == "response.completed"
+    assert await db(lambda: list(Conversation.objects.values_list("pk", flat=True)))() == [kept.pk]
