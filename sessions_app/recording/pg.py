@@ -25,12 +25,6 @@ Rules:
   for it buys no safety against this process dying (PostgreSQL has the commit at once); only a
   crash of the database server itself within its WAL writer delay could lose such a batch. In
   exchange the input's commit no longer queues behind batch flushes on the WAL.
-  A new row (a conversation, an upstream or a client socket's) commits asynchronously too: what depends
-  on it durably (a request's input, which names the conversation and the upstream socket) commits
-  synchronously after it, and that flush takes it along. A crash of the server could lose only rows
-  no committed request names, and client sockets' rows (a socket its user's limit then does not count).
-  A row's delete (a client socket's release) still waits for the flush: a lost one would count against
-  its user while this process lives (live/sockets.py beats its rows).
 * The statement is atomic, so a failure means nothing was written; the caller then refuses to
   send. One exception: a connection that sat idle may have died (a restarted server); if it fails
   with a connection error before answering, the statement is retried once on a new connection.
@@ -168,15 +162,15 @@ class _Pool:
 
 async def _execute(connection: psycopg.AsyncConnection, prepared: Prepared | None,
                    statement: Direct) -> tuple[Any, ...] | None:
-    if not isinstance(statement, RowInsert):  # the user's input, a row's delete: the commit flushes the WAL
+    lock = statement.lock if isinstance(statement, RowInsert) else None
+    if lock is None:
         cursor = await connection.execute(statement.sql, statement.params)
         return await cursor.fetchone()
-    # A new row (after its guard's lock, input.py's RowInsert), as one simple query committed without waiting
-    # for the WAL flush (module rules). A lock is held from the server's SELECT … FOR NO KEY UPDATE to its
-    # COMMIT, never across a round trip and a turn of this busy loop (every socket of one user queues for it).
-    lock = statement.lock
-    cursor = await _transaction(connection, prepared, [*([lock] if lock is not None else []),
-                                                       (statement.sql, statement.params)])
+    # A guarded INSERT after its lock (input.py, RowInsert), as one simple query: the lock is held from the
+    # server's SELECT … FOR NO KEY UPDATE to its COMMIT, never across a round trip and a turn of this busy loop
+    # (every socket of one user queues for it), nor across a WAL flush: whatever later depends on the row
+    # commits synchronously (a request's input), which flushes this commit too.
+    cursor = await _transaction(connection, prepared, [lock, (statement.sql, statement.params)])
     return await cursor.fetchone()
 
 

@@ -119,39 +119,6 @@ async def test_a_refused_conversation_is_written_again_ahead_of_the_sockets_next
     assert record.response_id == completed["response"]["id"] and record.connection_id == upstream.pk
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's synchronous_commit")
-async def test_on_postgresql_only_the_request_waits_for_the_wal_flush(profile, user, open_gateway, sim):
-    """A first turn's new rows commit without waiting for the WAL flush; its request, which names them, waits,
-    and that flush takes theirs along (recording/pg.py). A trigger notes the setting each INSERT ran under."""
-    tables = {model._meta.db_table: model.__name__ for model in (Conversation, UpstreamConnection, ResponseRecord)}
-
-    def note_commit_modes(on: bool) -> None:
-        with connection.cursor() as cursor:
-            if on:
-                cursor.execute("CREATE TABLE commit_modes (tbl text, mode text)")
-                cursor.execute("CREATE FUNCTION note_mode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                               "INSERT INTO commit_modes VALUES (TG_TABLE_NAME, current_setting('synchronous_commit'));"
-                               " RETURN NEW; END $$")
-            for table in tables:
-                cursor.execute(f"CREATE TRIGGER note_mode AFTER INSERT ON {table} FOR EACH ROW "
-                               "EXECUTE FUNCTION note_mode()" if on else f"DROP TRIGGER note_mode ON {table}")
-            if not on:
-                cursor.execute("DROP FUNCTION note_mode()")
-                cursor.execute("SELECT tbl, mode FROM commit_modes")
-                found = sorted((tables[t], mode) for t, mode in cursor.fetchall())
-                cursor.execute("DROP TABLE commit_modes")
-                return found
-
-    await db(UserLimits.objects.create)(user=user, max_upstream_sockets=5)  # the upstream row's guarded INSERT too
-    socket = await open_gateway(await db(issue)(user, "agent"))
-    await db(note_commit_modes)(True)
-    try:
-        assert final(await socket.turn("hello", model="gpt-5.5"))["type"] == "response.completed"
-    finally:
-        modes = await db(note_commit_modes)(False)
-    assert modes == [("Conversation", "off"), ("ResponseRecord", "on"), ("UpstreamConnection", "off")]
-
-
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="on SQLite the socket keeps the conversation it queued")
 async def test_on_postgresql_a_refused_conversation_leaves_the_socket_free_to_continue_another(
         profile, user, open_gateway, sim):
