@@ -132,13 +132,14 @@ async def insert_row(row: Any, *, guard: Statement | None = None, lock: Statemen
     return pk
 
 
-def queue_row(row: Any) -> asyncio.Future[Any] | None:
+def queue_row(row: Any, *, guard: Statement | None = None, lock: Statement | None = None) -> asyncio.Future[Any] | None:
     """On SQLite, `insert_row` without waiting: the row joins the group commit at once, ahead of the caller's
-    next writes, which commit with it or after it (groups.py: order). The future gives its pk (set on the row),
-    or raises what `insert_row` would. None on PostgreSQL, whose writes run side by side: `insert_row` it."""
+    next writes, which commit with it or after it (groups.py: order). The future gives its pk (set on the row;
+    None when its guard refused it), or raises what `insert_row` would. None on PostgreSQL, whose writes run
+    side by side: `insert_row` it."""
     if recording_pg.enabled():
         return None
-    queued = _sqlite_groups().queue(row_insert(row))
+    queued = _sqlite_groups().queue(row_insert(row, guard=guard, lock=lock))
     written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def settle(queued: asyncio.Future[Any]) -> None:
@@ -153,9 +154,10 @@ def queue_row(row: Any) -> asyncio.Future[Any] | None:
             except Exception as wrapped:
                 written.set_exception(wrapped)
         else:
-            row.pk = queued.result()
-            row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
-            written.set_result(row.pk)
+            if (pk := queued.result()) is not None:
+                row.pk = pk
+                row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
+            written.set_result(pk)
 
     queued.add_done_callback(settle)
     return written
@@ -260,6 +262,11 @@ class Recorder:
         """The upstream socket's row, its pk; with a `guard` (the user's upstream-socket limit), None when
         the guard refused it (`insert_row`)."""
         return await insert_row(connection_row(conversation_id, owner_id, profile_id, url), guard=guard, lock=lock)
+
+    def queue_connection(self, *, conversation_id: uuid.UUID, owner_id: int, profile_id: int | None, url: str,
+                         guard: Statement | None = None, lock: Statement | None = None) -> asyncio.Future[Any] | None:
+        """`open_connection` without waiting, on SQLite (`queue_row`); None on PostgreSQL."""
+        return queue_row(connection_row(conversation_id, owner_id, profile_id, url), guard=guard, lock=lock)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -15,7 +15,9 @@ Rules (session.py states the whole relay's):
 * A socket's row (UpstreamConnection) is written while its handshake runs, so a first turn waits for
   the slower of the two, not both; a handshake that fails ends that row `handshake_failed` (its
   `opened_at` says when the opening began). Under an upstream-socket limit (limits.py) the row comes
-  first: its guarded INSERT counts the user's sockets, and a refused one opens no socket.
+  first: its guarded INSERT counts the user's sockets, and a refused one opens no socket. A request that
+  opens a socket beside its write queues the row ahead of its own (`queue_record`, SQLite's group commit),
+  so its send waits for one commit; a queued row no socket takes ends `handshake_failed`.
 * Every open socket is beaten by live/liveness.py while it is open: the session's
   `on_link_open` (handed in by the hub or the gateway consumer) starts the beat.
 * A bad upstream never holds a client's turn: the handshake is bounded
@@ -32,6 +34,8 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -59,13 +63,14 @@ from .stream import HOLD_SECONDS, Downstream
 from .upstream_link import UpstreamLink, decode_event
 from .warm import WarmSocket
 
-__all__ = ["LinkHost", "UpstreamLinks", "open_connection_pks"]
+__all__ = ["LinkHost", "QueuedRow", "UpstreamLinks", "open_connection_pks"]
 
 logger = logging.getLogger("sessions_app.relay")
 
 Reason = UpstreamConnection.CloseReason
 Status = ResponseRecord.Status
 
+NOT_TAKEN = "queued for a socket that did not open with it"
 # One driving session per conversation and process holds an upstream socket (module rules).
 _DRIVERS: dict[uuid.UUID, UpstreamLinks] = {}
 
@@ -88,6 +93,22 @@ class LinkHost(Protocol):
     warm: WarmSocket | None
 
 
+@dataclass
+class QueuedRow:
+    """A socket's row queued before it opens (`UpstreamLinks.queue_record`): its URL, and its pk once written."""
+
+    url: str
+    written: asyncio.Future[int | None]
+    taken: bool = False
+
+    def take(self, url: str) -> asyncio.Future[int | None] | None:
+        """The row, for the socket to `url` that opens with it; None if it is for another URL or taken."""
+        if self.taken or url != self.url:
+            return None
+        self.taken = True
+        return self.written
+
+
 class UpstreamLinks:
     """A relay session's upstream socket (see the module rules); `host` is the session."""
 
@@ -103,20 +124,37 @@ class UpstreamLinks:
     def _conversation_id(self) -> uuid.UUID | None:
         return self.host.conversation.id if self.host.conversation else None
 
-    async def ensure(self) -> UpstreamLink:
-        """The open socket, or a new one."""
-        current = self.downstream.link
-        if current is not None and current.is_open and not current.limit_reached:
-            return current
-        async with self._lock:
+    async def ensure(self, queued: QueuedRow | None = None) -> UpstreamLink:
+        """The open socket, or a new one (whose row is `queued`'s, if given: `queue_record`)."""
+        try:
             current = self.downstream.link
             if current is not None and current.is_open and not current.limit_reached:
                 return current
-            if current is not None and current.is_open and not current.book.busy:
-                await self.close(Reason.CONNECTION_LIMIT, "connection limit reached")
-            return await self._open()
+            async with self._lock:
+                current = self.downstream.link
+                if current is not None and current.is_open and not current.limit_reached:
+                    return current
+                if current is not None and current.is_open and not current.book.busy:
+                    await self.close(Reason.CONNECTION_LIMIT, "connection limit reached")
+                return await self._open(queued)
+        finally:
+            if queued is not None and not queued.taken:  # its socket never opened
+                queued.written.add_done_callback(partial(self._never_opened, text=NOT_TAKEN))
 
-    async def _open(self) -> UpstreamLink:
+    def queue_record(self) -> QueuedRow | None:
+        """Queue the row of the socket about to open, ahead of the request the caller writes next: on SQLite both
+        then commit in one group (groups.py), so the send waits for one commit. None on PostgreSQL, or when
+        something must be read first (the user's limits). Hand it to `ensure`, which ends it `handshake_failed`
+        if no socket takes it."""
+        host = self.host
+        conversation = host.conversation
+        if conversation is None or conversation.profile is None or host.quota.limits is None:
+            return None
+        url = conversation.profile.target.url
+        written = host.recorder.queue_connection(**self._row(url))
+        return QueuedRow(url, written) if written is not None else None
+
+    async def _open(self, queued: QueuedRow | None) -> UpstreamLink:
         host = self.host
         conversation = host.conversation
         assert conversation is not None
@@ -129,7 +167,9 @@ class UpstreamLinks:
                 raise relay_errors.conversation_busy()
             await other.close(Reason.IDLE, "superseded by another client socket")
         target = conversation.profile.target
-        recording = asyncio.ensure_future(self._record_open(target.url))
+        recording = queued.take(target.url) if queued is not None else None
+        if recording is None:
+            recording = asyncio.ensure_future(self._record_open(target.url))
         try:
             if self._counts_upstream_sockets():  # the row first: a user over the limit never opens a socket
                 await asyncio.wait([recording])  # a failure to write it is reported below, as any row's
@@ -171,16 +211,19 @@ class UpstreamLinks:
         """The upstream socket's row. Under an upstream-socket limit it is written only if the user holds
         fewer (limits.py: one guarded INSERT, counted and written at once); None when refused."""
         host = self.host
-        conversation = host.conversation
-        assert conversation is not None and conversation.profile is not None
         if host.quota.limits is None:  # a browser session's first create reads them here
             host.quota.limits = await read_on_db_thread(limits.limits_for, user_pk=host.user.pk)
+        return await host.recorder.open_connection(**self._row(url))
+
+    def _row(self, url: str) -> dict[str, Any]:
+        """The socket's row, and under an upstream-socket limit its guard and lock (`_record_open`)."""
+        host = self.host
+        conversation = host.conversation
+        assert conversation is not None and conversation.profile is not None and host.quota.limits is not None
         limit = host.quota.limits.max_upstream_sockets
         guard = limits.upstream_sockets_guard(user_pk=host.user.pk, limit=limit) if limit else None
-        return await host.recorder.open_connection(
-            conversation_id=conversation.id, owner_id=host.user.pk, profile_id=conversation.profile.pk, url=url,
-            guard=guard,
-            lock=lock_user_row(host.user.pk) if guard else None)
+        return {"conversation_id": conversation.id, "owner_id": host.user.pk, "profile_id": conversation.profile.pk,
+                "url": url, "guard": guard, "lock": lock_user_row(host.user.pk) if guard else None}
 
     def _counts_upstream_sockets(self) -> bool:
         """Whether the user's upstream sockets are counted (a limit, or limits not read yet)."""
@@ -250,10 +293,10 @@ class UpstreamLinks:
         # retrying at once would soon be refused `too_many_upstream_sockets` for sockets that never opened.
         await self.host.recorder.written(HOLD_SECONDS)
 
-    def _never_opened(self, recording: asyncio.Future[int]) -> None:
+    def _never_opened(self, recording: asyncio.Future[int], text: str = "cancelled while opening") -> None:
         if not recording.cancelled() and recording.exception() is None and recording.result() is not None:
-            self.host.recorder.add(ConnectionEnded(recording.result(), None, "cancelled while opening",
-                                                    Reason.HANDSHAKE_FAILED, timezone.now()))
+            self.host.recorder.add(ConnectionEnded(recording.result(), None, text, Reason.HANDSHAKE_FAILED,
+                                                    timezone.now()))
 
     async def close(self, reason: str, text: str = "") -> None:
         """Close the socket (its reader ends the requests still open on it); nothing if none is open."""

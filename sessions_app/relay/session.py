@@ -275,7 +275,8 @@ class RelaySession:
         conversation = self.conversation
         if conversation is None or conversation.profile is None or self.open_connection_pk() is not None:
             return None
-        self._opening = opening = asyncio.ensure_future(self.links.ensure())
+        queued = self.links.queue_record()  # its row ahead of the request's: one group commit on SQLite
+        self._opening = opening = asyncio.ensure_future(self.links.ensure(queued))
         opening.add_done_callback(_retrieved)  # a write that fails leaves it unawaited
         return opening
 

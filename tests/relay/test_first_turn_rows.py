@@ -139,3 +139,34 @@ async def test_on_postgresql_a_refused_conversation_leaves_the_socket_free_to_co
     events = await socket.turn("on the kept one", model="gpt-5.5", metadata={"switchboard_conversation": str(kept.pk)})
     assert final(events)["type"] == "response.completed"
     assert await db(lambda: list(Conversation.objects.values_list("pk", flat=True)))() == [kept.pk]
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="rows are queued in SQLite's group commit only")
+async def test_an_upstream_row_queued_for_a_socket_that_opened_without_it_ends_handshake_failed(
+        profile, user, conversation_of, sim):
+    """A socket's row is queued ahead of its request's (`queue_record`). If the socket opened meanwhile with a row
+    of its own, the queued row is not left counting as a held socket: it ends `handshake_failed`."""
+    from sessions_app.relay import RelaySession
+    from sessions_app.relay.limits import limits_for
+    from sessions_app.relay.link import NOT_TAKEN
+
+    conversation = await conversation_of(user, title="queued")
+
+    async def send(text: str) -> None:
+        pass
+
+    session = await RelaySession.attach(user=user, conversation_id=conversation.pk, send=send)
+    session.quota.limits = await db(limits_for)(user.pk)
+    queued = session.links.queue_record()
+    assert queued is not None
+    link = await session.links.ensure()  # opens with a row of its own
+    assert await session.links.ensure(queued) is link and not queued.taken
+    queued_pk = await queued.written
+    await asyncio.sleep(0)  # its end is queued by a callback of the write
+    await session.recorder.flush()
+    rows = await db(lambda: list(UpstreamConnection.objects.filter(conversation=conversation).order_by("pk")))()
+    await session.close()
+    assert [(r.pk, r.close_reason, r.close_text) for r in rows] == [
+        (queued_pk, UpstreamConnection.CloseReason.HANDSHAKE_FAILED, NOT_TAKEN),
+        (link.connection_pk, "", ""),
+    ]
