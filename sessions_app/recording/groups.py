@@ -53,7 +53,7 @@ class Groups:
             [result] = await self._write_group([statement])
         finally:
             if self._pending:
-                self._task = asyncio.get_running_loop().create_task(self._drain(), name="switchboard-input-groups")
+                self._start_drain()
             else:
                 self._busy = False
         if isinstance(result, BaseException):
@@ -67,8 +67,12 @@ class Groups:
         self._pending.append((statement, waiter))
         if not self._busy:
             self._busy = True
-            self._task = asyncio.get_running_loop().create_task(self._drain(), name="switchboard-input-groups")
+            self._start_drain()
         return waiter
+
+    def _start_drain(self) -> None:
+        """Write what is pending, group by group, from a task of its own (the caller holds `_busy`)."""
+        self._task = asyncio.get_running_loop().create_task(self._drain(), name="switchboard-input-groups")
 
     async def _drain(self) -> None:
         try:

@@ -90,6 +90,7 @@ __all__ = [
     "at_once_statement",
     "insert_row",
     "queue_row",
+    "queues_rows",
     "Writer",
     "RequestRow",
     "RequestWritten",
@@ -125,11 +126,20 @@ async def insert_row(row: Any, *, guard: Statement | None = None, lock: Statemen
     `guard` the row is written only if it holds (and after `lock` on PostgreSQL): None when refused. A row
     the database refuses (a foreign key to a row deleted meanwhile) raises Django's IntegrityError, an
     unavailable database Django's OperationalError."""
-    pk = await _write_at_once(row_insert(row, guard=guard, lock=lock))
+    return _inserted(row, await _write_at_once(row_insert(row, guard=guard, lock=lock)))
+
+
+def _inserted(row: Any, pk: Any) -> Any:
+    """`row` as the ORM leaves an instance it saved, once its INSERT gave `pk` (None: its guard refused it)."""
     if pk is not None:
         row.pk = pk
         row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
     return pk
+
+
+def queues_rows() -> bool:
+    """Whether `queue_row` queues a row (SQLite's group commit) rather than answering None (PostgreSQL)."""
+    return not recording_pg.enabled()
 
 
 def queue_row(row: Any, *, guard: Statement | None = None, lock: Statement | None = None) -> asyncio.Future[Any] | None:
@@ -137,7 +147,7 @@ def queue_row(row: Any, *, guard: Statement | None = None, lock: Statement | Non
     next writes, which commit with it or after it (groups.py: order). The future gives its pk (set on the row;
     None when its guard refused it), or raises what `insert_row` would. None on PostgreSQL, whose writes run
     side by side: `insert_row` it."""
-    if recording_pg.enabled():
+    if not queues_rows():
         return None
     queued = _sqlite_groups().queue(row_insert(row, guard=guard, lock=lock))
     written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -154,10 +164,7 @@ def queue_row(row: Any, *, guard: Statement | None = None, lock: Statement | Non
             except Exception as wrapped:
                 written.set_exception(wrapped)
         else:
-            if (pk := queued.result()) is not None:
-                row.pk = pk
-                row._state.adding, row._state.db = False, DEFAULT_DB_ALIAS
-            written.set_result(pk)
+            written.set_result(_inserted(row, queued.result()))
 
     queued.add_done_callback(settle)
     return written

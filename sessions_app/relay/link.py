@@ -46,7 +46,7 @@ from ..models import ResponseRecord, UpstreamConnection
 from ..models.statements import lock_user_row
 from ..protocol.frames import forward_only_kind
 from ..recording import ConnectionClosed as ConnectionEnded
-from ..recording import ConnectionFailed, Sent, log_failure, read_on_db_thread
+from ..recording import ConnectionFailed, Sent, log_failure, queues_rows, read_on_db_thread
 from ..upstream import (
     UpstreamError,
     UpstreamRejected,
@@ -148,8 +148,8 @@ class UpstreamLinks:
         if no socket takes it."""
         host = self.host
         conversation = host.conversation
-        if conversation is None or conversation.profile is None or host.quota.limits is None:
-            return None
+        if not queues_rows() or conversation is None or conversation.profile is None or host.quota.limits is None:
+            return None  # on PostgreSQL not even built: `_record_open` builds it
         url = conversation.profile.target.url
         written = host.recorder.queue_connection(**self._row(url))
         return QueuedRow(url, written) if written is not None else None
