@@ -40,7 +40,7 @@ def conversation_new(
     **settings_: object,
 ) -> Conversation:
     """A new conversation, not yet written (the relay writes a gateway's with its first request:
-    recording's `insert_row`); `settings_` are more of its settings (CREATE_SETTINGS), already validated.
+    recording's `Recorder.queue_row`); `settings_` are more of its settings (CREATE_SETTINGS), already validated.
 
     Its profile: `profile`, else the one whose pk is `profile_pk` (not read: the caller gives `model`;
     no database access then), else the default."""

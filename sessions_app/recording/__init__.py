@@ -28,14 +28,12 @@ from .recorder import (
     delete_row,
     insert_row,
     on_db_thread,
-    queue_row,
-    queues_rows,
     shutdown,
 )
 from .threads import read_on_db_thread
 
 __all__ = [
-    "Recorder", "Writer", "AtOnce", "at_once_statement", "insert_row", "queue_row", "queues_rows", "delete_row", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
+    "Recorder", "Writer", "AtOnce", "at_once_statement", "insert_row", "delete_row", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
     "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "read_on_db_thread", "shutdown",
     "database_unavailable", "log_failure", "request_origin",
 ]

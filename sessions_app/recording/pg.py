@@ -19,6 +19,12 @@ Rules:
   prepared on first use (planning was half its cost) unless `SWITCHBOARD_PG_PREPARE` is off or
   the database's OPTIONS set `prepare_threshold` themselves; so are, within their one simple
   query, a batch's statements and a guarded INSERT with its lock (pgprepared.py says which guards).
+* A first turn is one round trip (`execute_with_rows`): its new conversation's and upstream socket's rows
+  (recorder.py's `Recorder.queue_row`) and its create, in one transaction committed synchronously. Before,
+  each was a statement of its own, the conversation's first: two waits for a connection and for this busy
+  loop to read the answer, in series (bench/README.md, 2026-12-03, night). A row under a lock (the upstream
+  socket's guarded INSERT) goes last, so the user's row stays locked for that INSERT and the commit's WAL
+  flush only (0.2 ms here), never for a round trip.
 * Durability: the user's input commits synchronously (its WAL flushed) before the relay sends it.
   A batch commits asynchronously (`synchronous_commit off`, this transaction only): what the
   upstream streamed back already waits in the recorder's queue for its batch, so flushing the WAL
@@ -42,20 +48,20 @@ import atexit
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import sql as pgsql
 
 from ..models.rows import prepares
-from .input import Direct, RequestWritten, RowInsert
+from .input import AtOnce, Direct, RequestWritten, RowInsert
 from .ops import Statement
 from .pgprepared import Prepared
 
-__all__ = ["enabled", "execute_at_once", "execute_batch", "discard_idle", "close_all"]
+__all__ = ["enabled", "execute_at_once", "execute_with_rows", "execute_batch", "discard_idle", "close_all"]
 
 logger = logging.getLogger("sessions_app.recording")
 
@@ -64,6 +70,7 @@ logger = logging.getLogger("sessions_app.recording")
 POOL_SIZE = 16
 IDLE_CHECK_SECONDS = 1.0  # an idle connection may have been cut: retried once if it fails
 ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off"
+T = TypeVar("T")
 
 
 def enabled() -> bool:
@@ -126,16 +133,23 @@ class _Pool:
         self.idle.append((connection, time.monotonic()))
 
     async def run(self, statement: Direct) -> tuple[Any, ...] | None:
+        return await self._use(lambda connection, prepared: _execute(connection, prepared, statement))
+
+    async def run_with_rows(self, rows: list[RowInsert], statement: AtOnce | None) -> tuple[list[Any], Any]:
+        return await self._use(lambda connection, prepared: _with_rows(connection, prepared, rows, statement))
+
+    async def _use(self, use: Callable[[psycopg.AsyncConnection, Prepared | None], Awaitable[T]]) -> T:
+        """`use` a connection; once more on a new one if an idle connection turned out to be cut."""
         async with self.slots:
             stale = False
             try:
                 async with self._lease() as (connection, stale):
-                    return await _execute(connection, self.prepared.get(connection), statement)
+                    return await use(connection, self.prepared.get(connection))
             except psycopg.OperationalError:
                 if not stale:
                     raise
             async with self._lease(fresh=True) as (connection, _):  # the idle one was cut: once more
-                return await _execute(connection, self.prepared.get(connection), statement)
+                return await use(connection, self.prepared.get(connection))
 
     async def run_transaction(self, statements: list[Statement]) -> None:
         """Statements in one transaction, sent as one simple query (one round trip). Bound client-side
@@ -171,25 +185,55 @@ async def _execute(connection: psycopg.AsyncConnection, prepared: Prepared | Non
     # (every socket of one user queues for it), nor across a WAL flush: whatever later depends on the row
     # commits synchronously (a request's input), which flushes this commit too.
     cursor = await _transaction(connection, prepared, [lock, (statement.sql, statement.params)])
+    cursor.nextset()  # past the lock's
     return await cursor.fetchone()
 
 
+async def _with_rows(connection: psycopg.AsyncConnection, prepared: Prepared | None, rows: list[RowInsert],
+                     statement: AtOnce | None) -> tuple[list[Any], Any]:
+    """New rows and then the usual create in one transaction, one round trip (module rules: a first turn): each
+    row's pk (None: its guard refused it) and the create's result, `AtOnce.written`'s. Rows under a lock come last,
+    so the lock is held for the least time. Without a create the rows commit asynchronously, as a batch does."""
+    plain = [row for row in rows if row.lock is None]
+    locked = [row for row in rows if row.lock is not None]
+    statements: list[Statement] = [(row.sql, row.params) for row in plain]
+    if statement is not None:
+        statements.append((statement.sql, statement.params))
+    for row in locked:
+        statements += [row.lock, (row.sql, row.params)]
+    cursor = await _transaction(connection, prepared, statements, synchronous=statement is not None)
+    pks: dict[int, Any] = {}
+    for row in plain:
+        pks[id(row)] = row.written(await cursor.fetchone())
+        cursor.nextset()
+    written = None
+    if statement is not None:
+        written = statement.written(await cursor.fetchone())
+        cursor.nextset()
+    for row in locked:
+        cursor.nextset()  # past the lock's
+        pks[id(row)] = row.written(await cursor.fetchone())
+        cursor.nextset()
+    return [pks[id(row)] for row in rows], written
+
+
 async def _transaction(connection: psycopg.AsyncConnection, prepared: Prepared | None,
-                       statements: list[Statement]) -> psycopg.AsyncCursor:
-    """`statements` in one transaction committed asynchronously, as one simple query, each an `EXECUTE` of
-    its prepared shape where it has one (pgprepared.py): the cursor at the last statement's result.
+                       statements: list[Statement], *, synchronous: bool = False) -> psycopg.AsyncCursor:
+    """`statements` in one transaction, as one simple query, each an `EXECUTE` of its prepared shape where it has
+    one (pgprepared.py): the cursor at the first statement's result. Committed without waiting for the WAL flush
+    unless `synchronous` (module rules: durability).
 
     Should PostgreSQL refuse a query that prepares shapes (it could not tell a parameter's type, say), those
     shapes are sent as they are from then on, and the query again at once."""
     bind = psycopg.AsyncClientCursor(connection).mogrify
+    begin = ["BEGIN"] if synchronous else ["BEGIN", ASYNC_COMMIT]
     while True:
         if prepared is None:
             heads, texts, fresh = [], [bind(sql, params) for sql, params in statements], set()
         else:
             heads, texts, fresh = prepared.query(statements, bind)
         try:
-            cursor = await connection.execute("; ".join([*heads, "BEGIN", ASYNC_COMMIT, *texts, "COMMIT"]),
-                                              prepare=False)
+            cursor = await connection.execute("; ".join([*heads, *begin, *texts, "COMMIT"]), prepare=False)
         except psycopg.Error as error:
             if not fresh or not (error.sqlstate or "").startswith("42"):  # not a syntax or type error
                 raise
@@ -202,7 +246,7 @@ async def _transaction(connection: psycopg.AsyncConnection, prepared: Prepared |
         break
     if prepared is not None:
         prepared.done(fresh)
-    for _ in range(len(heads) + 1 + len(texts)):  # each PREPARE, BEGIN, SET and every statement but the last
+    for _ in range(len(heads) + len(begin)):  # each PREPARE, BEGIN and SET
         cursor.nextset()
     return cursor
 
@@ -236,6 +280,12 @@ async def execute_at_once(statement: Direct) -> RequestWritten | Any | None:
     """Run the one-statement create on this loop's connections (None: take the general path), or a new
     row's INSERT (its pk)."""
     return statement.written(await _pool().run(statement))
+
+
+async def execute_with_rows(rows: list[RowInsert], statement: AtOnce | None) -> tuple[list[Any], Any]:
+    """New rows (`RowInsert`s) and the usual create after them, in one transaction on this loop's connections: each
+    row's pk (None: its guard refused it) and `execute_at_once`'s result for the create (None without one)."""
+    return await _pool().run_with_rows(rows, statement)
 
 
 async def execute_batch(statements: list[Statement]) -> None:

@@ -18,6 +18,9 @@ Rules of this module:
 * The queue is FIFO, so ops apply in the order the relay saw things happen.
   Direct writes (`write_request`, `open_connection`) only insert new rows;
   every update to an existing row goes through the queue.
+* A first turn's new rows (its conversation, its upstream socket) are queued for its request
+  (`Recorder.queue_row`), so the request waits for one commit, not two or three: on SQLite they join
+  the group commit ahead of it (groups.py), on PostgreSQL they go in its own transaction (pg.py).
 * A database outage does not stop a stream: the frames go on to the client (nothing on the
   per-event path awaits the database), the ops wait in the queue, in order, and the writer
   writes them when the database returns (writer.py: retried 0.2 s doubling to 5 s on new
@@ -42,6 +45,7 @@ import logging
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -57,6 +61,7 @@ from .input import (
     Direct,
     RequestRow,
     RequestWritten,
+    RowInsert,
     _write_request,  # noqa: F401 (the sync whole: tests call it on their own thread)
     _write_request_in_transaction,
     at_once_statement,
@@ -89,8 +94,6 @@ __all__ = [
     "AtOnce",
     "at_once_statement",
     "insert_row",
-    "queue_row",
-    "queues_rows",
     "Writer",
     "RequestRow",
     "RequestWritten",
@@ -137,17 +140,13 @@ def _inserted(row: Any, pk: Any) -> Any:
     return pk
 
 
-def queues_rows() -> bool:
-    """Whether `queue_row` queues a row (SQLite's group commit) rather than answering None (PostgreSQL)."""
-    return not recording_pg.enabled()
-
-
-def queue_row(row: Any, *, guard: Statement | None = None, lock: Statement | None = None) -> asyncio.Future[Any] | None:
+def _queue_in_group(row: Any, *, guard: Statement | None = None,
+                    lock: Statement | None = None) -> asyncio.Future[Any] | None:
     """On SQLite, `insert_row` without waiting: the row joins the group commit at once, ahead of the caller's
     next writes, which commit with it or after it (groups.py: order). The future gives its pk (set on the row;
     None when its guard refused it), or raises what `insert_row` would. None on PostgreSQL, whose writes run
-    side by side: `insert_row` it."""
-    if not queues_rows():
+    side by side (`Recorder.queue_row` carries the row with the socket's next request there)."""
+    if recording_pg.enabled():
         return None
     queued = _sqlite_groups().queue(row_insert(row, guard=guard, lock=lock))
     written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -158,16 +157,35 @@ def queue_row(row: Any, *, guard: Statement | None = None, lock: Statement | Non
         if queued.cancelled():
             written.cancel()
         elif (exc := queued.exception()) is not None:
-            try:
-                with connections[DEFAULT_DB_ALIAS].wrap_database_errors:  # as insert_row raises it
-                    raise exc
-            except Exception as wrapped:
-                written.set_exception(wrapped)
+            _fail(written, exc)
         else:
             written.set_result(_inserted(row, queued.result()))
 
     queued.add_done_callback(settle)
     return written
+
+
+def _fail(written: asyncio.Future[Any], exc: BaseException) -> None:
+    """`written` fails with `exc` as `insert_row` raises it (Django's error), unless it is settled already."""
+    if written.done():
+        return
+    if isinstance(exc, asyncio.CancelledError):
+        written.cancel()
+        return
+    try:
+        with connections[DEFAULT_DB_ALIAS].wrap_database_errors:
+            raise exc
+    except Exception as wrapped:
+        written.set_exception(wrapped)
+
+
+@dataclass(frozen=True)
+class _Carried:
+    """A row `Recorder.queue_row` holds for the socket's next request (PostgreSQL): its INSERT, and its future."""
+
+    row: Any
+    insert: RowInsert
+    written: asyncio.Future[Any]
 
 
 async def delete_row(model: type[Any], pk: Any) -> bool:
@@ -206,6 +224,7 @@ class Recorder:
         self.conversation_id: uuid.UUID | None = None  # for the overflow row and logs
         #: Queues what the session only counts in memory (relay_stream: client-error counts) first.
         self.before_flush: Callable[[], None] | None = None
+        self._carried: list[_Carried] = []  # rows for the next request's transaction (`queue_row`, PostgreSQL)
 
     @property
     def writer(self) -> Writer:
@@ -249,12 +268,16 @@ class Recorder:
     # -- direct writes ---------------------------------------------------------------
 
     async def write_request(self, row: RequestRow) -> RequestWritten:
-        """Write and commit the user's request; raises if the database refused (do not send then)."""
+        """Write and commit the user's request, and the rows queued for it (`queue_row`); raises if the database
+        refused (do not send then)."""
         statement = at_once_statement(row)  # the usual create, built here: no database access
-        if statement is not None:
+        written = None
+        if self._carried:
+            written = await self._write_carried(statement)
+        elif statement is not None:
             written = await self.write_at_once(statement)
-            if written is not None:
-                return written
+        if written is not None:
+            return written
         return await _db(_write_request_in_transaction, row)
 
     async def write_at_once(self, statement: AtOnce) -> RequestWritten | None:
@@ -271,9 +294,63 @@ class Recorder:
         return await insert_row(connection_row(conversation_id, owner_id, profile_id, url), guard=guard, lock=lock)
 
     def queue_connection(self, *, conversation_id: uuid.UUID, owner_id: int, profile_id: int | None, url: str,
-                         guard: Statement | None = None, lock: Statement | None = None) -> asyncio.Future[Any] | None:
-        """`open_connection` without waiting, on SQLite (`queue_row`); None on PostgreSQL."""
-        return queue_row(connection_row(conversation_id, owner_id, profile_id, url), guard=guard, lock=lock)
+                         guard: Statement | None = None, lock: Statement | None = None) -> asyncio.Future[Any]:
+        """`open_connection` without waiting (`queue_row`)."""
+        return self.queue_row(connection_row(conversation_id, owner_id, profile_id, url), guard=guard, lock=lock)
+
+    def queue_row(self, row: Any, *, guard: Statement | None = None, lock: Statement | None = None
+                  ) -> asyncio.Future[Any]:
+        """A new row written with or ahead of this socket's next request (`write_request`), which the caller writes
+        next, so that the request waits for one commit, not two: the future gives the row's pk (set on the row;
+        None when its guard refused it) or raises what `insert_row` would.
+
+        On SQLite the row joins the group commit at once (`_queue_in_group`). On PostgreSQL it is held
+        and written in the request's own transaction, one round trip (pg.py); should no request follow, the next
+        `flush` writes it."""
+        queued = _queue_in_group(row, guard=guard, lock=lock)
+        if queued is not None:
+            return queued
+        written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._carried.append(_Carried(row, row_insert(row, guard=guard, lock=lock), written))
+        return written
+
+    @property
+    def holds_rows(self) -> bool:
+        """Rows wait for this socket's next request (`queue_row`, PostgreSQL): it must be written before it is sent."""
+        return bool(self._carried)
+
+    async def _write_carried(self, statement: AtOnce | None) -> RequestWritten | None:
+        """The held rows and then `statement` (if any) in one transaction; each row's future settled. If that
+        transaction fails, the rows are written again alone, as a group commit retries one by one (groups.py):
+        a request the database refuses does not take its socket's row down with it."""
+        carried, self._carried = self._carried, []
+        inserts = [one.insert for one in carried]
+        try:
+            try:
+                pks, written = await self._with_rows(inserts, statement)
+            except Exception:
+                if statement is None:
+                    raise
+                pks, _ = await self._with_rows(inserts, None)
+                self._settle(carried, pks)
+                raise
+        except BaseException as failure:
+            for one in carried:
+                _fail(one.written, failure)
+            raise
+        self._settle(carried, pks)
+        return written
+
+    @staticmethod
+    async def _with_rows(inserts: list[RowInsert], statement: AtOnce | None) -> tuple[list[Any], Any]:
+        with connections[DEFAULT_DB_ALIAS].wrap_database_errors:
+            return await recording_pg.execute_with_rows(inserts, statement)
+
+    @staticmethod
+    def _settle(carried: list[_Carried], pks: list[Any]) -> None:
+        for one, pk in zip(carried, pks, strict=True):
+            if not one.written.done():
+                one.written.set_result(_inserted(one.row, pk))
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -296,6 +373,11 @@ class Recorder:
         (then it is written when the database returns; module rules)."""
         if self.before_flush is not None:
             self.before_flush()
+        if self._carried:  # no request came for them (`queue_row`)
+            try:
+                await self._write_carried(None)
+            except Exception:
+                pass  # each row's future has the failure: its owner reports it
         if self._writer is not None:
             await self._writer.settle()
         if self._side_tasks:

@@ -16,8 +16,9 @@ Rules (session.py states the whole relay's):
   the slower of the two, not both; a handshake that fails ends that row `handshake_failed` (its
   `opened_at` says when the opening began). Under an upstream-socket limit (limits.py) the row comes
   first: its guarded INSERT counts the user's sockets, and a refused one opens no socket. A request that
-  opens a socket beside its write queues the row ahead of its own (`queue_record`, SQLite's group commit),
-  so its send waits for one commit; a queued row no socket takes ends `handshake_failed`.
+  opens a socket beside its write queues the row with its own (`queue_record`: SQLite's group commit,
+  PostgreSQL's one transaction), so its send waits for one commit; a queued row no socket takes ends
+  `handshake_failed`.
 * Every open socket is beaten by live/liveness.py while it is open: the session's
   `on_link_open` (handed in by the hub or the gateway consumer) starts the beat.
 * A bad upstream never holds a client's turn: the handshake is bounded
@@ -46,7 +47,7 @@ from ..models import ResponseRecord, UpstreamConnection
 from ..models.statements import lock_user_row
 from ..protocol.frames import forward_only_kind
 from ..recording import ConnectionClosed as ConnectionEnded
-from ..recording import ConnectionFailed, Sent, log_failure, queues_rows, read_on_db_thread
+from ..recording import ConnectionFailed, Sent, log_failure, read_on_db_thread
 from ..upstream import (
     UpstreamError,
     UpstreamRejected,
@@ -142,14 +143,14 @@ class UpstreamLinks:
                 queued.written.add_done_callback(partial(self._never_opened, text=NOT_TAKEN))
 
     def queue_record(self) -> QueuedRow | None:
-        """Queue the row of the socket about to open, ahead of the request the caller writes next: on SQLite both
-        then commit in one group (groups.py), so the send waits for one commit. None on PostgreSQL, or when
-        something must be read first (the user's limits). Hand it to `ensure`, which ends it `handshake_failed`
-        if no socket takes it."""
+        """Queue the row of the socket about to open with the request the caller writes next (recording's
+        `Recorder.queue_row`: one group commit on SQLite, one transaction on PostgreSQL), so the send waits for one
+        commit. None when something must be read first (the user's limits). Hand it to `ensure`, which ends it
+        `handshake_failed` if no socket takes it."""
         host = self.host
         conversation = host.conversation
-        if not queues_rows() or conversation is None or conversation.profile is None or host.quota.limits is None:
-            return None  # on PostgreSQL not even built: `_record_open` builds it
+        if conversation is None or conversation.profile is None or host.quota.limits is None:
+            return None
         url = conversation.profile.target.url
         written = host.recorder.queue_connection(**self._row(url))
         return QueuedRow(url, written) if written is not None else None

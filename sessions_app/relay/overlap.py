@@ -11,7 +11,8 @@ Rules (docs/protocol.md §3 "Recording before relaying"):
   flight, its parent (if any) known to the session, no replay, no title to set,
   and the database not known to be unavailable (then nothing goes upstream). Anything else (a first turn,
   whose socket opens beside the write instead; a replay; a steer; a socket busy
-  with another request) is written first and sent after, as before.
+  with another request; a request new rows were queued for, recording's `Recorder.queue_row`) is
+  written first and sent after, as before.
 * If the write fails, the socket is closed (WebSocket mode has no cancel; reason
   `recording_failed`): nothing of the response reaches the client, which gets
   `recording_failed` exactly as when the write fails before a send. The next
@@ -68,7 +69,8 @@ class Overlap:
     def link_for(self, row: RequestRow) -> UpstreamLink | None:
         """The socket `row` may go out on before its write commits, or None (write first)."""
         link = self.host.downstream.link
-        if (link is None or row.replay or row.title or self.host.recorder.writer.outage is not None
+        recorder = self.host.recorder
+        if (link is None or row.replay or row.title or recorder.writer.outage is not None or recorder.holds_rows
                 or not link.is_open or link.limit_reached or link.gate is not None or link.book.busy
                 or row.connection_pk != link.connection_pk):
             return None

@@ -18,12 +18,14 @@ conversation this socket drives:
 * A gateway socket's first create also chooses its conversation (`gateway_conversation`): one trip
   reads both (relay_context.conversation_for_gateway); a create that names no id and no conversation,
   on a socket whose profile was read with its token, needs none.
-* A new conversation's row is written with other sockets' rows. On SQLite it is queued ahead of its
-  create's own rows (recording's `queue_row`): the request and the upstream socket's row commit with it
-  or after it, so a first turn waits for one group commit, not two (bench/README.md). On PostgreSQL it is
-  committed first (`insert_row`). If the database refuses it, the client gets `recording_failed`, its
-  create is not sent (its request's row, which names it, is refused too), and the socket's next create
-  writes it again, ahead of its own rows (`write_new_conversation`).
+* A new conversation's row is written with its first request (recording's `Recorder.queue_row`): on SQLite
+  in the same group commit or an earlier one, on PostgreSQL in the request's own transaction, so a first
+  turn waits for one commit, not two (bench/README.md). If the database refuses it, the client gets
+  `recording_failed`, its create is not sent (the request's row, which names it, is refused with it), and
+  the socket's next create writes it again, ahead of its own rows (`write_new_conversation`). A first
+  create refused before its rows are written (a model the profile does not allow, a quota) has the
+  conversation written alone (`write_alone`), so that the refusal's record can name it; if that fails too
+  (the database is down), the record does not name it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any, Protocol
 from ..models import Conversation
 from ..protocol.errors import ProtocolError, previous_response_not_found
 from ..protocol.references import References
-from ..recording import Recorder, insert_row, log_failure, queue_row, read_on_db_thread
+from ..recording import Recorder, insert_row, log_failure, read_on_db_thread
 from . import errors as relay_errors
 from .context import (
     ConversationView,
@@ -115,30 +117,34 @@ class Ownership:
         if found.view is None:
             self.verify(refs, found.owned, lane)
         if found.new is not None:
-            self._unwritten = found.new
-            await self.write_new_conversation(lane)
+            self._unwritten = found.new  # written with this create's request (`write_new_conversation`)
         return found
 
-    async def write_new_conversation(self, lane: str | None) -> None:
-        """Write the new conversation's row ahead of this create's rows, if it has not committed yet (module
-        rules); on PostgreSQL, raise `recording_failed` if the database refuses it."""
+    def write_new_conversation(self) -> None:
+        """Queue the new conversation's row ahead of the request the caller writes next, if it has not committed
+        yet (module rules)."""
         row = self._unwritten
         if row is None or self._queued is not None:
             return
-        queued = queue_row(row)
-        if queued is not None:
-            self._queued = queued
-            queued.add_done_callback(self._settled)
-            return
+        self._queued = queued = self.host.recorder.queue_row(row)
+        queued.add_done_callback(self._settled)
+
+    async def write_alone(self) -> bool:
+        """Write the new conversation's row now, if no request has taken it (module rules: a refused first
+        create). False when it is not stored: it could not be written (logged; the next create tries again), or
+        the request that took it failed with it."""
+        queued, row = self._queued, self._unwritten
+        if queued is not None:  # a request's write took it: stored unless that failed
+            return not queued.done() or (not queued.cancelled() and queued.exception() is None)
+        if row is None:
+            return True
         try:
             await insert_row(row)
         except Exception as failure:
-            self._unwritten = None  # the session takes no conversation: its next create chooses afresh
             log_failure(logger, failure, _NOT_RECORDED)
-            refused = relay_errors.recording_failed()
-            refused.stream_id = lane
-            raise refused from None
+            return False
         self._unwritten = None
+        return True
 
     def _settled(self, queued: asyncio.Future[Any]) -> None:
         self._queued = None

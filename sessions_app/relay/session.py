@@ -179,18 +179,21 @@ class RelaySession:
         """Handle one client frame. Never raises: every failure becomes an event for the client."""
         try:
             await self._client_frame(text, data)
-        except SteerError as exc:
+            return
+        except SteerError as refused:
             link = self.downstream.link
-            lane = link.book.lane_of(exc.previous_response_id) if link else None
-            await self.downstream.refuse(exc, exc.to_event(stream_id=lane))
-        except ProtocolError as exc:
-            await self.downstream.refuse(exc, exc.to_event())
+            exc, event = refused, refused.to_event(stream_id=link.book.lane_of(refused.previous_response_id)
+                                                   if link else None)
+        except ProtocolError as refused:
+            exc, event = refused, refused.to_event()
         except Exception as failure:
             log_failure(logger, failure, "Relay failed on a client frame (conversation %s)", self._conversation_id)
             # A read the request needed (limits, usage, ownership) found the database down: nothing was stored
             # or sent, as when its own write fails.
             exc = relay_errors.recording_failed() if database_unavailable(failure) else relay_errors.internal_error()
-            await self.downstream.refuse(exc, exc.to_event())
+            event = exc.to_event()
+        stored = await self.ownership.write_alone()  # a first create refused before its request's write
+        await self.downstream.refuse(exc, event, stored=stored)
 
     async def _client_frame(self, text: str | None, data: bytes | None) -> None:
         if self.read_only:
@@ -246,7 +249,7 @@ class RelaySession:
                       resends: int = 0, reason: str | None = None) -> None:
         """Write a create's record, then send it (as the client framed it when nothing was rewritten); the
         usual create is sent while it is written (overlap.py)."""
-        await self.ownership.write_new_conversation(row.stream_id)  # again, if the first create's write failed
+        self.ownership.write_new_conversation()  # with this request's rows (again, if the first create's write failed)
         if row.replay:
             await self.recorder.flush()  # the context is rebuilt from records: the latest must be written
         elif frame is not None and not resends and not reason and (link := self.overlap.link_for(row)) is not None:

@@ -323,14 +323,15 @@ class Downstream:
 
     # -- the client --------------------------------------------------------------------
 
-    async def refuse(self, exc: ProtocolError, event: dict[str, Any]) -> None:
-        """Answer a refused client event (already built as `event`) and record it."""
-        self.record_refusal(exc, event)
+    async def refuse(self, exc: ProtocolError, event: dict[str, Any], *, stored: bool = True) -> None:
+        """Answer a refused client event (already built as `event`) and record it; not `stored`: its conversation
+        could not be written (relay/ownership.py), so the record does not name it."""
+        self.record_refusal(exc, event, stored=stored)
         await self.to_client(json.dumps(event))
 
-    def record_refusal(self, exc: ProtocolError, event: dict[str, Any]) -> None:
+    def record_refusal(self, exc: ProtocolError, event: dict[str, Any], *, stored: bool = True) -> None:
         """Record a refusal: the relay's own failures one row each, the client's aggregated (refusals.py)."""
-        self.refusals.record(exc, event, conversation_id=self.conversation_id)
+        self.refusals.record(exc, event, conversation_id=self.conversation_id if stored else None)
 
     async def recording_overflowed(self) -> None:
         await self.announce(relay_errors.recording_overflow().to_event())

@@ -1,7 +1,7 @@
-"""A gateway socket's first turn writes three rows: its conversation, its upstream socket, its request. They are
-written with other sockets' rows (recording's `insert_row`: grouped on SQLite, from the loop on PostgreSQL),
-and the request goes upstream only once all three are committed. On the real simulator, through the whole ASGI
-app (token middleware, consumer, relay)."""
+"""A gateway socket's first turn writes three rows: its conversation, its upstream socket, its request. The first
+two are queued for the request (recording's `Recorder.queue_row`: in SQLite's group commit ahead of it, in the
+request's own transaction on PostgreSQL), and the request goes upstream only once all three are committed. On
+the real simulator, through the whole ASGI app (token middleware, consumer, relay), and on the recorder itself."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from django.db import connection
 
-from sessions_app.models import ApiToken, Conversation, ResponseRecord, UpstreamConnection, UserLimits
+from sessions_app.models import ApiToken, Conversation, ErrorEvent, ResponseRecord, UpstreamConnection, UserLimits
 
 from .conftest import ADAPTER, db, final
 
@@ -119,29 +119,116 @@ async def test_a_refused_conversation_is_written_again_ahead_of_the_sockets_next
     assert record.response_id == completed["response"]["id"] and record.connection_id == upstream.pk
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="on SQLite the socket keeps the conversation it queued")
-async def test_on_postgresql_a_refused_conversation_leaves_the_socket_free_to_continue_another(
-        profile, user, open_gateway, sim):
-    """There the refused conversation was never the socket's: its next create may continue one of the user's
-    conversations, and nothing of the refused one is written then."""
-    token = await db(issue)(user, "agent")
-    first = await open_gateway(token)
-    assert final(await first.turn("kept", model="gpt-5.5"))["type"] == "response.completed"
-    [kept] = await db(lambda: list(Conversation.objects.all()))()
-
-    socket = await open_gateway(token)
+async def test_the_refusal_of_a_create_whose_conversation_was_refused_does_not_name_it(profile, user, open_gateway,
+                                                                                       sim):
+    """The client leaves after its first create's conversation was refused: the refusal is recorded all the same,
+    naming no conversation (the one it would name is not stored, and never will be)."""
+    socket = await open_gateway(await db(issue)(user, "agent"))
     await db(refuse_conversations)(True)
     try:
         error = final(await socket.turn("never sent", model="gpt-5.5"))
+        await socket.close()
     finally:
         await db(refuse_conversations)(False)
     assert error["type"] == "error" and error["error"]["code"] == "recording_failed"
-    events = await socket.turn("on the kept one", model="gpt-5.5", metadata={"switchboard_conversation": str(kept.pk)})
-    assert final(events)["type"] == "response.completed"
-    assert await db(lambda: list(Conversation.objects.values_list("pk", flat=True)))() == [kept.pk]
+    errors = await eventually_rows(lambda: list(ErrorEvent.objects.values_list("conversation_id", "code")), bool)
+    assert errors == [(None, "recording_failed")]
+    assert await db(lambda: Conversation.objects.count())() == 0
 
 
-@pytest.mark.skipif(connection.vendor != "sqlite", reason="rows are queued in SQLite's group commit only")
+async def test_a_first_create_refused_before_its_write_writes_its_conversation_for_the_refusals_record(
+        profile, user, open_gateway, sim):
+    """A model the profile does not allow is refused after the socket chose its new conversation and before the
+    request's write, which would have taken the conversation's row: it is written alone, and the refusal's
+    record names it. The socket's next create continues it."""
+    def restrict():
+        profile.allowed_models = ["gpt-5.5"]
+        profile.save()
+
+    await db(restrict)()
+    socket = await open_gateway(await db(issue)(user, "agent"))
+    error = final(await socket.turn("hi", model="gpt-4o"))
+    assert error["type"] == "error" and error["error"]["code"] == "model_not_allowed"
+
+    def rows():
+        return list(Conversation.objects.values_list("pk", flat=True)), \
+            list(ErrorEvent.objects.values_list("conversation_id", "code")), \
+            list(ResponseRecord.objects.values_list("conversation_id", flat=True))
+
+    [conversation], errors, records = await eventually_rows(rows, lambda found: found[1])
+    assert errors == [(conversation, "model_not_allowed")] and records == []
+    assert final(await socket.turn("hi again", model="gpt-5.5"))["type"] == "response.completed"
+    assert (await db(rows)())[2] == [conversation]
+
+
+async def eventually_rows(read, done, seconds: float = 5.0):
+    """`read()` on a database thread until `done(result)` (the writer's batch lingers), at most `seconds`."""
+    for _ in range(int(seconds / 0.05)):
+        found = await db(read)()
+        if done(found):
+            return found
+        await asyncio.sleep(0.05)
+    return found
+
+
+async def queued_first_turn(user, profile, *, parent_pk: int | None = None, limit: int = 5):
+    """A recorder, a new conversation's and its upstream socket's rows queued (the socket's under a limit of
+    `limit`, with its lock), and the request's write that takes them: (conversation, socket's row future,
+    the write's result or what it raised)."""
+    from sessions_app.models.statements import lock_user_row
+    from sessions_app.recording import Recorder, RequestRow
+    from sessions_app.relay.limits import upstream_sockets_guard
+    from sessions_app.services import conversation_new
+
+    recorder = Recorder()
+    conversation = conversation_new(owner=user, title="queued", profile_pk=profile.pk, model="gpt-5.5",
+                                    created_via="gateway", api_token_pk=None)
+    conversation_written = recorder.queue_row(conversation)
+    socket_written = recorder.queue_connection(
+        conversation_id=conversation.pk, owner_id=user.pk, profile_id=profile.pk, url=profile.websocket_url,
+        guard=upstream_sockets_guard(user_pk=user.pk, limit=limit), lock=lock_user_row(user.pk))
+    row = RequestRow(conversation_id=conversation.pk, stream_id=None, previous_response_id="resp_x" if parent_pk else None,
+                     parent_pk=parent_pk, parent_forks=False if parent_pk else None, origin="user", model="gpt-5.5",
+                     payload={"type": "response.create", "model": "gpt-5.5", "input": "hello"})
+    try:
+        written = await recorder.write_request(row)
+    except Exception as failure:
+        written = failure
+    assert await conversation_written == conversation.pk
+    await recorder.close()
+    return conversation, socket_written, written
+
+
+async def test_rows_queued_for_a_request_commit_with_it(profile, user):
+    conversation, socket_written, written = await queued_first_turn(user, profile)
+    socket_pk = await socket_written
+    assert socket_pk is not None
+
+    def rows():
+        return (list(UpstreamConnection.objects.filter(conversation=conversation).values_list("pk", flat=True)),
+                list(ResponseRecord.objects.filter(conversation=conversation).values_list("pk", flat=True)))
+
+    assert await db(rows)() == ([socket_pk], [written.record_pk])
+
+
+async def test_a_socket_row_its_guard_refuses_leaves_the_rest_of_the_first_turn_written(profile, user):
+    conversation, socket_written, written = await queued_first_turn(user, profile, limit=0)
+    assert await socket_written is None
+    assert await db(lambda: ResponseRecord.objects.filter(pk=written.record_pk).exists())()
+    assert not await db(lambda: UpstreamConnection.objects.filter(conversation=conversation).exists())()
+
+
+async def test_a_request_the_database_refuses_does_not_take_the_rows_queued_for_it_down(profile, user):
+    """Its parent record does not exist: the request is refused (its foreign key), and the rows queued for it
+    are written all the same, as a group commit that fails is written again one by one."""
+    conversation, socket_written, written = await queued_first_turn(user, profile, parent_pk=10**9)
+    assert isinstance(written, Exception) and "foreign key" in str(written).lower()  # the driver's own on SQLite
+    socket_pk = await socket_written
+    assert await db(lambda: list(UpstreamConnection.objects.filter(conversation=conversation)
+                                 .values_list("pk", flat=True)))() == [socket_pk]
+    assert not await db(lambda: ResponseRecord.objects.filter(conversation=conversation).exists())()
+
+
 async def test_an_upstream_row_queued_for_a_socket_that_opened_without_it_ends_handshake_failed(
         profile, user, conversation_of, sim):
     """A socket's row is queued ahead of its request's (`queue_record`). If the socket opened meanwhile with a row
@@ -161,12 +248,13 @@ async def test_an_upstream_row_queued_for_a_socket_that_opened_without_it_ends_h
     assert queued is not None
     link = await session.links.ensure()  # opens with a row of its own
     assert await session.links.ensure(queued) is link and not queued.taken
+    await session.recorder.flush()  # PostgreSQL holds a queued row for the socket's next request: the flush writes it
     queued_pk = await queued.written
     await asyncio.sleep(0)  # its end is queued by a callback of the write
     await session.recorder.flush()
     rows = await db(lambda: list(UpstreamConnection.objects.filter(conversation=conversation).order_by("pk")))()
     await session.close()
-    assert [(r.pk, r.close_reason, r.close_text) for r in rows] == [
+    assert {(r.pk, r.close_reason, r.close_text) for r in rows} == {
         (queued_pk, UpstreamConnection.CloseReason.HANDSHAKE_FAILED, NOT_TAKEN),
         (link.connection_pk, "", ""),
-    ]
+    }
