@@ -53,6 +53,51 @@ async def test_an_unwatched_publisher_sends_nothing_and_a_new_watcher_gets_the_b
     await publisher.close()
 
 
+async def test_a_new_conversations_publisher_starts_unwatched_and_asks_nothing_of_its_own(monkeypatch):
+    """Nobody can know a new conversation's id yet: its publisher sends nothing and waits for the next round's
+    check. A watcher that appears (here, in this process) still gets the response whole."""
+    layer = fanout.layer()
+    asked: list[list[str]] = []
+    real = fanout.group_members
+
+    async def counted(channel_layer, groups):
+        asked.append(list(groups))
+        return await real(channel_layer, groups)
+
+    monkeypatch.setattr(fanout, "group_members", counted)
+    older = fanout.Publisher(uuid.uuid4(), layer)
+    older.publish("x")  # the loop's watch is running, and has checked
+    await _until(lambda: not older.watched)
+    checks = len(asked)
+
+    conversation = uuid.uuid4()
+    in_flight: list[str] = []
+    publisher = fanout.publisher_for(conversation, lambda: list(in_flight), new=True)
+    for frame in ("a", "b"):
+        in_flight.append(frame)
+        publisher.publish(frame)
+    assert not publisher.watched and publisher._outbox == [] and publisher._timer is None
+    await asyncio.sleep(0.2)
+    assert len(asked) == checks  # no check of its own: the next round's (WATCH_CHECK_SECONDS) takes it
+
+    received: list[str] = []
+
+    async def deliver(frames: list[str]) -> None:
+        received.extend(frames)
+
+    async def on_gap() -> None:
+        raise AssertionError("no batch may be missing")
+
+    subscriber = Subscriber(conversation, layer, deliver=deliver, on_gap=on_gap)
+    await subscriber.start()  # asks this process's publishers at once
+    await _until(lambda: publisher.watched)
+    publisher.publish("c")
+    await _until(lambda: received == ["a", "b", "c"])
+    await subscriber.stop()
+    await publisher.close()
+    await older.close()
+
+
 async def test_a_hubs_own_subscriber_does_not_count_as_a_watcher():
     layer = fanout.layer()
     conversation = uuid.uuid4()

@@ -24,7 +24,12 @@ Rules:
   (in-memory and Redis layers; with another layer it always publishes).
   Unwatched, `publish` returns at once. When a watcher appears, the
   publisher first sends its backlog (the frames of its responses still in
-  flight), so the watcher gets them whole.
+  flight), so the watcher gets them whole. A publisher counts as watched
+  until its first check, except a new conversation's (a gateway's first
+  turn): nobody can know its id yet, so it starts unwatched and waits for
+  the next round's check, with no check of its own (at 150 new sockets a
+  second those checks and the batches nobody read were 7 % of the loop;
+  bench/README.md, 2026-12-03 night).
 * The layer going down (Redis stopped) never reaches the relay: `publish`
   does no I/O, the sender and the watch catch every layer error, and
   layer_health.py logs one warning when the outage starts and one when it
@@ -117,10 +122,12 @@ class _Watch:
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, publisher: Publisher) -> None:
-        """Check `publisher` from now on, the first time at once (with whatever else is due)."""
+    def add(self, publisher: Publisher, *, now: bool = True) -> None:
+        """Check `publisher` from now on, the first time at once (with whatever else is due), or with the next
+        round unless `now`."""
         self.publishers.add(publisher)
-        self.wake.set()
+        if now:
+            self.wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard-fanout-watch")
 
@@ -178,10 +185,14 @@ def local_publishers(group: str) -> list[Publisher]:
     return list(_LOCAL.get(group, ()))
 
 
-def publisher_for(conversation_id: uuid.UUID, backlog: Callable[[], list[str]]) -> Publisher | None:
-    """A gateway session's fan-out to the viewers of its conversation (None without a channel layer)."""
+def publisher_for(conversation_id: uuid.UUID, backlog: Callable[[], list[str]], *,
+                  new: bool = False) -> Publisher | None:
+    """A gateway session's fan-out to the viewers of its conversation (None without a channel layer); a `new`
+    conversation's starts unwatched (module rules)."""
     channel_layer = layer()
-    return Publisher(conversation_id, channel_layer, backlog=backlog) if channel_layer is not None else None
+    if channel_layer is None:
+        return None
+    return Publisher(conversation_id, channel_layer, backlog=backlog, watched=not new)
 
 
 class Publisher:
@@ -190,7 +201,7 @@ class Publisher:
     `backlog` returns the frames of the publisher's responses still in flight."""
 
     def __init__(self, conversation_id: uuid.UUID, channel_layer: Any, *,
-                 backlog: Callable[[], list[str]] | None = None) -> None:
+                 backlog: Callable[[], list[str]] | None = None, watched: bool = True) -> None:
         self.group = group_name(conversation_id)
         self._layer = channel_layer
         self._outbox: list[str] = []
@@ -200,7 +211,7 @@ class Publisher:
         self._number = 0
         self.origin = f"{PROCESS_ID}/{uuid.uuid4().hex[:8]}"
         self.own_channel: str | None = None  # the publishing hub's own subscriber: not a watcher
-        self.watched = True  # until the first check says otherwise
+        self.watched = watched  # until the first check says otherwise (module rules)
         self._backlog = backlog
         self._watching = False  # known to its layer's _Watch (from the first publish)
         _LOCAL.setdefault(self.group, weakref.WeakSet()).add(self)
@@ -208,7 +219,7 @@ class Publisher:
     def publish(self, frame: str) -> None:
         if not self._watching:
             self._watching = True
-            _watch(self._layer).add(self)
+            _watch(self._layer).add(self, now=self.watched)
         if not self.watched:
             return
         self._outbox.append(frame)

@@ -33,9 +33,9 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -63,6 +63,7 @@ from .context import (
     title_from,
 )
 from .faces import BROWSER, GATEWAY, Face
+from .hooks import PublisherFor, Publishing, SendText
 from .lanes import Ticket
 from .limits import Quota
 from .link import UpstreamLinks, open_connection_pks
@@ -77,19 +78,6 @@ __all__ = ["Face", "BROWSER", "GATEWAY", "RelaySession", "open_connection_pks"]
 
 logger = logging.getLogger("sessions_app.relay")
 
-SendText = Callable[[str], Awaitable[None]]
-
-
-class Publishing(Protocol):
-    """A conversation's live fan-out (live/fanout.Publisher)."""
-
-    def publish(self, text: str) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-#: (conversation id, the in-flight frames for a viewer arriving mid-response) -> its fan-out, or None.
-PublisherFor = Callable[[uuid.UUID, Callable[[], list[str]]], Publishing | None]
 Reason = UpstreamConnection.CloseReason
 Status = ResponseRecord.Status
 
@@ -320,8 +308,8 @@ class RelaySession:
         self.ownership.learn(found.owned)
         self.recorder.conversation_id = self.downstream.conversation_id = self.conversation.id
         self.downstream.latest = self.conversation.latest_response_id
-        publisher = self._publisher_for(self.conversation.id, self.downstream.in_flight_frames) \
-            if self._publisher_for is not None else None
+        publisher = self._publisher_for(self.conversation.id, self.downstream.in_flight_frames,
+                                        new=found.new is not None) if self._publisher_for is not None else None
         if publisher is not None:  # viewers of this conversation see the gateway's events live
             self._publisher = publisher
             self.downstream.publish = publisher.publish

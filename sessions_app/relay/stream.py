@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from django.utils import timezone
@@ -49,6 +49,7 @@ from . import endings
 from . import errors as relay_errors
 from .echo import echoed_frame
 from .faces import Face
+from .hooks import SendText
 from .lanes import RESPONSE_EVENTS, TERMINAL_EVENTS, Ticket
 from .refusals import Refusals
 from .upstream_link import CONTINUABLE, LIMIT_CODE, RECOVERABLE_CODES, Recover, UpstreamLink
@@ -57,7 +58,6 @@ __all__ = ["Downstream"]
 
 logger = logging.getLogger("sessions_app.relay")
 
-SendText = Callable[[str], Awaitable[None]]
 Reason = UpstreamConnection.CloseReason
 Status = ResponseRecord.Status
 # The longest a request's last frame waits for its record (a slow database, not an unavailable one).
