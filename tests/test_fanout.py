@@ -23,6 +23,38 @@ async def _until(check, within: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _watched_whole(conversation, layer, publisher, then: str, expected: list[str]) -> None:
+    """A watcher starting in this process has `publisher` watched; it gets `expected` after `then` is published,
+    with no batch missing."""
+    received: list[str] = []
+
+    async def deliver(frames: list[str]) -> None:
+        received.extend(frames)
+
+    async def on_gap() -> None:
+        raise AssertionError("no batch may be missing")
+
+    subscriber = Subscriber(conversation, layer, deliver=deliver, on_gap=on_gap)
+    await subscriber.start()  # asks this process's publishers at once
+    await _until(lambda: publisher.watched)
+    publisher.publish(then)
+    await _until(lambda: received == expected)
+    await subscriber.stop()
+
+
+def _counted_checks(monkeypatch) -> list[list[str]]:
+    """The groups of every check of who watches, from now on (the real check, counted)."""
+    asked: list[list[str]] = []
+    real = fanout.group_members
+
+    async def counted(channel_layer, groups):
+        asked.append(list(groups))
+        return await real(channel_layer, groups)
+
+    monkeypatch.setattr(fanout, "group_members", counted)
+    return asked
+
+
 async def test_an_unwatched_publisher_sends_nothing_and_a_new_watcher_gets_the_backlog_first():
     layer = fanout.layer()
     conversation = uuid.uuid4()
@@ -36,20 +68,7 @@ async def test_an_unwatched_publisher_sends_nothing_and_a_new_watcher_gets_the_b
     publisher.publish("c")
     assert publisher._outbox == [] and publisher._timer is None  # unwatched: nothing queued, nothing scheduled
 
-    received: list[str] = []
-
-    async def deliver(frames: list[str]) -> None:
-        received.extend(frames)
-
-    async def on_gap() -> None:
-        raise AssertionError("no batch may be missing")
-
-    subscriber = Subscriber(conversation, layer, deliver=deliver, on_gap=on_gap)
-    await subscriber.start()  # asks this process's publishers at once
-    await _until(lambda: publisher.watched)
-    publisher.publish("d")
-    await _until(lambda: received == ["a", "b", "c", "d"])
-    await subscriber.stop()
+    await _watched_whole(conversation, layer, publisher, "d", ["a", "b", "c", "d"])
     await publisher.close()
 
 
@@ -57,14 +76,7 @@ async def test_a_new_conversations_publisher_starts_unwatched_and_asks_nothing_o
     """Nobody can know a new conversation's id yet: its publisher sends nothing and waits for the next round's
     check. A watcher that appears (here, in this process) still gets the response whole."""
     layer = fanout.layer()
-    asked: list[list[str]] = []
-    real = fanout.group_members
-
-    async def counted(channel_layer, groups):
-        asked.append(list(groups))
-        return await real(channel_layer, groups)
-
-    monkeypatch.setattr(fanout, "group_members", counted)
+    asked = _counted_checks(monkeypatch)
     older = fanout.Publisher(uuid.uuid4(), layer)
     older.publish("x")  # the loop's watch is running, and has checked
     await _until(lambda: not older.watched)
@@ -80,20 +92,7 @@ async def test_a_new_conversations_publisher_starts_unwatched_and_asks_nothing_o
     await asyncio.sleep(0.2)
     assert len(asked) == checks  # no check of its own: the next round's (WATCH_CHECK_SECONDS) takes it
 
-    received: list[str] = []
-
-    async def deliver(frames: list[str]) -> None:
-        received.extend(frames)
-
-    async def on_gap() -> None:
-        raise AssertionError("no batch may be missing")
-
-    subscriber = Subscriber(conversation, layer, deliver=deliver, on_gap=on_gap)
-    await subscriber.start()  # asks this process's publishers at once
-    await _until(lambda: publisher.watched)
-    publisher.publish("c")
-    await _until(lambda: received == ["a", "b", "c"])
-    await subscriber.stop()
+    await _watched_whole(conversation, layer, publisher, "c", ["a", "b", "c"])
     await publisher.close()
     await older.close()
 
@@ -119,14 +118,7 @@ async def test_a_hubs_own_subscriber_does_not_count_as_a_watcher():
 
 async def test_one_check_per_loop_covers_every_publisher(monkeypatch):
     layer = fanout.layer()
-    asked: list[list[str]] = []
-    real = fanout.group_members
-
-    async def counted(channel_layer, groups):
-        asked.append(list(groups))
-        return await real(channel_layer, groups)
-
-    monkeypatch.setattr(fanout, "group_members", counted)
+    asked = _counted_checks(monkeypatch)
     conversations = [uuid.uuid4() for _ in range(5)]
     publishers = [fanout.Publisher(conversation, layer) for conversation in conversations]
     for publisher in publishers:
