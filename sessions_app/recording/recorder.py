@@ -270,12 +270,11 @@ class Recorder:
     async def write_request(self, row: RequestRow) -> RequestWritten:
         """Write and commit the user's request, and the rows queued for it (`queue_row`); raises if the database
         refused (do not send then)."""
-        statement = at_once_statement(row)  # the usual create, built here: no database access
-        written = None
         if self._carried:
-            written = await self._write_carried(statement)
-        elif statement is not None:
-            written = await self.write_at_once(statement)
+            written = await self._write_carried(row)
+        else:
+            statement = at_once_statement(row)  # the usual create, built here: no database access
+            written = await self.write_at_once(statement) if statement is not None else None
         if written is not None:
             return written
         return await _db(_write_request_in_transaction, row)
@@ -319,13 +318,15 @@ class Recorder:
         """Rows wait for this socket's next request (`queue_row`, PostgreSQL): it must be written before it is sent."""
         return bool(self._carried)
 
-    async def _write_carried(self, statement: AtOnce | None) -> RequestWritten | None:
-        """The held rows and then `statement` (if any) in one transaction; each row's future settled. If that
-        transaction fails, the rows are written again alone, as a group commit retries one by one (groups.py):
-        a request the database refuses does not take its socket's row down with it."""
+    async def _write_carried(self, row: RequestRow | None) -> RequestWritten | None:
+        """The held rows and then `row`'s usual create (if any) in one transaction; each row's future settled. If
+        that transaction fails, the rows are written again alone, as a group commit retries one by one
+        (groups.py): a request the database refuses does not take its socket's row down with it. None: `row`
+        takes the general path (the held rows are written)."""
         carried, self._carried = self._carried, []
         inserts = [one.insert for one in carried]
         try:
+            statement = at_once_statement(row) if row is not None else None  # no database access
             try:
                 pks, written = await self._with_rows(inserts, statement)
             except Exception:
