@@ -134,7 +134,8 @@ class AtOnce:
 class RowInsert:
     """One new row's INSERT … RETURNING its pk (models/statements.py), written the way the usual create is:
     in a group on SQLite (sqlite.py, groups.py), from the event loop on PostgreSQL (pg.py). A gateway's
-    first turn writes two (its conversation, its upstream socket) beside its request.
+    first turn writes two (its conversation, its upstream socket) with its request (recorder.py's
+    `Recorder.queue_row`: in the same group commit on SQLite, in the request's transaction on PostgreSQL).
 
     A guarded INSERT (`row_insert(row, guard=…)`) may be refused by its guard: then it returns no row and
     its pk is None. Its `lock` (PostgreSQL only) runs first in the same transaction, so that guards of
