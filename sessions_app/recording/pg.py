@@ -194,27 +194,27 @@ async def _with_rows(connection: psycopg.AsyncConnection, prepared: Prepared | N
     """New rows and then the usual create in one transaction, one round trip (module rules: a first turn): each
     row's pk (None: its guard refused it) and the create's result, `AtOnce.written`'s. Rows under a lock come last,
     so the lock is held for the least time. Without a create the rows commit asynchronously, as a batch does."""
-    plain = [row for row in rows if row.lock is None]
-    locked = [row for row in rows if row.lock is not None]
-    statements: list[Statement] = [(row.sql, row.params) for row in plain]
+    plain = [i for i, row in enumerate(rows) if row.lock is None]
+    locked = [i for i, row in enumerate(rows) if row.lock is not None]
+    statements: list[Statement] = [(rows[i].sql, rows[i].params) for i in plain]
     if statement is not None:
         statements.append((statement.sql, statement.params))
-    for row in locked:
-        statements += [row.lock, (row.sql, row.params)]
+    for i in locked:
+        statements += [rows[i].lock, (rows[i].sql, rows[i].params)]
     cursor = await _transaction(connection, prepared, statements, synchronous=statement is not None)
-    pks: dict[int, Any] = {}
-    for row in plain:
-        pks[id(row)] = row.written(await cursor.fetchone())
+    pks: list[Any] = [None] * len(rows)
+    for i in plain:
+        pks[i] = rows[i].written(await cursor.fetchone())
         cursor.nextset()
     written = None
     if statement is not None:
         written = statement.written(await cursor.fetchone())
         cursor.nextset()
-    for row in locked:
+    for i in locked:
         cursor.nextset()  # past the lock's
-        pks[id(row)] = row.written(await cursor.fetchone())
+        pks[i] = rows[i].written(await cursor.fetchone())
         cursor.nextset()
-    return [pks[id(row)] for row in rows], written
+    return pks, written
 
 
 async def _transaction(connection: psycopg.AsyncConnection, prepared: Prepared | None,

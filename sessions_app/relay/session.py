@@ -181,7 +181,7 @@ class RelaySession:
             exc = relay_errors.recording_failed() if database_unavailable(failure) else relay_errors.internal_error()
             event = exc.to_event()
         stored = await self.ownership.write_alone()  # a first create refused before its request's write
-        await self.downstream.refuse(exc, event, stored=stored)
+        await self.downstream.refuse(exc, event, conversation_stored=stored)
 
     async def _client_frame(self, text: str | None, data: bytes | None) -> None:
         if self.read_only:

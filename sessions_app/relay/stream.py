@@ -323,15 +323,15 @@ class Downstream:
 
     # -- the client --------------------------------------------------------------------
 
-    async def refuse(self, exc: ProtocolError, event: dict[str, Any], *, stored: bool = True) -> None:
-        """Answer a refused client event (already built as `event`) and record it; not `stored`: its conversation
-        could not be written (relay/ownership.py), so the record does not name it."""
-        self.record_refusal(exc, event, stored=stored)
+    async def refuse(self, exc: ProtocolError, event: dict[str, Any], *, conversation_stored: bool = True) -> None:
+        """Answer a refused client event (already built as `event`) and record it; not `conversation_stored`: the
+        socket's conversation could not be written (relay/ownership.py), so the record does not name it."""
+        self.record_refusal(exc, event, conversation_stored=conversation_stored)
         await self.to_client(json.dumps(event))
 
-    def record_refusal(self, exc: ProtocolError, event: dict[str, Any], *, stored: bool = True) -> None:
+    def record_refusal(self, exc: ProtocolError, event: dict[str, Any], *, conversation_stored: bool = True) -> None:
         """Record a refusal: the relay's own failures one row each, the client's aggregated (refusals.py)."""
-        self.refusals.record(exc, event, conversation_id=self.conversation_id if stored else None)
+        self.refusals.record(exc, event, conversation_id=self.conversation_id if conversation_stored else None)
 
     async def recording_overflowed(self) -> None:
         await self.announce(relay_errors.recording_overflow().to_event())
