@@ -1,8 +1,9 @@
 """The recorder through a database outage: what it holds waits, in order, and is written when the database
 returns; a full queue stays loud; a writer that must stop says what it could not write.
 
-The outage here is SQLite's: another writer holds the database's write lock past the busy timeout (20 s),
-so every write the recorder tries fails with "database is locked", as it would behind a stuck process.
+The outage here is SQLite's: another writer holds the database's write lock past the busy timeout, so every
+write the recorder tries fails with "database is locked", as it would behind a stuck process. The busy timeout
+is 1 s here (`sqlite_path`), not settings' 20 s, which every held write would otherwise wait out.
 tests/resilience/test_recording_outage.py stops a real PostgreSQL cluster under a streaming response.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -19,6 +22,7 @@ from django.db import IntegrityError, OperationalError
 from sessions_app.models import ErrorEvent
 from sessions_app.recording.availability import Backoff, database_unavailable
 from sessions_app.recording.recorder import ErrorRow, Recorder, Writer
+from sessions_app.recording.threads import INPUT_EXECUTOR, INPUT_THREADS
 from tests.held_database import HeldDatabase
 
 from .conftest import db
@@ -62,16 +66,42 @@ def WriteLock(path: str) -> HeldDatabase:  # noqa: N802 (reads as the context ma
     return HeldDatabase({"ENGINE": "django.db.backends.sqlite3", "NAME": path})
 
 
-def _sqlite_path() -> str:
-    from django.db import connection
+def _on_every_recorder_thread(function: Callable[[], None]) -> None:
+    """`function()` once on each of the recorder's threads: each waits at a barrier, so none runs two."""
+    barrier = threading.Barrier(INPUT_THREADS)
+
+    def run() -> None:
+        barrier.wait(10)
+        function()
+
+    for future in [INPUT_EXECUTOR.submit(run) for _ in range(INPUT_THREADS)]:
+        future.result(20)
+
+
+@pytest.fixture
+def sqlite_path() -> Iterator[str]:
+    """The test database's file, with SQLite's busy timeout at 1 s on the recorder's threads for the test."""
+    from django.db import DEFAULT_DB_ALIAS, connection, connections
 
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's write lock")
-    return connection.settings_dict["NAME"]
+    options = connection.settings_dict["OPTIONS"]  # one dict, read by every thread's connection as it opens
+    busy_timeout = options["timeout"]
+
+    def reconnect() -> None:
+        connections[DEFAULT_DB_ALIAS].close()  # the next write opens a connection with the timeout now set
+
+    options["timeout"] = 1
+    _on_every_recorder_thread(reconnect)
+    try:
+        yield connection.settings_dict["NAME"]
+    finally:
+        options["timeout"] = busy_timeout
+        _on_every_recorder_thread(reconnect)
 
 
 async def _until_unavailable(writer: Writer) -> None:
-    for _ in range(1200):  # the busy timeout (20 s) runs out first
+    for _ in range(300):  # the busy timeout (1 s) runs out first
         if writer.outage is not None:
             return
         await asyncio.sleep(0.1)
@@ -82,8 +112,8 @@ def _row(code: str) -> ErrorRow:
     return ErrorRow(source="relay", code=code, message="held through an outage")
 
 
-async def test_records_wait_in_order_through_an_outage_and_an_overflow_is_written_when_it_ends(settings, caplog):
-    path = _sqlite_path()
+async def test_records_wait_in_order_through_an_outage_and_an_overflow_is_written_when_it_ends(sqlite_path, settings,
+                                                                                           caplog):
     settings.SWITCHBOARD_RECORDER_MAX_PENDING = 6  # a tiny bound, from the setting
     caplog.set_level(logging.INFO, logger="sessions_app.recording")
     told = []
@@ -94,7 +124,7 @@ async def test_records_wait_in_order_through_an_outage_and_an_overflow_is_writte
     writer = Writer()
     recorder = Recorder(writer=writer, on_overflow=on_overflow)
     assert writer.queue.maxsize == 6
-    async with WriteLock(path):
+    async with WriteLock(sqlite_path):
         recorder.add(_row("op_0"))
         recorder.add(_row("op_1"))
         await _until_unavailable(writer)  # op_0 and op_1 are the batch in hand
@@ -118,9 +148,8 @@ async def test_records_wait_in_order_through_an_outage_and_an_overflow_is_writte
     await recorder.close()
 
 
-async def test_a_socket_waits_for_its_own_records_without_the_linger_and_not_through_an_outage():
+async def test_a_socket_waits_for_its_own_records_without_the_linger_and_not_through_an_outage(sqlite_path):
     """`Recorder.written` is what the relay holds a response's last event on (relay/stream.py)."""
-    path = _sqlite_path()
     writer = Writer(linger=30.0)  # a linger no test could wait out: `written` must cut it short
     recorder = Recorder(writer=writer)
     recorder.add(_row("mine"))
@@ -128,20 +157,22 @@ async def test_a_socket_waits_for_its_own_records_without_the_linger_and_not_thr
     assert await db(lambda: list(ErrorEvent.objects.values_list("code", flat=True)))() == ["mine"]
     assert await recorder.written(60) is True  # nothing queued since: no wait at all
 
-    async with WriteLock(path):
+    async with WriteLock(sqlite_path):
         recorder.add(_row("held"))
-        await _until_unavailable(writer)
-        assert await asyncio.wait_for(recorder.written(60), 10) is False  # the database is out: no wait
+        # `written` cuts the linger short, and its write waits out the busy timeout and finds the database out
+        assert await asyncio.wait_for(recorder.written(60), 10) is False
+        assert writer.outage is not None
+        assert await asyncio.wait_for(recorder.written(60), 10) is False  # still out: no wait, no write tried
     await writer.flush()
     assert await db(lambda: ErrorEvent.objects.filter(code="held").exists())()
     await recorder.close()
 
 
-async def test_a_writer_that_must_stop_during_an_outage_waits_a_bounded_time_and_says_what_is_lost(caplog):
-    path = _sqlite_path()
+async def test_a_writer_that_must_stop_during_an_outage_waits_a_bounded_time_and_says_what_is_lost(sqlite_path,
+                                                                                                 caplog):
     writer = Writer()
     recorder = Recorder(writer=writer)
-    async with WriteLock(path):
+    async with WriteLock(sqlite_path):
         recorder.add(_row("first"))
         await _until_unavailable(writer)
         recorder.add(_row("second"))
