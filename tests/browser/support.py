@@ -64,9 +64,13 @@ def send(page: Page, text: str) -> None:
 
 
 def same_transcript(page: Page, before: str) -> None:
-    """The transcript's visible text equals `before` (a reload must not change it); the diff when not."""
+    """The transcript's visible text equals `before` (a reload must not change it); the diff when not. Compared once
+    the script has drawn it from the socket's history: until then the page shows the server-rendered turns (no
+    `data-key`), with the same classes, so a busy machine would compare those."""
     import difflib
 
+    expect(page.locator("#transcript > article.turn[data-key]").first).to_be_attached()
+    expect(page.locator("#transcript > article.turn:not([data-key])")).to_have_count(0)
     after = page.locator("#transcript").inner_text()
     assert after == before, "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), "live", "reloaded",
                                                           lineterm=""))
