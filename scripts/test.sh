@@ -2,7 +2,9 @@
 # Set up and run the whole test suite: lint (ruff, import contracts), then pytest on the embedded
 # configuration (SQLite + in-memory layer), then again on PostgreSQL + Redis
 # (DATABASE_URL / REDIS_URL if set, else the local services on 127.0.0.1:5432
-# and :6379 when they answer). Extra arguments go to pytest.
+# and :6379 when they answer). Each pass runs on pytest-xdist workers, one a core up to 4
+# (SWITCHBOARD_TEST_WORKERS overrides; 1 runs in one process), a test file to a worker.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh requirements-dev.txt
@@ -36,16 +38,20 @@ echo "== lint-imports (the layer contracts in .importlinter)"
 
 answers() { $PY -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$1" 2>/dev/null; }
 
-echo "== pytest: SQLite + in-memory channel layer"
-env -u DATABASE_URL -u REDIS_URL $PY -m pytest "$@"
+WORKERS="${SWITCHBOARD_TEST_WORKERS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}"
+PARALLEL=() WAY="in one process"
+if [ "$WORKERS" -gt 1 ]; then PARALLEL=(-n "$WORKERS" --dist loadfile) WAY="on $WORKERS workers"; fi
+
+echo "== pytest: SQLite + in-memory channel layer (${WAY})"
+env -u DATABASE_URL -u REDIS_URL $PY -m pytest "${PARALLEL[@]}" "$@"
 
 PG_URL="${DATABASE_URL:-}"
 RD_URL="${REDIS_URL:-}"
 if [ -z "$PG_URL" ] && answers 5432; then PG_URL="postgres://postgres@127.0.0.1:5432/switchboard"; fi
 if [ -z "$RD_URL" ] && answers 6379; then RD_URL="redis://127.0.0.1:6379/0"; fi
 if [ -n "$PG_URL" ] && [ -n "$RD_URL" ]; then
-  echo "== pytest: PostgreSQL + Redis channel layer"
-  DATABASE_URL="$PG_URL" REDIS_URL="$RD_URL" $PY -m pytest "$@"
+  echo "== pytest: PostgreSQL + Redis channel layer (${WAY})"
+  DATABASE_URL="$PG_URL" REDIS_URL="$RD_URL" $PY -m pytest "${PARALLEL[@]}" "$@"
 elif [ "${REQUIRE_SERVICES:-0}" = 1 ]; then
   echo "PostgreSQL and Redis are required (REQUIRE_SERVICES=1) but did not answer." >&2
   exit 1

@@ -8,6 +8,22 @@ import pytest
 from django.contrib.auth import get_user_model
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """scripts/test.sh's workers (pytest-xdist, `--dist loadfile`) take a test file each, but tests/production
+    whole: its session fixture starts one production shape (private PostgreSQL and Redis, nginx, two Daphnes)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileOrProduction(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "tests/production" if path.startswith("tests/production/") else path
+
+    return FileOrProduction(config, log)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_input_connections(django_db_setup):
     """The relay's async PostgreSQL connections (recording_pg.py) end before the test database is dropped."""

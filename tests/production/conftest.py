@@ -150,8 +150,10 @@ def private_redis() -> Iterator[PrivateRedis]:
 @pytest.fixture(scope="session")
 def production(private_cluster, private_redis) -> Iterator[Production]:
     """scripts/production.sh, as an operator runs it, with the simulator as its upstream."""
-    # A fixed place, emptied at each start, so the last run's logs (production/*.log) stay there to read.
-    var_dir = Path(os.environ.get("SWITCHBOARD_VAR_DIR", ROOT / "var")) / "production-tests"
+    # A fixed place, emptied at each start, so the last run's logs (production/*.log) stay there to read; one
+    # for each pytest-xdist worker (scripts/test.sh runs two), as each starts its own shape.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    var_dir = Path(os.environ.get("SWITCHBOARD_VAR_DIR", ROOT / "var")) / f"production-tests{'-' + worker if worker else ''}"
     shutil.rmtree(var_dir, ignore_errors=True)
     var_dir.mkdir(parents=True)
     https_port = free_port()
