@@ -3,8 +3,9 @@
 * `Authorization: Bearer sb_…` on the upgrade request sets `scope["user"]` (and `scope["api_token_pk"]`)
   (ApiToken.authenticate, which also records the use), `scope["switchboard_limits"]`, the user's
   limits, and `scope["switchboard_warm_profile"]`, the profile whose upstream socket the relay opens
-  ahead of the first turn (relay/warm.py), all read in the same trip to a database thread: a user
-  without a socket limit is then admitted without another (consumers.py). Anything else leaves
+  ahead of the first turn (relay/warm.py), all read in the same trip to a database thread (on
+  PostgreSQL from the event loop itself, recording/reads.py): a user without a socket limit is then
+  admitted without another (consumers.py). Anything else leaves
   an `AnonymousUser` and the consumer refuses the socket (403), after the
   failure is counted and logged (token_guard.py). A client with too many
   failures is refused before any lookup: error event, then close 4429.
@@ -23,12 +24,12 @@ from django.contrib.auth.models import AnonymousUser
 from .client_address import scope_client_address
 from .models import ApiToken
 from .origins import SocketOriginValidator
-from .recording import read_on_db_thread
-from .relay.context import ProfileView, new_conversation_profile
+from .recording import read_on_db_thread, read_row, reads_on_loop
+from .relay.context import ProfileView, new_conversation_profile, new_conversation_profile_with
 from .relay.limits import Limits, limits_of
 from .relay.warm import warms
 from .throttle import Throttled, athrottled, token_prefix
-from .token_guard import Reason, failure_log, token_authenticate
+from .token_guard import Reason, failure_log, token_authenticate, token_refused
 
 __all__ = ["ApiTokenAuthMiddleware", "GatewayOriginValidator", "bearer_token"]
 
@@ -63,9 +64,12 @@ class ApiTokenAuthMiddleware:
             failure_log(face="gateway", reason=Reason.THROTTLED, address=address, prefix=prefix,
                         retry_after=refused.retry_after)
             return await _refuse_throttled(receive, send, refused)
-        # On a recorder database thread, not Django's one shared thread (recording/threads.py): a burst of
-        # handshakes looks its tokens up side by side, beside pages and first turns, not behind them.
-        api_token, limits, profile = await read_on_db_thread(_credential, raw=token, address=address)
+        if reads_on_loop():
+            api_token, limits, profile = await _credential_on_loop(raw=token, address=address)
+        else:
+            # On a recorder database thread, not Django's one shared thread (recording/threads.py): a burst of
+            # handshakes looks its tokens up side by side, beside pages and first turns, not behind them.
+            api_token, limits, profile = await read_on_db_thread(_credential, raw=token, address=address)
         user = api_token.user if api_token is not None else AnonymousUser()
         return await self.application({**scope, "user": user, "api_token_pk": api_token.pk if api_token else None,
                                        "switchboard_limits": limits, "switchboard_warm_profile": profile},
@@ -80,6 +84,18 @@ def _credential(*, raw: str | None, address: str | None) -> tuple[ApiToken | Non
         return None, None, None
     limits = limits_of(api_token.user)
     return api_token, limits, new_conversation_profile(api_token.user) if warms() else None
+
+
+async def _credential_on_loop(*, raw: str | None, address: str | None
+                              ) -> tuple[ApiToken | None, Limits | None, ProfileView | None]:
+    """`_credential` read from the event loop (PostgreSQL: recording/reads.py), the same statements and rules;
+    a refused token is counted and logged on a database thread, as `_credential` does."""
+    api_token = await ApiToken.authenticate_token_with(raw, read_row) if raw else None
+    if api_token is None:
+        await read_on_db_thread(token_refused, raw=raw, address=address, face="gateway")
+        return None, None, None
+    profile = await new_conversation_profile_with(api_token.user, read_row) if warms() else None
+    return api_token, limits_of(api_token.user), profile
 
 
 THROTTLED_CLOSE_CODE = 4429

@@ -4,7 +4,7 @@ Rules:
 
 * Ask `throttle` first (`throttled`/`athrottled`); while it refuses, no token is looked up.
 * `token_authenticate` is the lookup: it returns the token (and its user), or counts the failure (throttle.py) and
-  logs it.
+  logs it (`token_refused`, which a lookup made from the event loop calls on its own).
 * Each refusal is one WARNING on logger ``sessions_app.security`` with the face (gateway, api), the
   reason (missing, unknown, revoked, inactive user, throttled), the client address and the token's
   public prefix: never the token itself. The console handler's redaction filter
@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from .models import TOKEN_PREFIX, ApiToken, hash_token
 from .throttle import failure_record, throttled, token_prefix
 
-__all__ = ["Reason", "SECURITY_LOG", "Throttled", "bearer_authenticate", "failure_log", "token_authenticate"]
+__all__ = [
+    "Reason", "SECURITY_LOG", "Throttled", "bearer_authenticate", "failure_log", "token_authenticate", "token_refused",
+]
 
 SECURITY_LOG = logging.getLogger("sessions_app.security")
 
@@ -59,10 +61,16 @@ def token_authenticate(*, raw: str | None, address: str | None, face: str) -> Ap
     token = ApiToken.authenticate_token(raw) if raw else None
     if token is not None:
         return token
+    token_refused(raw=raw, address=address, face=face)
+    return None
+
+
+def token_refused(*, raw: str | None, address: str | None, face: str) -> None:
+    """Count and log a refused token (sync: database and cache): what `token_authenticate` does on a failure,
+    for a lookup made elsewhere (gateway_auth.py, from the event loop on PostgreSQL)."""
     prefix = token_prefix(raw)
     failure_record(address=address, prefix=prefix)
     failure_log(face=face, reason=_failure_reason(raw), address=address, prefix=prefix)
-    return None
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,99 @@ def test_on_postgresql_the_reads_are_prepared_once_and_djangos_own_queries_are_n
     assert rows.prepares(connection)
     settings.SWITCHBOARD_PG_PREPARE = False
     assert not rows.prepares(connection)
+
+
+# -- the same reads from the event loop (gateway_auth.py: recording/reads.py on PostgreSQL) ------------------------
+
+
+@pytest.fixture
+def fetch():
+    """How the handshake's reads run from the loop: on PostgreSQL the loop's own connections
+    (recording/reads.py); SQLite reads on a thread, so there the same statement runs on Django's cursor on a
+    thread (the rules of `..._with` are the same on both)."""
+    from django.db import connection
+
+    from sessions_app.recording import read_row, reads_on_loop
+    from tests.relay.conftest import db
+
+    if reads_on_loop():
+        return read_row
+
+    def on_thread(sql, params):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+
+    async def fetch_on_thread(sql, params):
+        return await db(on_thread)(sql, params)
+
+    return fetch_on_thread
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_token_read_from_the_loop_is_the_one_the_orm_reads_and_its_use_is_recorded(fetch):
+    from tests.relay.conftest import db
+
+    @db
+    def world() -> tuple[str, ApiToken]:
+        user = get_user_model().objects.create_user("loop-reader")
+        UserLimits.objects.create(user=user, max_sockets=3)
+        _, raw = ApiToken.issue(user=user, name="agent")
+        ApiToken.objects.filter(prefix=raw[:10]).update(last_used_at=timezone.now() - timedelta(minutes=5))
+        return raw, _orm_token(raw)
+
+    raw, orm = await world()
+    read = await ApiToken.authenticate_token_with(raw, fetch)
+    await db(_assert_same)(read, orm)
+    assert ApiToken.user.is_cached(read) and UserLimits.user.field.remote_field.is_cached(read.user)
+    await db(_assert_same)(read.user, orm.user)
+    await db(_assert_same)(read.user.switchboard_limits, orm.user.switchboard_limits)
+    recorded = (await db(_orm_token)(raw)).last_used_at
+    assert recorded > orm.last_used_at + timedelta(minutes=4)  # this use was recorded
+
+    again = await ApiToken.authenticate_token_with(raw, fetch)  # within the minute: read, not written again
+    assert again.last_used_at == recorded and (await db(_orm_token)(raw)).last_used_at == recorded
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_from_the_loop_revoked_unknown_and_inactive_tokens_read_as_none(fetch):
+    from tests.relay.conftest import db
+
+    @db
+    def world() -> tuple[ApiToken, str, object, str]:
+        users = get_user_model().objects
+        token, raw = ApiToken.issue(user=users.create_user("loop-owner"))
+        other = users.create_user("loop-other")
+        _, other_raw = ApiToken.issue(user=other)
+        return token, raw, other, other_raw
+
+    token, raw, other, other_raw = await world()
+    assert (await ApiToken.authenticate_token_with(raw, fetch)).pk == token.pk
+    for wrong in (raw + "x", "sb_" + "0" * 43, raw.removeprefix("sb_")):
+        assert await ApiToken.authenticate_token_with(wrong, fetch) is None
+    await db(token.revoke)()
+    assert await ApiToken.authenticate_token_with(raw, fetch) is None
+    await db(lambda: get_user_model().objects.filter(pk=other.pk).update(is_active=False))()
+    assert await ApiToken.authenticate_token_with(other_raw, fetch) is None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_from_the_loop_a_new_conversation_gets_the_profile_the_thread_reads(fetch):
+    from sessions_app.models import profile_for_new_conversation_with
+    from tests.relay.conftest import db
+
+    @db
+    def world():
+        users = get_user_model().objects
+        user, allowed = users.create_user("loop-plain"), users.create_user("loop-allowed")
+        for name, to_all in (("b-open", True), ("a-chosen", False)):
+            UpstreamProfile.objects.create(name=name, websocket_url="ws://127.0.0.1:9/v1/responses",
+                                           available_to_all=to_all)
+        UpstreamProfile.objects.get(name="a-chosen").allowed_users.set([allowed])
+        return user, allowed
+
+    user, allowed = await world()
+    for who, expected in ((user, "b-open"), (allowed, "a-chosen")):
+        read = await profile_for_new_conversation_with(who, fetch)
+        await db(_assert_same)(read, await db(UpstreamProfile.objects.get)(name=expected))
+        assert (await db(profile_for_new_conversation)(who)).pk == read.pk

@@ -15,10 +15,11 @@ from .upstream import (
     UpstreamProfile,
     UpstreamProfileQuerySet,
     profile_for_new_conversation,
+    profile_for_new_conversation_with,
 )
 
 __all__ = [
     "UpstreamProfile", "UpstreamProfileQuerySet", "KEY_BOUND_FIELDS", "Conversation", "UpstreamConnection",
     "ResponseRecord", "Item", "ErrorEvent", "CompactionEvent", "ApiToken", "UserLimits", "ClientSocket",
-    "TOKEN_PREFIX", "LAST_USED_PRECISION", "hash_token", "ModelPrice", "profile_for_new_conversation",
+    "TOKEN_PREFIX", "LAST_USED_PRECISION", "hash_token", "ModelPrice", "profile_for_new_conversation", "profile_for_new_conversation_with",
 ]

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from .rows import ModelColumns, read_one
+from .rows import Fetch, ModelColumns, read_for, read_one
 
 TOKEN_PREFIX = "sb_"
 LAST_USED_PRECISION = timedelta(minutes=1)  # ApiToken.last_used_at
@@ -67,12 +67,22 @@ class ApiToken(models.Model):
         would otherwise queue a write per socket (on SQLite, one at a time)."""
         if not raw.startswith(TOKEN_PREFIX):
             return None
-        token = _active_token(hash_token(raw))
-        if token is None or not token.user.is_active:
-            return None
-        now = timezone.now()
-        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
+        token = _usable(_active_token(hash_token(raw)))
+        if token is not None and (now := _use_to_record(token)) is not None:
             cls.objects.filter(pk=token.pk).update(last_used_at=now)
+        return token
+
+    @classmethod
+    async def authenticate_token_with(cls, raw: str, fetch: Fetch) -> ApiToken | None:
+        """`authenticate_token` with its statements awaited through `fetch` (rows.py: from the event loop on
+        PostgreSQL): the same read, the same rules, the same use recorded to the minute."""
+        if not raw.startswith(TOKEN_PREFIX):
+            return None
+        read = read_for(ApiToken, _TokenRead)
+        row = await fetch(read.sql, [hash_token(raw)])
+        token = _usable(read.token_of(row) if row is not None else None)
+        if token is not None and (now := _use_to_record(token)) is not None:
+            await fetch(read.record_use, [now, token.pk])
         return token
 
     def revoke(self) -> None:
@@ -135,6 +145,9 @@ class _TokenRead:
             f" ON l.{quote(UserLimits.user.field.column)} = u.{quote(user_model._meta.pk.column)}"
             f" WHERE t.{quote('token_hash')} = %s AND t.{quote('revoked_at')} IS NULL"
         )
+        pk = quote(ApiToken._meta.pk.column)
+        self.record_use = (f"UPDATE {quote(ApiToken._meta.db_table)} SET {quote('last_used_at')} = %s"
+                           f" WHERE {pk} = %s RETURNING {pk}")
 
     def token_of(self, row) -> ApiToken:
         token = self.token.instance(row)
@@ -143,6 +156,17 @@ class _TokenRead:
         UserLimits.user.field.remote_field.set_cached_value(user, self.limits.instance(
             row, self.token.width + self.user.width))
         return token
+
+
+def _usable(token: ApiToken | None) -> ApiToken | None:
+    """The token if its user may still sign in (an unrevoked token of an inactive user is refused)."""
+    return token if token is not None and token.user.is_active else None
+
+
+def _use_to_record(token: ApiToken):
+    """Now, if the token's last use is unknown or a minute old or more (else None: nothing to write)."""
+    now = timezone.now()
+    return now if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION else None
 
 
 def _active_token(token_hash: str) -> ApiToken | None:

@@ -8,20 +8,25 @@ reads; `ModelColumns.instance` turns that model's slice of a result row into an 
 ORM does: Django's converters for each column (an aware datetime from SQLite's text, a bool from its
 0/1, decoded JSON), then `Model.from_db`. tests/test_model_rows.py compares the instances with the
 ORM's own, field by field, on both databases.
+
+On PostgreSQL the gateway's handshake runs the same statements from the event loop (`Fetch`: recording's
+`read_row`, on the loop's own async connections), so a burst of handshakes takes no thread's trip and no
+thread fights the loop for the GIL; the sync `read_one` serves everything else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import psycopg
 from django.conf import settings
 from django.db import connections, models, router
 
-__all__ = ["ModelColumns", "Read", "read_one", "prepares"]
+__all__ = ["Fetch", "ModelColumns", "Read", "read_for", "read_one", "prepares"]
 
 Converter = Callable[[Any, Any, Any], Any]
+Fetch = Callable[[str, list[Any]], Awaitable[Sequence[Any] | None]]  # a statement's first row (None: no row)
 
 
 class Read(Protocol):
@@ -38,14 +43,21 @@ _READS: dict[tuple[Callable[[Any], Any], str, str], Any] = {}
 ONLY_WHEN_ASKED = 2**31
 
 
-def read_one(model: type[models.Model], build: Callable[[Any], R], params: list[Any]) -> tuple[R, Sequence[Any] | None]:
-    """Run `build(connection).sql` (built once per builder and database) on `model`'s read database with
-    `params`: the read, to turn the row into instances, and its first row (None: no row)."""
+def read_for(model: type[models.Model], build: Callable[[Any], R]) -> R:
+    """`build(connection)` for `model`'s read database, built once per builder and database (no query)."""
     connection = connections[router.db_for_read(model)]
     key = (build, connection.alias, connection.vendor)
     read = _READS.get(key)
     if read is None:
         read = _READS[key] = build(connection)
+    return read
+
+
+def read_one(model: type[models.Model], build: Callable[[Any], R], params: list[Any]) -> tuple[R, Sequence[Any] | None]:
+    """Run `read_for(model, build).sql` on `model`'s read database with `params`: the read, to turn the row
+    into instances, and its first row (None: no row)."""
+    read = read_for(model, build)
+    connection = connections[router.db_for_read(model)]
     if connection.vendor == "postgresql" and prepares(connection):
         return read, _prepared_row(connection, read.sql, params)
     with connection.cursor() as cursor:

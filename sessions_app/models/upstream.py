@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 
 from ..crypto import decrypt_secret, encrypt_secret
-from .rows import ModelColumns, read_one
+from .rows import Fetch, ModelColumns, read_for, read_one
 
 #: Where a key goes and how it is presented: changing any of these clears a stored key (UpstreamProfile.save).
 KEY_BOUND_FIELDS = ("websocket_url", "auth_style", "extra_headers")
@@ -159,6 +159,14 @@ def profile_for_new_conversation(user) -> UpstreamProfile | None:
 
     One statement: every new gateway socket reads it (relay/warm.py opens its upstream socket ahead)."""
     read, row = read_one(UpstreamProfile, _NewConversationRead, [bool(user.is_staff), user.pk])
+    return read.profile.instance(row) if row is not None else None
+
+
+async def profile_for_new_conversation_with(user, fetch: Fetch) -> UpstreamProfile | None:
+    """`profile_for_new_conversation` with its statement awaited through `fetch` (rows.py: from the event loop on
+    PostgreSQL)."""
+    read = read_for(UpstreamProfile, _NewConversationRead)
+    row = await fetch(read.sql, [bool(user.is_staff), user.pk])
     return read.profile.instance(row) if row is not None else None
 
 

@@ -11,6 +11,7 @@ live layer.
 from .availability import database_unavailable, log_failure
 from .input import request_origin
 from .ops import ErrorCount, ErrorTally
+from .reads import read_row, reads_on_loop
 from .recorder import (
     AtOnce,
     ConnectionClosed,
@@ -34,6 +35,6 @@ from .threads import read_on_db_thread
 
 __all__ = [
     "Recorder", "Writer", "AtOnce", "at_once_statement", "insert_row", "delete_row", "RequestRow", "RequestWritten", "Sent", "Started", "Finished", "ErrorRow", "ErrorCount",
-    "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "read_on_db_thread", "shutdown",
+    "ErrorTally", "ConnectionClosed", "ConnectionFailed", "ConversationState", "on_db_thread", "read_on_db_thread", "read_row", "reads_on_loop", "shutdown",
     "database_unavailable", "log_failure", "request_origin",
 ]

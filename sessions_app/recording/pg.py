@@ -25,6 +25,8 @@ Rules:
   loop to read the answer, in series (bench/README.md, 2026-12-03, night). A row under a lock (the upstream
   socket's guarded INSERT) goes last, so the user's row stays locked for that INSERT and the commit's WAL
   flush only (0.2 ms here), never for a round trip.
+* A gateway handshake's reads (its token, with the user and limits, and the new conversation's profile) go
+  this way too (`fetch_one`, through reads.py): so a PostgreSQL gateway's first turn runs no database thread.
 * Durability: the user's input commits synchronously (its WAL flushed) before the relay sends it.
   A batch commits asynchronously (`synchronous_commit off`, this transaction only): what the
   upstream streamed back already waits in the recorder's queue for its batch, so flushing the WAL
@@ -50,7 +52,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -61,7 +63,7 @@ from .input import AtOnce, Direct, RequestWritten, RowInsert
 from .ops import Statement
 from .pgprepared import Prepared
 
-__all__ = ["enabled", "execute_at_once", "execute_with_rows", "execute_batch", "discard_idle", "close_all"]
+__all__ = ["enabled", "fetch_one", "execute_at_once", "execute_with_rows", "execute_batch", "discard_idle", "close_all"]
 
 logger = logging.getLogger("sessions_app.recording")
 
@@ -132,7 +134,7 @@ class _Pool:
             raise
         self.idle.append((connection, time.monotonic()))
 
-    async def run(self, statement: Direct) -> tuple[Any, ...] | None:
+    async def run(self, statement: Direct | _Read) -> tuple[Any, ...] | None:
         return await self._use(lambda connection, prepared: _execute(connection, prepared, statement))
 
     async def run_with_rows(self, rows: list[RowInsert], statement: AtOnce | None) -> tuple[list[Any], Any]:
@@ -175,7 +177,7 @@ class _Pool:
 
 
 async def _execute(connection: psycopg.AsyncConnection, prepared: Prepared | None,
-                   statement: Direct) -> tuple[Any, ...] | None:
+                   statement: Direct | _Read) -> tuple[Any, ...] | None:
     lock = statement.lock if isinstance(statement, RowInsert) else None
     if lock is None:
         cursor = await connection.execute(statement.sql, statement.params)
@@ -280,6 +282,17 @@ async def execute_at_once(statement: Direct) -> RequestWritten | Any | None:
     """Run the one-statement create on this loop's connections (None: take the general path), or a new
     row's INSERT (its pk)."""
     return statement.written(await _pool().run(statement))
+
+
+async def fetch_one(sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    """A statement's first row (None: no row) on this loop's connections, prepared where Switchboard prepares
+    (psycopg's own prepared statements: these connections prepare every statement at its first use)."""
+    return await _pool().run(_Read(sql, params))
+
+
+class _Read(NamedTuple):
+    sql: str
+    params: list[Any]
 
 
 async def execute_with_rows(rows: list[RowInsert], statement: AtOnce | None) -> tuple[list[Any], Any]:

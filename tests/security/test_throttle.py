@@ -190,3 +190,28 @@ def test_the_log_filter_keeps_the_prefix_and_redacts_the_token():
 def test_the_client_address_trusts_forwarded_for_only_behind_proxies(settings, proxies, peer, forwarded, expected):
     settings.SWITCHBOARD_TRUSTED_PROXIES = proxies
     assert client_address(peer=peer, forwarded_for=forwarded) == expected
+
+
+async def test_on_postgresql_a_valid_handshake_reads_from_the_loop_and_a_refusal_is_still_counted(
+        user, caplog, monkeypatch):
+    from sessions_app import gateway_auth
+    from sessions_app.recording import reads_on_loop
+
+    if not reads_on_loop():
+        pytest.skip("PostgreSQL only: SQLite reads the token on a database thread")
+    caplog.set_level(logging.WARNING, logger="sessions_app.security")
+    _, valid = await db(ApiToken.issue)(user=user)
+    on_thread = gateway_auth.read_on_db_thread
+    threads_asked = []
+
+    async def counted(function, /, **kwargs):
+        threads_asked.append(function.__name__)
+        return await on_thread(function, **kwargs)
+
+    monkeypatch.setattr(gateway_auth, "read_on_db_thread", counted)
+    address = fresh_address()
+    assert (await handshake(valid, address))["accepted"]
+    assert threads_asked == []  # the token and the profile were read by the loop itself
+    assert not (await handshake(valid[:-2] + "xx", address))["accepted"]
+    assert threads_asked == ["token_refused"]
+    assert [line for line in security_lines(caplog) if "reason=unknown" in line and address in line]
