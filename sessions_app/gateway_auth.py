@@ -22,10 +22,10 @@ import json
 from django.contrib.auth.models import AnonymousUser
 
 from .client_address import scope_client_address
-from .models import ApiToken
+from .models import ApiToken, read_handshake
 from .origins import SocketOriginValidator
 from .recording import read_on_db_thread, read_row, reads_on_loop
-from .relay.context import ProfileView, new_conversation_profile, new_conversation_profile_with
+from .relay.context import ProfileView, new_conversation_profile, new_conversation_profile_of
 from .relay.limits import Limits, limits_of
 from .relay.warm import warms
 from .throttle import Throttled, athrottled, token_prefix
@@ -88,14 +88,15 @@ def _credential(*, raw: str | None, address: str | None) -> tuple[ApiToken | Non
 
 async def _credential_on_loop(*, raw: str | None, address: str | None
                               ) -> tuple[ApiToken | None, Limits | None, ProfileView | None]:
-    """`_credential` read from the event loop (PostgreSQL: recording/reads.py), the same statements and rules;
-    a refused token is counted and logged on a database thread, as `_credential` does."""
-    api_token = await ApiToken.authenticate_token_with(raw, read_row) if raw else None
+    """`_credential` read from the event loop (PostgreSQL: recording/reads.py), the same rules, the token and the
+    profile in one statement (models/access.py, `read_handshake`); a refused token is counted and logged on a
+    database thread, as `_credential` does."""
+    warm = warms()
+    api_token, profile = await read_handshake(raw, read_row, with_profile=warm) if raw else (None, None)
     if api_token is None:
         await read_on_db_thread(token_refused, raw=raw, address=address, face="gateway")
         return None, None, None
-    profile = await new_conversation_profile_with(api_token.user, read_row) if warms() else None
-    return api_token, limits_of(api_token.user), profile
+    return api_token, limits_of(api_token.user), new_conversation_profile_of(profile) if warm else None
 
 
 THROTTLED_CLOSE_CODE = 4429

@@ -12,7 +12,15 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessions_app.models import ApiToken, UpstreamProfile, UserLimits, hash_token, profile_for_new_conversation, rows
+from sessions_app.models import (
+    ApiToken,
+    UpstreamProfile,
+    UserLimits,
+    hash_token,
+    profile_for_new_conversation,
+    read_handshake,
+    rows,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -161,8 +169,18 @@ def fetch():
     return fetch_on_thread
 
 
+@pytest.fixture
+def with_profile(request):
+    from django.db import connection
+
+    if request.param and connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: the profile is joined LATERAL, and SQLite's handshake reads on a thread")
+    return request.param
+
+
 @pytest.mark.django_db(transaction=True)
-async def test_a_token_read_from_the_loop_is_the_one_the_orm_reads_and_its_use_is_recorded(fetch):
+@pytest.mark.parametrize("with_profile", [False, True], indirect=True)
+async def test_a_token_read_from_the_loop_is_the_one_the_orm_reads_and_its_use_is_recorded(fetch, with_profile):
     from tests.relay.conftest import db
 
     @db
@@ -174,7 +192,8 @@ async def test_a_token_read_from_the_loop_is_the_one_the_orm_reads_and_its_use_i
         return raw, _orm_token(raw)
 
     raw, orm = await world()
-    read = await ApiToken.authenticate_token_with(raw, fetch)
+    read, profile = await read_handshake(raw, fetch, with_profile=with_profile)
+    assert profile is None  # there is no profile: the outer join finds none
     await db(_assert_same)(read, orm)
     assert ApiToken.user.is_cached(read) and UserLimits.user.field.remote_field.is_cached(read.user)
     await db(_assert_same)(read.user, orm.user)
@@ -182,12 +201,13 @@ async def test_a_token_read_from_the_loop_is_the_one_the_orm_reads_and_its_use_i
     recorded = (await db(_orm_token)(raw)).last_used_at
     assert recorded > orm.last_used_at + timedelta(minutes=4)  # this use was recorded
 
-    again = await ApiToken.authenticate_token_with(raw, fetch)  # within the minute: read, not written again
+    again, _ = await read_handshake(raw, fetch, with_profile=with_profile)  # within the minute: nothing written
     assert again.last_used_at == recorded and (await db(_orm_token)(raw)).last_used_at == recorded
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_from_the_loop_revoked_unknown_and_inactive_tokens_read_as_none(fetch):
+@pytest.mark.parametrize("with_profile", [False, True], indirect=True)
+async def test_from_the_loop_revoked_unknown_and_inactive_tokens_read_as_none(fetch, with_profile):
     from tests.relay.conftest import db
 
     @db
@@ -196,35 +216,56 @@ async def test_from_the_loop_revoked_unknown_and_inactive_tokens_read_as_none(fe
         token, raw = ApiToken.issue(user=users.create_user("loop-owner"))
         other = users.create_user("loop-other")
         _, other_raw = ApiToken.issue(user=other)
+        UpstreamProfile.objects.create(name="open", websocket_url="ws://127.0.0.1:9/v1/responses")
         return token, raw, other, other_raw
 
+    def read(raw):
+        return read_handshake(raw, fetch, with_profile=with_profile)
+
     token, raw, other, other_raw = await world()
-    assert (await ApiToken.authenticate_token_with(raw, fetch)).pk == token.pk
+    found, profile = await read(raw)
+    assert found.pk == token.pk and (profile is not None) == with_profile
     for wrong in (raw + "x", "sb_" + "0" * 43, raw.removeprefix("sb_")):
-        assert await ApiToken.authenticate_token_with(wrong, fetch) is None
+        assert await read(wrong) == (None, None)
     await db(token.revoke)()
-    assert await ApiToken.authenticate_token_with(raw, fetch) is None
+    assert await read(raw) == (None, None)
     await db(lambda: get_user_model().objects.filter(pk=other.pk).update(is_active=False))()
-    assert await ApiToken.authenticate_token_with(other_raw, fetch) is None
+    assert await read(other_raw) == (None, None)
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_from_the_loop_a_new_conversation_gets_the_profile_the_thread_reads(fetch):
-    from sessions_app.models import profile_for_new_conversation_with
+async def test_from_the_loop_a_tokens_user_gets_the_profile_the_thread_reads_for_it(fetch):
+    from django.db import connection
+
     from tests.relay.conftest import db
 
-    @db
-    def world():
-        users = get_user_model().objects
-        user, allowed = users.create_user("loop-plain"), users.create_user("loop-allowed")
-        for name, to_all in (("b-open", True), ("a-chosen", False)):
-            UpstreamProfile.objects.create(name=name, websocket_url="ws://127.0.0.1:9/v1/responses",
-                                           available_to_all=to_all)
-        UpstreamProfile.objects.get(name="a-chosen").allowed_users.set([allowed])
-        return user, allowed
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: the profile is joined LATERAL, and SQLite's handshake reads on a thread")
 
-    user, allowed = await world()
-    for who, expected in ((user, "b-open"), (allowed, "a-chosen")):
-        read = await profile_for_new_conversation_with(who, fetch)
-        await db(_assert_same)(read, await db(UpstreamProfile.objects.get)(name=expected))
-        assert (await db(profile_for_new_conversation)(who)).pk == read.pk
+    @db
+    def world() -> list[tuple[str, object, str | None]]:
+        users = get_user_model().objects
+        plain, allowed, staff = (users.create_user(f"loop-{name}") for name in ("plain", "allowed", "staff"))
+        users.filter(pk=staff.pk).update(is_staff=True)
+        staff.refresh_from_db()
+        url = "ws://127.0.0.1:9/v1/responses"
+        UpstreamProfile.objects.create(name="0-off", websocket_url=url, enabled=False, is_default=True)
+        chosen = UpstreamProfile.objects.create(name="a-chosen", websocket_url=url, available_to_all=False,
+                                                is_default=True)
+        chosen.allowed_users.set([allowed])
+        UpstreamProfile.objects.create(name="b-open", websocket_url=url)
+        cases = [(plain, "b-open"), (allowed, "a-chosen"), (staff, "a-chosen")]
+        return [(ApiToken.issue(user=user)[1], user, expected) for user, expected in cases]
+
+    cases = await world()
+    for raw, user, expected in cases:
+        token, profile = await read_handshake(raw, fetch, with_profile=True)
+        assert token.user == user
+        await db(_assert_same)(profile, await db(UpstreamProfile.objects.get)(name=expected))
+        assert (await db(profile_for_new_conversation)(user)).pk == profile.pk  # the thread's read agrees
+
+    await db(lambda: UpstreamProfile.objects.filter(name="b-open").update(enabled=False))()
+    raw, plain, _ = cases[0]
+    token, profile = await read_handshake(raw, fetch, with_profile=True)
+    assert token.user == plain and profile is None  # no profile is usable: the token still reads
+    assert await db(profile_for_new_conversation)(plain) is None

@@ -7,7 +7,7 @@ shared by several pages through ``selectors.py``.
 * access.py: personal API tokens, per-user limits, and the open client sockets the limits count.
 """
 
-from .access import LAST_USED_PRECISION, TOKEN_PREFIX, ApiToken, ClientSocket, UserLimits, hash_token
+from .access import LAST_USED_PRECISION, TOKEN_PREFIX, ApiToken, ClientSocket, UserLimits, hash_token, read_handshake
 from .records import CompactionEvent, Conversation, ErrorEvent, Item, ResponseRecord, UpstreamConnection
 from .upstream import (
     KEY_BOUND_FIELDS,
@@ -15,11 +15,10 @@ from .upstream import (
     UpstreamProfile,
     UpstreamProfileQuerySet,
     profile_for_new_conversation,
-    profile_for_new_conversation_with,
 )
 
 __all__ = [
     "UpstreamProfile", "UpstreamProfileQuerySet", "KEY_BOUND_FIELDS", "Conversation", "UpstreamConnection",
     "ResponseRecord", "Item", "ErrorEvent", "CompactionEvent", "ApiToken", "UserLimits", "ClientSocket",
-    "TOKEN_PREFIX", "LAST_USED_PRECISION", "hash_token", "ModelPrice", "profile_for_new_conversation", "profile_for_new_conversation_with",
+    "TOKEN_PREFIX", "LAST_USED_PRECISION", "hash_token", "read_handshake", "ModelPrice", "profile_for_new_conversation",
 ]

@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from .rows import Fetch, ModelColumns, read_for, read_one
+from .upstream import NewConversationRead, UpstreamProfile
 
 TOKEN_PREFIX = "sb_"
 LAST_USED_PRECISION = timedelta(minutes=1)  # ApiToken.last_used_at
@@ -72,19 +73,6 @@ class ApiToken(models.Model):
             cls.objects.filter(pk=token.pk).update(last_used_at=now)
         return token
 
-    @classmethod
-    async def authenticate_token_with(cls, raw: str, fetch: Fetch) -> ApiToken | None:
-        """`authenticate_token` with its statements awaited through `fetch` (rows.py: from the event loop on
-        PostgreSQL): the same read, the same rules, the same use recorded to the minute."""
-        if not raw.startswith(TOKEN_PREFIX):
-            return None
-        read = read_for(ApiToken, _TokenRead)
-        row = await fetch(read.sql, [hash_token(raw)])
-        token = _usable(read.token_of(row) if row is not None else None)
-        if token is not None and (now := _use_to_record(token)) is not None:
-            await fetch(read.record_use, [now, token.pk])
-        return token
-
     def revoke(self) -> None:
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
@@ -128,21 +116,33 @@ class ClientSocket(models.Model):
 
 class _TokenRead:
     """`ApiToken.objects.select_related("user", "user__switchboard_limits").filter(token_hash=…, revoked_at=None)`
-    as one statement written once per database (models/rows.py), with the same instances and caches."""
+    as one statement written once per database (models/rows.py), with the same instances and caches.
 
-    def __init__(self, connection) -> None:
+    `with_profile` adds, in the same statement, the profile a new conversation of the token's user gets
+    (upstream.py's `NewConversationRead`, joined LATERAL on that user): a gateway handshake read from the event
+    loop makes one round trip, not two (PostgreSQL only: SQLite reads the two on a thread, one after the other)."""
+
+    def __init__(self, connection, *, with_profile: bool = False) -> None:
         user_model = ApiToken.user.field.related_model
         self.token = ModelColumns(ApiToken, "t", connection)
         self.user = ModelColumns(user_model, "u", connection)
         self.limits = ModelColumns(UserLimits, "l", connection)
         quote = connection.ops.quote_name
+        user_pk = f"u.{quote(user_model._meta.pk.column)}"
+        self.profile = ModelColumns(UpstreamProfile, "w", connection) if with_profile else None
+        profile_columns = profile_join = ""
+        if self.profile is not None:
+            new_conversation = NewConversationRead(
+                connection, staff=f"u.{quote(user_model._meta.get_field('is_staff').column)}", user=user_pk)
+            profile_columns = f", {self.profile.sql}"
+            profile_join = f" LEFT OUTER JOIN LATERAL ({new_conversation.sql}) w ON TRUE"
         self.sql = (
-            f"SELECT {self.token.sql}, {self.user.sql}, {self.limits.sql}"
+            f"SELECT {self.token.sql}, {self.user.sql}, {self.limits.sql}{profile_columns}"
             f" FROM {quote(ApiToken._meta.db_table)} t"
             f" INNER JOIN {quote(user_model._meta.db_table)} u"
-            f" ON u.{quote(user_model._meta.pk.column)} = t.{quote(ApiToken.user.field.column)}"
+            f" ON {user_pk} = t.{quote(ApiToken.user.field.column)}"
             f" LEFT OUTER JOIN {quote(UserLimits._meta.db_table)} l"
-            f" ON l.{quote(UserLimits.user.field.column)} = u.{quote(user_model._meta.pk.column)}"
+            f" ON l.{quote(UserLimits.user.field.column)} = {user_pk}{profile_join}"
             f" WHERE t.{quote('token_hash')} = %s AND t.{quote('revoked_at')} IS NULL"
         )
         pk = quote(ApiToken._meta.pk.column)
@@ -156,6 +156,29 @@ class _TokenRead:
         UserLimits.user.field.remote_field.set_cached_value(user, self.limits.instance(
             row, self.token.width + self.user.width))
         return token
+
+    def profile_of(self, row) -> UpstreamProfile | None:
+        return self.profile.instance(row, self.token.width + self.user.width + self.limits.width)
+
+
+def _handshake_read(connection) -> _TokenRead:
+    return _TokenRead(connection, with_profile=True)
+
+
+async def read_handshake(raw: str, fetch: Fetch, *, with_profile: bool) -> tuple[ApiToken | None, UpstreamProfile | None]:
+    """`ApiToken.authenticate_token` and, `with_profile`, `profile_for_new_conversation` of the token's user, as one
+    statement awaited through `fetch` (rows.py: from the event loop on PostgreSQL): the same rules, the same use
+    recorded to the minute. (None, None) for a token refused; the caller counts and logs it (token_guard.py)."""
+    if not raw.startswith(TOKEN_PREFIX):
+        return None, None
+    read = read_for(ApiToken, _handshake_read if with_profile else _TokenRead)
+    row = await fetch(read.sql, [hash_token(raw)])
+    token = _usable(read.token_of(row) if row is not None else None)
+    if token is None:
+        return None, None
+    if (now := _use_to_record(token)) is not None:
+        await fetch(read.record_use, [now, token.pk])
+    return token, read.profile_of(row) if with_profile else None
 
 
 def _usable(token: ApiToken | None) -> ApiToken | None:

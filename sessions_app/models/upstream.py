@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 
 from ..crypto import decrypt_secret, encrypt_secret
-from .rows import Fetch, ModelColumns, read_for, read_one
+from .rows import ModelColumns, read_one
 
 #: Where a key goes and how it is presented: changing any of these clears a stored key (UpstreamProfile.save).
 KEY_BOUND_FIELDS = ("websocket_url", "auth_style", "extra_headers")
@@ -136,19 +136,21 @@ class UpstreamProfile(models.Model):
         return not self.allowed_models or model in self.allowed_models
 
 
-class _NewConversationRead:
-    """`profile_for_new_conversation` as one statement written once per database (models/rows.py)."""
+class NewConversationRead:
+    """`profile_for_new_conversation` as one statement written once per database (models/rows.py). `staff` and
+    `user` are its parameters (the user's is_staff and pk) or, inside a larger statement, the columns that hold
+    them (access.py joins it to a token's user)."""
 
-    def __init__(self, connection) -> None:
+    def __init__(self, connection, *, staff: str = "%s", user: str = "%s") -> None:
         quote = connection.ops.quote_name
         self.profile = ModelColumns(UpstreamProfile, "p", connection)
         allowed = UpstreamProfile._meta.get_field("allowed_users")
         pk = quote(UpstreamProfile._meta.pk.column)
         self.sql = (
             f"SELECT {self.profile.sql} FROM {quote(UpstreamProfile._meta.db_table)} p"
-            f" WHERE p.{quote('enabled')} AND (p.{quote('available_to_all')} OR %s OR EXISTS (SELECT 1"
+            f" WHERE p.{quote('enabled')} AND (p.{quote('available_to_all')} OR {staff} OR EXISTS (SELECT 1"
             f" FROM {quote(allowed.m2m_db_table())} a WHERE a.{quote(allowed.m2m_column_name())} = p.{pk}"
-            f" AND a.{quote(allowed.m2m_reverse_name())} = %s))"
+            f" AND a.{quote(allowed.m2m_reverse_name())} = {user}))"
             f" ORDER BY p.{quote('is_default')} DESC, p.{quote('name')} ASC LIMIT 1"
         )
 
@@ -158,16 +160,9 @@ def profile_for_new_conversation(user) -> UpstreamProfile | None:
     and `usable_by` the user, else the first (by name) that is; None when none is.
 
     One statement: every new gateway socket reads it (relay/warm.py opens its upstream socket ahead)."""
-    read, row = read_one(UpstreamProfile, _NewConversationRead, [bool(user.is_staff), user.pk])
+    read, row = read_one(UpstreamProfile, NewConversationRead, [bool(user.is_staff), user.pk])
     return read.profile.instance(row) if row is not None else None
 
-
-async def profile_for_new_conversation_with(user, fetch: Fetch) -> UpstreamProfile | None:
-    """`profile_for_new_conversation` with its statement awaited through `fetch` (rows.py: from the event loop on
-    PostgreSQL)."""
-    read = read_for(UpstreamProfile, _NewConversationRead)
-    row = await fetch(read.sql, [bool(user.is_staff), user.pk])
-    return read.profile.instance(row) if row is not None else None
 
 
 class ModelPrice(models.Model):

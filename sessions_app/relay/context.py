@@ -30,15 +30,7 @@ from django.conf import settings
 from django.http import Http404
 
 from .. import selectors, services
-from ..models import (
-    Conversation,
-    Item,
-    ResponseRecord,
-    UpstreamProfile,
-    profile_for_new_conversation,
-    profile_for_new_conversation_with,
-)
-from ..models.rows import Fetch
+from ..models import Conversation, Item, ResponseRecord, UpstreamProfile, profile_for_new_conversation
 from ..protocol.items import input_items, last_user_text
 from ..protocol.outcome import Usage
 from ..upstream import UpstreamTarget, auth_headers
@@ -235,13 +227,11 @@ def new_gateway_conversation(*, user, title: str, api_token_pk: int | None, prof
 def new_conversation_profile(user) -> ProfileView | None:
     """The profile a new gateway conversation of `user` gets (relay/warm.py opens its socket ahead): the
     default profile if this user may use it, else the first usable (one statement)."""
-    profile = profile_for_new_conversation(user)
-    return _usable_profile_view(profile) if profile is not None else None
+    return new_conversation_profile_of(profile_for_new_conversation(user))
 
 
-async def new_conversation_profile_with(user, fetch: Fetch) -> ProfileView | None:
-    """`new_conversation_profile` with its statement awaited through `fetch` (from the event loop on PostgreSQL)."""
-    profile = await profile_for_new_conversation_with(user, fetch)
+def new_conversation_profile_of(profile: UpstreamProfile | None) -> ProfileView | None:
+    """`new_conversation_profile` of a profile read elsewhere (gateway_auth.py reads it with the token)."""
     return _usable_profile_view(profile) if profile is not None else None
 
 
