@@ -88,6 +88,7 @@ class _Pool:
         self.idle: list[tuple[psycopg.AsyncConnection, float]] = []  # (connection, idle since)
         self.every: set[psycopg.AsyncConnection] = set()
         self.prepared: dict[psycopg.AsyncConnection, Prepared] = {}  # where Switchboard prepares (module rules)
+        self.binders: dict[psycopg.AsyncConnection, _Binder] = {}
 
     async def _connect(self) -> psycopg.AsyncConnection:
         database = connections[DEFAULT_DB_ALIAS]
@@ -105,9 +106,17 @@ class _Pool:
             self.prepared[connection] = Prepared()
         return connection
 
+    def binder(self, connection: psycopg.AsyncConnection) -> _Binder:
+        """The connection's `_Binder`, made at its first use and dropped with the connection."""
+        binder = self.binders.get(connection)
+        if binder is None:
+            binder = self.binders[connection] = _Binder(connection)
+        return binder
+
     def _discard(self, connection: psycopg.AsyncConnection) -> None:
         self.every.discard(connection)
         self.prepared.pop(connection, None)
+        self.binders.pop(connection, None)
         _finish(connection)
 
     def _take(self) -> tuple[psycopg.AsyncConnection | None, float]:
@@ -174,6 +183,7 @@ class _Pool:
         self.every.clear()
         self.idle.clear()
         self.prepared.clear()
+        self.binders.clear()
 
 
 async def _execute(connection: psycopg.AsyncConnection, prepared: Prepared | None,
@@ -227,13 +237,13 @@ async def _transaction(connection: psycopg.AsyncConnection, prepared: Prepared |
 
     Should PostgreSQL refuse a query that prepares shapes (it could not tell a parameter's type, say), those
     shapes are sent as they are from then on, and the query again at once."""
-    bind = psycopg.AsyncClientCursor(connection).mogrify
+    binder = _pool().binder(connection)
     begin = ["BEGIN"] if synchronous else ["BEGIN", ASYNC_COMMIT]
     while True:
         if prepared is None:
-            heads, texts, fresh = [], [bind(sql, params) for sql, params in statements], set()
+            heads, texts, fresh = [], [binder.bind(sql, params) for sql, params in statements], set()
         else:
-            heads, texts, fresh = prepared.query(statements, bind)
+            heads, texts, fresh = prepared.query(statements, binder.bind, binder.literal)
         try:
             cursor = await connection.execute("; ".join([*heads, *begin, *texts, "COMMIT"]), prepare=False)
         except psycopg.Error as error:
@@ -251,6 +261,21 @@ async def _transaction(connection: psycopg.AsyncConnection, prepared: Prepared |
     for _ in range(len(heads) + len(begin)):  # each PREPARE, BEGIN and SET
         cursor.nextset()
     return cursor
+
+
+class _Binder:
+    """One connection's client-side binding, kept for the connection's life: a cursor's `mogrify` for a statement's
+    placeholders, and its adapters' literal for one value (an `EXECUTE` of a prepared shape is its name and its
+    literals, with no query to parse). A cursor made per transaction started with empty adapter caches: a
+    turn end's statement cost 50 µs to bind that way, 23 µs this way (bench/README.md, 2026-12-04)."""
+
+    def __init__(self, connection: psycopg.AsyncConnection) -> None:
+        self.bind = psycopg.AsyncClientCursor(connection).mogrify
+        self._adapt = psycopg.adapt.Transformer(connection)
+        self._encoding = self._adapt.encoding
+
+    def literal(self, value: Any) -> str:
+        return self._adapt.as_literal(value).decode(self._encoding)
 
 
 def _finish(connection: psycopg.AsyncConnection) -> None:

@@ -44,6 +44,15 @@ def test_a_shape_is_prepared_at_its_second_use_once_per_connection_and_only_once
     assert second.query([update], _bind)[0] == heads  # another connection prepares its own
 
 
+def test_an_execute_of_a_prepared_shape_is_its_name_and_its_literals_when_the_binder_gives_them():
+    prepared = pgprepared.Prepared(pgprepared.Shapes())
+    update = ("UPDATE t SET a = %s, b = %s WHERE id = %s", ["x", None, 2])
+    prepared.query([update], _bind)
+    heads, texts, _ = prepared.query([update], _bind, literal=lambda value: f"<{value}>")
+    assert heads == ["PREPARE switchboard_0 AS UPDATE t SET a = $1, b = $2 WHERE id = $3"]
+    assert texts == ["EXECUTE switchboard_0(<x>, <None>, <2>)"]
+
+
 def test_a_connection_prepares_at_most_its_share_and_sends_the_rest_as_they_are(monkeypatch):
     monkeypatch.setattr(pgprepared, "MAX_PER_CONNECTION", 1)
     shapes = pgprepared.Shapes()
@@ -167,3 +176,33 @@ async def test_nothing_is_prepared_where_switchboards_preparing_is_off(user, con
         await recording_pg.execute_batch([update_statement(Conversation, conversation.pk, {"title": title})])
     assert await _prepared_names() == {}
     assert await db(lambda: Conversation.objects.get(pk=conversation.pk).title)() == "three"
+
+
+@transactional
+async def test_a_connections_literals_are_what_psycopgs_own_binding_writes(fresh_shapes):
+    """pg.py writes an EXECUTE's values as its connection's literals (`_Binder.literal`), psycopg's `mogrify` the rest:
+    the two agree on every kind of value the recorder binds, quotes and backslashes and non-ASCII text included."""
+    import datetime
+    import decimal
+    import json
+    import uuid
+
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    values = ["plain", "it's a \\ back'slash", "naïve ☃ line\nbreak\ttab", "", None, True, False, 0, -7, 2**40, 1.5,
+              decimal.Decimal("12.3400"), datetime.datetime(2026, 12, 4, 5, 6, 7, 890, tzinfo=datetime.UTC),
+              datetime.date(2026, 12, 4), uuid.UUID(int=7), Jsonb({"text": "o'k \\ ☃", "n": [1, None]}),
+              Jsonb(["a", {"b": False}])]
+    pool = recording_pg._pool()
+    async with pool._lease() as (connection, _):
+        binder = pool.binder(connection)
+        assert binder is pool.binder(connection)  # kept for the connection's life
+        placeholders = ", ".join(["%s"] * len(values))
+        own = f"SELECT {', '.join(binder.literal(value) for value in values)}"
+        assert own == psycopg.AsyncClientCursor(connection).mogrify(f"SELECT {placeholders}", values)
+        cursor = await connection.execute(own, prepare=False)  # and PostgreSQL reads them back as they were
+        row = await cursor.fetchone()
+    assert list(row[:15]) == values[:15]
+    # Django's adapters load JSON as text (its JSONField decodes it)
+    assert json.loads(row[15]) == values[15].obj and json.loads(row[16]) == values[16].obj
