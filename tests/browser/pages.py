@@ -41,7 +41,10 @@ def resize(page: Page, width: int) -> None:
 
 
 def assert_fits(page: Page, label: str, width: int = NARROW) -> None:
-    """No sideways scrolling: document.scrollingElement.scrollWidth <= the window's width."""
+    """No sideways scrolling: document.scrollingElement.scrollWidth <= the window's width, once the page's
+    stylesheet applies (on a busy machine an element can be visible before it does: the tokens page's snippet then
+    scrolled the page, not itself, seen once with two test workers)."""
+    page.wait_for_load_state("load")
     found = page.evaluate(OVERFLOW_JS)
     assert found["scrollWidth"] <= width, (
         f"{label} at {width} px scrolls sideways: scrollWidth {found['scrollWidth']}; {found['culprits']}")
