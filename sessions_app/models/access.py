@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -168,7 +168,8 @@ def _handshake_read(connection) -> _TokenRead:
 async def read_handshake(raw: str, fetch: Fetch, *, with_profile: bool) -> tuple[ApiToken | None, UpstreamProfile | None]:
     """`ApiToken.authenticate_token` and, `with_profile`, `profile_for_new_conversation` of the token's user, as one
     statement awaited through `fetch` (rows.py: from the event loop on PostgreSQL): the same rules, the same use
-    recorded to the minute. (None, None) for a token refused; the caller counts and logs it (token_guard.py)."""
+    recorded to the minute. (None, None) for a token refused; the caller counts and logs it (token_guard.py).
+    `with_profile` needs PostgreSQL (a LATERAL join), whose handshake is the one read from the loop."""
     if not raw.startswith(TOKEN_PREFIX):
         return None, None
     read = read_for(ApiToken, _handshake_read if with_profile else _TokenRead)
@@ -186,7 +187,7 @@ def _usable(token: ApiToken | None) -> ApiToken | None:
     return token if token is not None and token.user.is_active else None
 
 
-def _use_to_record(token: ApiToken):
+def _use_to_record(token: ApiToken) -> datetime | None:
     """Now, if the token's last use is unknown or a minute old or more (else None: nothing to write)."""
     now = timezone.now()
     return now if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION else None
