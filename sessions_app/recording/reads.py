@@ -1,11 +1,13 @@
 """Reads from the event loop itself on PostgreSQL: a gateway handshake's token and profile.
 
 Why: every socket an agent opens reads its token (with its user and limits) and the profile its first turn
-will use (gateway_auth.py). On a recorder thread (threads.py) each read costs a thread's trip and, while
-the loop is busy, the thread's fight for the GIL after each database call (at 150 new sockets a second,
-7 % of the Daphne process's samples went to that thread's work). On PostgreSQL the loop reads them
-itself on its own async connections (pg.py), prepared at their first use, and awaits only a socket. SQLite
-has no async driver: there the reads stay on a recorder thread (`reads_on_loop` says which).
+will use (gateway_auth.py). On a recorder thread (threads.py) each read cost a thread's trip and, while
+the loop was busy, the thread's fight for the GIL after each database call: at 150 new sockets a second
+that thread's work was about a seventh of the serving Daphne's samples, and the process waited for a core
+about half the time (a sixth once the reads moved here; bench/README.md, 2026-12-04). On PostgreSQL the
+loop reads them itself on its own async connections (pg.py), in one statement (models/access.py,
+`read_handshake`), prepared at its first use, and awaits only a socket. SQLite has no async driver: there
+the reads stay on a recorder thread (`reads_on_loop` says which).
 """
 
 from __future__ import annotations
