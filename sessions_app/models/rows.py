@@ -45,7 +45,10 @@ ONLY_WHEN_ASKED = 2**31
 
 def read_for(model: type[models.Model], build: Callable[[Any], R]) -> R:
     """`build(connection)` for `model`'s read database, built once per builder and database (no query)."""
-    connection = connections[router.db_for_read(model)]
+    return _built(build, connections[router.db_for_read(model)])
+
+
+def _built(build: Callable[[Any], R], connection) -> R:
     key = (build, connection.alias, connection.vendor)
     read = _READS.get(key)
     if read is None:
@@ -56,8 +59,8 @@ def read_for(model: type[models.Model], build: Callable[[Any], R]) -> R:
 def read_one(model: type[models.Model], build: Callable[[Any], R], params: list[Any]) -> tuple[R, Sequence[Any] | None]:
     """Run `read_for(model, build).sql` on `model`'s read database with `params`: the read, to turn the row
     into instances, and its first row (None: no row)."""
-    read = read_for(model, build)
     connection = connections[router.db_for_read(model)]
+    read = _built(build, connection)
     if connection.vendor == "postgresql" and prepares(connection):
         return read, _prepared_row(connection, read.sql, params)
     with connection.cursor() as cursor:

@@ -164,7 +164,6 @@ def profile_for_new_conversation(user) -> UpstreamProfile | None:
     return read.profile.instance(row) if row is not None else None
 
 
-
 class ModelPrice(models.Model):
     """What a model costs, per million tokens: staff keep it in the admin; usage pages estimate cost from it."""
 

@@ -95,11 +95,11 @@ class Prepared:
         self.known: set[str] = set()
 
     def query(self, statements: list[tuple[str, list[Any]]], bind: Callable[[str, Any], str],
-              literal: Callable[[Any], str] | None = None) -> tuple[list[str], list[str], set[str]]:
+              literal: Callable[[Any], str]) -> tuple[list[str], list[str], set[str]]:
         """The statements' texts for one simple query, each an `EXECUTE` where its shape is prepared; the
-        `PREPARE`s to send before them (one result each); the names those prepare. `bind` puts values in a
-        statement's placeholders; `literal`, when given, is one value's literal, which an `EXECUTE` needs
-        no placeholders for."""
+        `PREPARE`s to send before them (one result each); the names those prepare. `bind` puts values in the
+        placeholders of a statement sent as it is; `literal` is one value's literal, and an `EXECUTE` is its
+        name and its values' literals, with no placeholders to parse."""
         prepares: list[str] = []
         fresh: set[str] = set()
         texts = []
@@ -113,12 +113,7 @@ class Prepared:
             if name not in self.known and name not in fresh:
                 fresh.add(name)
                 prepares.append(f"PREPARE {name} AS {numbered(sql)}")
-            if not count:
-                texts.append(f"EXECUTE {name}")
-            elif literal is not None:
-                texts.append(f"EXECUTE {name}({', '.join(map(literal, params))})")
-            else:
-                texts.append(bind(f"EXECUTE {name}({', '.join(['%s'] * count)})", params))
+            texts.append(f"EXECUTE {name}({', '.join(map(literal, params))})" if count else f"EXECUTE {name}")
         return prepares, texts, fresh
 
     def done(self, fresh: set[str]) -> None:

@@ -34,20 +34,20 @@ def test_a_shape_is_prepared_at_its_second_use_once_per_connection_and_only_once
     first, second = pgprepared.Prepared(shapes), pgprepared.Prepared(shapes)
     update = ("UPDATE t SET a = %s WHERE id = %s", [1, 2])
 
-    assert first.query([update], _bind) == ([], ["UPDATE t SET a = 1 WHERE id = 2"], set())
-    heads, texts, fresh = first.query([update, update], _bind)  # twice in one query: one PREPARE
+    assert first.query([update], _bind, repr) == ([], ["UPDATE t SET a = 1 WHERE id = 2"], set())
+    heads, texts, fresh = first.query([update, update], _bind, repr)  # twice in one query: one PREPARE
     assert heads == ["PREPARE switchboard_0 AS UPDATE t SET a = $1 WHERE id = $2"]
     assert texts == ["EXECUTE switchboard_0(1, 2)"] * 2 and fresh == {"switchboard_0"}
-    assert first.query([update], _bind)[0] == heads  # not sent yet: prepared again
+    assert first.query([update], _bind, repr)[0] == heads  # not sent yet: prepared again
     first.done(fresh)
-    assert first.query([update], _bind) == ([], ["EXECUTE switchboard_0(1, 2)"], set())
-    assert second.query([update], _bind)[0] == heads  # another connection prepares its own
+    assert first.query([update], _bind, repr) == ([], ["EXECUTE switchboard_0(1, 2)"], set())
+    assert second.query([update], _bind, repr)[0] == heads  # another connection prepares its own
 
 
-def test_an_execute_of_a_prepared_shape_is_its_name_and_its_literals_when_the_binder_gives_them():
+def test_an_execute_of_a_prepared_shape_is_its_name_and_its_values_literals():
     prepared = pgprepared.Prepared(pgprepared.Shapes())
     update = ("UPDATE t SET a = %s, b = %s WHERE id = %s", ["x", None, 2])
-    prepared.query([update], _bind)
+    prepared.query([update], _bind, repr)
     heads, texts, _ = prepared.query([update], _bind, literal=lambda value: f"<{value}>")
     assert heads == ["PREPARE switchboard_0 AS UPDATE t SET a = $1, b = $2 WHERE id = $3"]
     assert texts == ["EXECUTE switchboard_0(<x>, <None>, <2>)"]
@@ -58,12 +58,12 @@ def test_a_connection_prepares_at_most_its_share_and_sends_the_rest_as_they_are(
     shapes = pgprepared.Shapes()
     prepared = pgprepared.Prepared(shapes)
     one, other = ("UPDATE t SET a = %s", [1]), ("UPDATE u SET b = %s", [2])
-    prepared.query([one, other], _bind)
-    heads, texts, fresh = prepared.query([one, other], _bind)
+    prepared.query([one, other], _bind, repr)
+    heads, texts, fresh = prepared.query([one, other], _bind, repr)
     assert (heads, texts) == (["PREPARE switchboard_0 AS UPDATE t SET a = $1"],
                               ["EXECUTE switchboard_0(1)", "UPDATE u SET b = 2"])
     prepared.done(fresh)
-    assert prepared.query([other], _bind) == ([], ["UPDATE u SET b = 2"], set())
+    assert prepared.query([other], _bind, repr) == ([], ["UPDATE u SET b = 2"], set())
 
 
 def test_a_statement_with_a_sub_select_that_joins_is_never_prepared():
@@ -72,12 +72,12 @@ def test_a_statement_with_a_sub_select_that_joins_is_never_prepared():
     guarded = ("INSERT INTO t (a) SELECT %s WHERE (SELECT COUNT(*) FROM t JOIN c ON c.id = t.c WHERE c.b = %s) < %s",
                [1, 2, 3])
     for _ in range(3):
-        heads, texts, fresh = prepared.query([guarded], _bind)
+        heads, texts, fresh = prepared.query([guarded], _bind, repr)
         assert (heads, fresh) == ([], set()) and texts[0].startswith("INSERT INTO t (a) SELECT 1 WHERE")
         prepared.done(fresh)
     one_table = ("INSERT INTO t (a) SELECT %s WHERE (SELECT COUNT(*) FROM t WHERE b = %s) < %s", [1, 2, 3])
-    prepared.query([one_table], _bind)
-    assert prepared.query([one_table], _bind)[0] == ["PREPARE switchboard_1 AS INSERT INTO t (a) SELECT $1 WHERE "
+    prepared.query([one_table], _bind, repr)
+    assert prepared.query([one_table], _bind, repr)[0] == ["PREPARE switchboard_1 AS INSERT INTO t (a) SELECT $1 WHERE "
                                                      "(SELECT COUNT(*) FROM t WHERE b = $2) < $3"]
 
 
@@ -85,10 +85,10 @@ def test_a_refused_shape_is_never_prepared_again():
     shapes = pgprepared.Shapes()
     prepared = pgprepared.Prepared(shapes)
     statement = ("SELECT 1 WHERE %s IS NULL", [None])
-    prepared.query([statement], _bind)
-    _, _, fresh = prepared.query([statement], _bind)
+    prepared.query([statement], _bind, repr)
+    _, _, fresh = prepared.query([statement], _bind, repr)
     shapes.refuse(fresh)
-    assert prepared.query([statement], _bind) == ([], ["SELECT 1 WHERE None IS NULL"], set())
+    assert prepared.query([statement], _bind, repr) == ([], ["SELECT 1 WHERE None IS NULL"], set())
 
 
 # -- on PostgreSQL ----------------------------------------------------------------------------------
