@@ -54,6 +54,25 @@ def pytest_collection_modifyitems(config, items) -> None:
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+LOG_TAIL_LINES = 15
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with the last lines of the shape's logs (nginx's errors and accesses, each
+    Daphne process's), which a CI run's output is the only copy of."""
+    outcome = yield
+    report = outcome.get_result()
+    shape = item.funcargs.get("production") if report.failed and call.when == "call" else None
+    if isinstance(shape, Production):
+        for log in ["nginx.log", "access.log", *sorted(p.name for p in shape.dir.glob("daphne-*.log"))]:
+            try:
+                lines = (shape.dir / log).read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            except OSError as error:
+                lines = [str(error)]
+            report.sections.append((f"production/{log}, last lines", "\n".join(lines)))
+
+
 @dataclass(frozen=True)
 class Cluster:
     name: str
