@@ -1,11 +1,13 @@
 """bench/capacity.py's report: the absolute medians of every way, then what each way adds over direct at the same N,
-and the largest N that holds issue 16's latency target for 1 and 2 processes."""
+and the largest N that holds issue 16's latency target for 1 and 2 processes. A run of first turns alone (--turns 1)
+has no continuations: it is judged by the first-turn target instead (N / ramp new sockets a second)."""
 
 from __future__ import annotations
 
 import statistics
 
 TARGET_MS = 10.0
+FIRST_TURN_TARGET_MS = 50.0
 COLUMNS = ("cont_p50", "cont_p99", "gap_p99", "first_p50", "first_p99")
 
 
@@ -45,6 +47,12 @@ def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: floa
     if busy > 10:  # the simulator alone, at most half a core, should rarely wait on an idle 2-core machine
         print(f"note: in the direct rounds the simulator waited for a core up to {busy:.0f} % of the time: the machine "
               "was busy with other work, so these figures are not the code's capacity")
+    first_only = args.turns < 2
+    if first_only:
+        target = (f"added first-turn TTFD p99 ≤ {FIRST_TURN_TARGET_MS:g} ms; first turns alone, N / {args.ramp:g} s "
+                  "new sockets a second")
+    else:
+        target = f"added continuation TTFD p99 and gap p99 ≤ {TARGET_MS:g} ms"
     for kind in [*args.db, *(["minimal"] if args.minimal else [])]:
         holds: dict[int, int | None] = {}
         for processes in args.processes:
@@ -62,8 +70,11 @@ def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: floa
                     continue
                 ours, direct = medians(rounds[(name, n)]), medians(rounds[("direct", n)])
                 added = {key: ours[key] - direct[key] for key in COLUMNS}
-                ok = (added["cont_p99"] <= TARGET_MS and added["gap_p99"] <= TARGET_MS
-                      and ours["failures"] == 0 and direct["failures"] == 0)
+                if first_only:
+                    ok = added["first_p99"] <= FIRST_TURN_TARGET_MS
+                else:
+                    ok = added["cont_p99"] <= TARGET_MS and added["gap_p99"] <= TARGET_MS
+                ok = ok and ours["failures"] == 0 and direct["failures"] == 0
                 summary["added"][f"{name} N={n}"] = {**added, "holds": ok}
                 broken = broken or not ok
                 if not broken:
@@ -72,8 +83,7 @@ def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: floa
                 print(f"| {n} | {added['cont_p50']:+.1f} / {added['cont_p99']:+.1f} ms | {added['gap_p99']:+.1f} ms "
                       f"| {added['first_p50']:+.0f} / {added['first_p99']:+.0f} ms | {verdict} |")
         summary["capacity"][kind] = holds
-        print(f"\n{kind}: largest N holding the target (added continuation TTFD p99 and gap p99 ≤ {TARGET_MS:g} ms, "
-              "every N up to it holding too):")
+        print(f"\n{kind}: largest N holding the target ({target}, every N up to it holding too):")
         for processes, n in holds.items():
             print(f"  {processes} process{'es' * (processes > 1)}: {n if n is not None else f'none of {args.n}'}")
         if holds.get(1) and holds.get(2):
