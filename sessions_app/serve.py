@@ -26,6 +26,9 @@ the formatting waits until the line is written.
 
 And its TCP connections send what a loop turn wrote with one send at the end of that turn, instead of
 registering the socket as a writer and sending on the next turn (tcp_writes.py).
+
+And a text message is framed in one step, with one transport write, instead of through autobahn's general
+send path (ws_send.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer
 
 from .tcp_writes import deferred_tcp_writes
+from .ws_send import framed_text_sends
 
 # Close codes a server may send (RFC 6455 §7.4.1, IANA) that autobahn's sendClose refuses
 # (it allows only 1000 and 3000-4999). The drain closes browsers with 1012 (service restart).
@@ -198,6 +202,7 @@ def main() -> None:
     WebSocketProtocol.handle_reply = _handle_reply
     quiet_autobahn()
     deferred_tcp_writes()
+    framed_text_sends()
     SwitchboardCommandLine.entrypoint()
 
 
