@@ -94,6 +94,11 @@ class Production:
     redis: PrivateRedis
 
     @property
+    def port(self) -> int:
+        """nginx's HTTPS port."""
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
     def ws_url(self) -> str:
         return "wss" + self.url.removeprefix("https")
 

@@ -64,7 +64,7 @@ def test_tls_1_3_sends_no_session_tickets(production) -> None:
     before any answer, so once the whole answer is read the client holds one if the server sent one."""
     import socket
 
-    port = int(production.url.rsplit(":", 1)[1])
+    port = production.port
     with socket.create_connection(("localhost", port), timeout=20) as raw, \
             production.ssl_context().wrap_socket(raw, server_hostname="localhost") as tls:
         tls.sendall(f"GET /healthz HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n".encode())
@@ -123,7 +123,7 @@ def test_the_client_address_is_the_one_nginx_saw_not_one_the_client_wrote(produc
     import urllib.parse
 
     make_user("dave")
-    port = int(production.url.rsplit(":", 1)[1])
+    port = production.port
 
     def connection() -> http.client.HTTPSConnection:
         return http.client.HTTPSConnection("localhost", port, context=production.ssl_context(), timeout=20,
