@@ -18,13 +18,19 @@ callback, which runs before the loop polls again. Rules:
   usual writer registration, producer pausing and flow control; later writes queue behind it there.
 * A send that fails (the connection is lost) moves the bytes to Twisted's buffer too: Twisted's own
   `doWrite` then meets the same error and closes the connection as it always does.
-* Bytes written before `loseConnection` still go first: the callback runs before the loop's next poll,
-  and so before Twisted's `doWrite` can find its buffer empty and close the socket. Bytes written after
-  it take Twisted's path, which sends them before it closes.
+* Bytes written before `loseConnection` (or `loseWriteConnection`) still go first: the close sends what
+  was collected before Twisted registers its writer, whose `doWrite` would find its buffer empty and close
+  the socket. The callback alone is not enough on uvloop (event_loop.py), which runs a writer's callback
+  inside its poll, ahead of callbacks already scheduled. Bytes written after it take Twisted's path,
+  which sends them before it closes.
 * A TLS connection, or one that is closing, half-closed or gone, keeps Twisted's path throughout.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import tcp
 
@@ -64,11 +70,29 @@ def _send_pending(self: tcp.Connection) -> None:
         _twisted_write(self, data[sent:])
 
 
+def _sent_first(close: Callable[..., None]) -> Callable[..., None]:
+    """`close` (Twisted's), after what this turn collected is sent (module rules)."""
+
+    @functools.wraps(close)
+    def closing(self: tcp.Connection, *args: Any, **kwargs: Any) -> None:
+        _send_pending(self)
+        close(self, *args, **kwargs)
+
+    return closing
+
+
+_twisted_closes = {name: getattr(tcp.Connection, name) for name in ("loseConnection", "loseWriteConnection")}
+
+
 def deferred_tcp_writes() -> None:
     """Install the collected write on Twisted's TCP connections (module rules); idempotent."""
     tcp.Connection.write = _deferred_write
+    for name, close in _twisted_closes.items():
+        setattr(tcp.Connection, name, _sent_first(close))
 
 
 def twisted_writes() -> None:
-    """Put Twisted's own write back (tests)."""
+    """Put Twisted's own write and closes back (tests)."""
     tcp.Connection.write = _twisted_write
+    for name, close in _twisted_closes.items():
+        setattr(tcp.Connection, name, close)

@@ -8,6 +8,7 @@ import asyncio
 import socket
 
 import pytest
+import uvloop
 from twisted.internet import asyncioreactor, protocol, tcp
 
 from sessions_app.tcp_writes import deferred_tcp_writes, twisted_writes
@@ -34,10 +35,11 @@ class Sends:
         connection.writeSomeData = counted
 
 
-@pytest.fixture
-def pair():
-    """A Twisted connection over one end of a real socket pair, on an asyncio reactor whose loop is not running."""
-    loop = asyncio.new_event_loop()
+@pytest.fixture(params=["asyncio", "uvloop"])
+def pair(request):
+    """A Twisted connection over one end of a real socket pair, on an asyncio reactor whose loop is not running:
+    the standard library's loop, and uvloop (what `python -m sessions_app.serve` runs on, event_loop.py)."""
+    loop = uvloop.new_event_loop() if request.param == "uvloop" else asyncio.new_event_loop()
     reactor = asyncioreactor.AsyncioSelectorReactor(loop)
     ours, peer = socket.socketpair()
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -112,6 +114,36 @@ def test_bytes_written_before_lose_connection_go_out_first(deferred, pair) -> No
     connection.loseConnection()  # Twisted closes once its buffer is empty (doWrite)
     _turn(loop)  # the collected bytes are sent before the loop polls again
     assert _read(peer, 10) == b"last words"
+
+
+def test_bytes_written_then_closed_within_one_callback_go_out_first(deferred, pair) -> None:
+    """What an application does from a task (a refusal sent, then the connection closed): on uvloop the
+    writer Twisted registers on close runs inside the next poll, before the callback that sends what was
+    collected, so the close itself sends it first."""
+    connection, peer, reactor, loop = pair
+
+    def answer_and_close() -> None:
+        connection.write(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+        connection.loseConnection()
+
+    loop.call_soon(answer_and_close)
+    for _ in range(3):
+        _turn(loop)
+    assert not connection.connected
+    peer.settimeout(5)
+    received = b""
+    while chunk := peer.recv(65536):
+        received += chunk
+    assert received == b"HTTP/1.1 403 Forbidden\r\n\r\n"
+
+
+def test_a_half_close_sends_what_was_collected_first(deferred, pair) -> None:
+    connection, peer, reactor, loop = pair
+    loop.call_soon(lambda: (connection.write(b"all of it"), connection.loseWriteConnection()))
+    for _ in range(3):
+        _turn(loop)
+    peer.settimeout(5)
+    assert peer.recv(65536) == b"all of it" and peer.recv(65536) == b""
 
 
 def test_bytes_written_after_lose_connection_go_out_before_the_close(deferred, pair) -> None:
