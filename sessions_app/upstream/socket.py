@@ -17,6 +17,11 @@ Rules of this module:
   websockets closes the socket with 1009 (`UpstreamSocket.close_sent_code`).
 * Handshake headers carry the API key, so `UpstreamTarget` never shows them in
   its repr, and the wire logger masks request header values in debug logs.
+* An upstream that speaks before it is asked (an SSH or SMTP banner on a misconfigured port) is an
+  `UpstreamProtocolError` like any other invalid answer. websockets 15 parses those bytes as a bad HTTP
+  response as soon as they arrive, and when that happens before its handshake sends the request (as it
+  does on uvloop, which reads a new connection at once) its handshake fails an internal assertion
+  instead (`_SpokenFirst`).
 * A proxy is chosen as websockets chooses it (`*_proxy` and `no_proxy` in the environment), once per
   URL for the process's life (`_proxy`): websockets reads the whole environment twice per connect
   (about 150 µs of a new socket's CPU on the bench machine).
@@ -177,6 +182,15 @@ class UpstreamSocket:
         await self._connection.close(code, reason)
 
 
+class _SpokenFirst(ClientConnection):
+    """websockets' client connection, raising the invalid response it already parsed (module rules)."""
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        if self.protocol.handshake_exc is not None:  # the upstream spoke first: `connect` aborts the transport
+            raise self.protocol.handshake_exc
+        await super().handshake(*args, **kwargs)
+
+
 async def open_upstream(target: UpstreamTarget, *, open_timeout: float = OPEN_TIMEOUT_SECONDS,
                         max_size: int | None = None) -> UpstreamSocket:
     """Open a socket to `target`, like the official SDK does (no compression; no frame cap unless `max_size`)."""
@@ -190,6 +204,7 @@ async def open_upstream(target: UpstreamTarget, *, open_timeout: float = OPEN_TI
             close_timeout=CLOSE_TIMEOUT_SECONDS,
             logger=wire_logger,
             proxy=_proxy(target.url),
+            create_connection=_SpokenFirst,
         )
     except InvalidStatus as exc:
         raise _rejected(exc.response.status_code, exc.response.headers.get("Retry-After")) from None
