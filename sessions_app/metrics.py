@@ -2,11 +2,12 @@
 
 Rules:
 
-* Multi-process correct by construction: every figure but two is computed per scrape from the
+* Multi-process correct by construction: every figure but three is computed per scrape from the
   database, which all Daphne processes share, so whichever process answers a scrape reports the same
   numbers (no prometheus-client multi-process directory, no per-process counters to add up).
-* The two exceptions are process-local by nature: the recorder's queue depth and its batch write
-  latency (recording/stats.py) live in one process's memory. They carry a ``process`` label (the
+* The exceptions are process-local by nature: the recorder's queue depth and its batch write
+  latency (recording/stats.py) live in one process's memory, and `switchboard_process_info` says which
+  event loop the process runs on (event_loop.py). They carry a ``process`` label (the
   process id of process.py) so a scrape says which process it describes; scrape every process to see
   them all.
 * Nothing here is on the relay's hot path: the relay writes no extra rows for metrics, and the
@@ -22,9 +23,16 @@ from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from .event_loop import event_loop_in_use
 from .live.sockets import lease
 from .models import ClientSocket, ErrorEvent, ResponseRecord, UpstreamConnection
 from .process import PROCESS_ID
@@ -127,6 +135,10 @@ class DatabaseCollector(Collector):
                                   "Ops waiting to be written by this process's recorder.", labels=["process"])
         depth.add_metric([PROCESS_ID], queued_ops())
         yield depth
+        info = InfoMetricFamily("switchboard_process", "What this process runs on (event_loop: uvloop or asyncio, "
+                                "SWITCHBOARD_EVENT_LOOP).", labels=["process"])
+        info.add_metric([PROCESS_ID], {"event_loop": event_loop_in_use()})
+        yield info
         yield from FLUSH_SECONDS.collect()
 
 

@@ -29,6 +29,9 @@ registering the socket as a writer and sending on the next turn (tcp_writes.py).
 
 And a text message is framed in one step, with one transport write, instead of through autobahn's general
 send path (ws_send.py).
+
+And it runs on uvloop unless SWITCHBOARD_EVENT_LOOP says otherwise (event_loop.py): chosen at the top of
+this module when it runs as the program, because importing Daphne's server creates the loop.
 """
 
 from __future__ import annotations
@@ -36,16 +39,25 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import sys
 from http import HTTPStatus
 from pprint import pformat
 
-from daphne.cli import CommandLineInterface
-from daphne.server import Server
-from daphne.ws_protocol import WebSocketProtocol
-from twisted.internet import defer
+from .event_loop import EventLoopChoiceError, choose_event_loop
 
-from .tcp_writes import deferred_tcp_writes
-from .ws_send import framed_text_sends
+if __name__ == "__main__":  # before Daphne's server module creates the loop Twisted runs on (event_loop.py)
+    try:
+        choose_event_loop()
+    except EventLoopChoiceError as exc:
+        sys.exit(f"Switchboard will not start: {exc}")
+
+from daphne.cli import CommandLineInterface  # noqa: E402
+from daphne.server import Server  # noqa: E402
+from daphne.ws_protocol import WebSocketProtocol  # noqa: E402
+from twisted.internet import defer  # noqa: E402
+
+from .tcp_writes import deferred_tcp_writes  # noqa: E402
+from .ws_send import framed_text_sends  # noqa: E402
 
 # Close codes a server may send (RFC 6455 §7.4.1, IANA) that autobahn's sendClose refuses
 # (it allows only 1000 and 3000-4999). The drain closes browsers with 1012 (service restart).

@@ -94,6 +94,9 @@ async def test_a_known_run_is_counted(profile, user, metrics_token, conversation
     assert dict(process_figures["switchboard_recorder_queue_depth"])["process"]
     assert value(figures, "switchboard_recorder_flush_seconds_count",
                  process=dict(process_figures["switchboard_recorder_queue_depth"])["process"]) >= 1
+    # The test process runs the standard library's loop; a served one runs uvloop (tests/test_event_loop.py).
+    assert value(figures, "switchboard_process_info", event_loop="asyncio",
+                 process=dict(process_figures["switchboard_recorder_queue_depth"])["process"]) == 1
 
     await browser.close()
     await gateway.close()

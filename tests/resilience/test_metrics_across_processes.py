@@ -43,9 +43,9 @@ def scrape(base_url: str, token: str) -> dict[str, list]:
 
 
 def shared_figures(samples: dict[str, list]) -> dict:
-    """What comes from the database (everything but the per-process recorder figures)."""
+    """What comes from the database (everything but the per-process recorder and process figures)."""
     return {name: sorted((tuple(sorted(s.labels.items())), s.value) for s in found)
-            for name, found in samples.items() if not name.startswith("switchboard_recorder_")}
+            for name, found in samples.items() if not name.startswith(("switchboard_recorder_", "switchboard_process_"))}
 
 
 async def test_both_processes_report_the_same_database_figures(two_servers, user, staff_user):  # noqa: F811
@@ -78,3 +78,7 @@ async def test_both_processes_report_the_same_database_figures(two_servers, user
     process_a = {s.labels["process"] for s in from_a["switchboard_recorder_queue_depth"]}
     process_b = {s.labels["process"] for s in from_b["switchboard_recorder_queue_depth"]}
     assert len(process_a) == len(process_b) == 1 and process_a != process_b
+    # Each says which event loop it runs on: python -m sessions_app.serve runs on uvloop (event_loop.py).
+    for samples, process in ((from_a, process_a), (from_b, process_b)):
+        assert [s.labels for s in samples["switchboard_process_info"]] == [
+            {"process": next(iter(process)), "event_loop": "uvloop"}]
