@@ -208,7 +208,7 @@ def drive(target: Target, n: int, args, timeout: float) -> dict:
 
 def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
     since = last_record_id(target.database) if target.database else 0
-    pids = [*target.pids, simulator_pid] if target.database else target.pids
+    pids = target.pids if simulator_pid in target.pids else [*target.pids, simulator_pid]  # direct: it *is* the server
     cpu_before = [cpu.seconds(pid) for pid in pids]
     wait_before = [runqueue_wait_seconds(pid) for pid in target.pids]
     backends = target.database.backends if target.database else None
