@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,3 +113,27 @@ def daphne_process(settings_dict: dict, extra_env: dict[str, str] | None = None)
                             process=process)
     finally:
         stop(process)
+
+
+def metrics_token(user) -> str:
+    """A new token of `user`'s that may read /metrics (the user must be staff); its secret."""
+    from sessions_app.models import ApiToken
+
+    token, raw = ApiToken.issue(user=user, name="prometheus")
+    token.reads_metrics = True
+    token.save(update_fields=["reads_metrics"])
+    return raw
+
+
+def scrape_metrics(base_url: str, token: str) -> dict[str, list]:
+    """A live process's /metrics: sample name -> its samples."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    request = urllib.request.Request(f"{base_url}/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read().decode()
+    samples: dict[str, list] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples

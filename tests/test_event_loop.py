@@ -7,16 +7,13 @@ import asyncio
 import os
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 import uvloop
 from django.db import connection as db_connection
-from prometheus_client.parser import text_string_to_metric_families
 
 from sessions_app.event_loop import EventLoopChoiceError, choose_event_loop, event_loop_in_use
-from sessions_app.models import ApiToken
-from tests.live import ROOT, daphne_process
+from tests.live import ROOT, daphne_process, metrics_token, scrape_metrics
 
 
 @pytest.fixture
@@ -85,22 +82,11 @@ def test_serve_refuses_a_loop_it_cannot_run() -> None:
         in done.stderr
 
 
-def _event_loop_of(base_url: str, token: str) -> str:
-    request = urllib.request.Request(f"{base_url}/metrics", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body = response.read().decode()
-    [sample] = [s for f in text_string_to_metric_families(body) for s in f.samples
-                if s.name == "switchboard_process_info"]
-    assert sample.value == 1
-    return sample.labels["event_loop"]
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("setting", "runs_on"), [(None, "uvloop"), ("asyncio", "asyncio")])
 def test_a_served_process_runs_on_the_loop_chosen(staff_user, setting, runs_on) -> None:
-    token, raw = ApiToken.issue(user=staff_user, name="prometheus")
-    token.reads_metrics = True
-    token.save(update_fields=["reads_metrics"])
+    token = metrics_token(staff_user)
     env = {} if setting is None else {"SWITCHBOARD_EVENT_LOOP": setting}
     with daphne_process(db_connection.settings_dict, env) as server:
-        assert _event_loop_of(server.base_url, raw) == runs_on
+        [sample] = scrape_metrics(server.base_url, token)["switchboard_process_info"]
+    assert sample.value == 1 and sample.labels["event_loop"] == runs_on

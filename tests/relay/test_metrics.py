@@ -7,6 +7,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from sessions_app.models import ApiToken, ResponseRecord, UpstreamConnection
+from tests import live
 
 from .conftest import db, eventually, final
 
@@ -33,10 +34,7 @@ def value(figures, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def metrics_token(staff_user):
-    token, raw = ApiToken.issue(user=staff_user, name="prometheus")
-    token.reads_metrics = True
-    token.save(update_fields=["reads_metrics"])
-    return raw
+    return live.metrics_token(staff_user)
 
 
 def test_anonymous_users_and_tokens_without_the_scope_are_refused(user, staff_user, metrics_token):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 
 import pytest
 from django.conf import settings
 from django.db import connection as db_connection
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from sessions_app.models import ApiToken
+from tests.live import metrics_token, scrape_metrics
 from tests.relay.conftest import db
 from tests.resilience.test_scale_out import browser_session, receive_until, two_servers  # noqa: F401 (fixture)
 
@@ -21,25 +19,6 @@ pytestmark = [
     pytest.mark.skipif(not settings.REDIS_URL or db_connection.vendor != "postgresql",
                        reason="needs REDIS_URL and PostgreSQL (two processes share them)"),
 ]
-
-
-def metrics_token(user) -> str:
-    token, raw = ApiToken.issue(user=user, name="prometheus")
-    token.reads_metrics = True
-    token.save(update_fields=["reads_metrics"])
-    return raw
-
-
-def scrape(base_url: str, token: str) -> dict[str, list]:
-    """Sample name -> its samples, from one process."""
-    request = urllib.request.Request(f"{base_url}/metrics", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body = response.read().decode()
-    samples: dict[str, list] = {}
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append(sample)
-    return samples
 
 
 def shared_figures(samples: dict[str, list]) -> dict:
@@ -64,8 +43,8 @@ async def test_both_processes_report_the_same_database_figures(two_servers, user
 
         async def both_agree() -> tuple[dict, dict]:
             while True:  # until the holder's recorder has written the response
-                from_a, from_b = await asyncio.gather(asyncio.to_thread(scrape, a.base_url, token),
-                                                      asyncio.to_thread(scrape, b.base_url, token))
+                from_a, from_b = await asyncio.gather(asyncio.to_thread(scrape_metrics, a.base_url, token),
+                                                      asyncio.to_thread(scrape_metrics, b.base_url, token))
                 completed = dict(shared_figures(from_a)["switchboard_responses"])[(("status", "completed"),)]
                 if completed == 1 and shared_figures(from_a) == shared_figures(from_b):
                     return from_a, from_b
