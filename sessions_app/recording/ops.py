@@ -189,6 +189,7 @@ class Finished:
             conversation_id=self.conversation_id, response_id=record_pk, kind=CompactionEvent.Kind.SERVER_SIDE,
             input_tokens_before=self.usage.input_tokens if self.usage else None,
             items_replaced=_context_length(record_pk) + at, compacted_output=list(self.output[at:]),
+            created_at=self.completed_at or timezone.now(),  # when it happened, even if written after an outage
         )
 
 
@@ -226,6 +227,7 @@ class ErrorRow:
     stream_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     tally: ErrorTally | None = None
+    created_at: datetime = field(default_factory=timezone.now)  # when it happened, not when the writer got to it
 
     @classmethod
     def from_event(cls, event: dict[str, Any], *, source: str, **links: Any) -> ErrorRow:
@@ -241,7 +243,8 @@ class ErrorRow:
         return ErrorEvent(
             conversation_id=self.conversation_id, response_id=self.record_pk, connection_id=self.connection_pk,
             source=self.source, status=self.status, error_type=self.error_type[:100], code=self.code[:100],
-            message=self.message, param=self.param[:200], stream_id=self.stream_id or "", raw=self.raw, **counted,
+            message=self.message, param=self.param[:200], stream_id=self.stream_id or "", raw=self.raw,
+            created_at=self.created_at, **counted,
         )
 
     def statements(self, batch: _Batch) -> list[Statement] | None:

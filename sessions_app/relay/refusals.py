@@ -52,7 +52,7 @@ class Refusals:
         if tally is None:
             self._client_errors[code] = tally = ErrorTally(last_seen_at=timezone.now())
             self.recorder.add(ErrorRow.from_event(event, source=source, conversation_id=conversation_id,
-                                                  tally=tally))
+                                                  tally=tally, created_at=tally.last_seen_at))
             return
         self._again(tally)
 
@@ -69,7 +69,7 @@ class Refusals:
             self._newest_upstream[connection_pk] = tally
             self.recorder.add(ErrorRow.from_event(event, source=ErrorEvent.Source.UPSTREAM,
                                                   conversation_id=conversation_id, connection_pk=connection_pk,
-                                                  record_pk=record_pk, tally=tally))
+                                                  record_pk=record_pk, tally=tally, created_at=tally.last_seen_at))
             return
         self._again(tally)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 from django.db import IntegrityError, OperationalError
+from django.utils import timezone
 
 from sessions_app.models import ErrorEvent
 from sessions_app.recording.availability import Backoff, database_unavailable
@@ -133,9 +134,11 @@ async def test_records_wait_in_order_through_an_outage_and_an_overflow_is_writte
         assert recorder.dropped == 2 and writer.held == 2 + 6 + 1  # the overflow's own row is kept aside
         await asyncio.sleep(0)
         assert told == [True]  # the client is told at once
+        released_at = timezone.now()
     await writer.flush()  # the lock is gone: everything held is written
-    codes = await db(lambda: list(ErrorEvent.objects.order_by("pk").values_list("code", flat=True)))()
-    assert codes == [f"op_{i}" for i in range(8)] + ["recording_overflow"]
+    rows = await db(lambda: list(ErrorEvent.objects.order_by("pk").values_list("code", "created_at")))()
+    assert [code for code, _ in rows] == [f"op_{i}" for i in range(8)] + ["recording_overflow"]
+    assert all(at < released_at for _, at in rows)  # when each happened, not when the outage let it be written
     assert writer.dropped == 0 and writer.outage is None
     logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "sessions_app.recording"]
     assert [m for level, m in logged if level == logging.WARNING] == [

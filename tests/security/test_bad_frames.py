@@ -139,7 +139,7 @@ async def test_a_thousand_garbage_frames_write_a_bounded_number_of_rows(client, 
     assert rows, list(ErrorEvent.objects.values_list("code", "count"))
     assert len(rows) == 3
     assert {r.code: r.count for r in rows} == {"invalid_json": 334, "invalid_number": 333, "unknown_event_type": 333}
-    assert all(r.last_seen_at is not None and r.last_seen_at >= r.created_at.replace(microsecond=0) for r in rows)
+    assert all(r.last_seen_at is not None and r.last_seen_at >= r.created_at for r in rows)
     assert not tracebacks(caplog)
 
 
