@@ -4,6 +4,8 @@ REDIS_URL) and the real simulator."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -25,12 +27,17 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _close_input_connections(django_db_setup):
-    """The relay's async PostgreSQL connections (recording_pg.py) end before the test database is dropped."""
+def _close_recorder_connections(django_db_setup, django_db_blocker):
+    """The recorder's connections end before the test database is dropped, whichever test used them last;
+    a session still open then is named, so the leak can be found (tests/db_connections.py)."""
     yield
-    from sessions_app.recording import pg as recording_pg
+    from tests.db_connections import close_recorder_connections, other_sessions
 
-    recording_pg.close_all()
+    close_recorder_connections()
+    with django_db_blocker.unblock():
+        left = other_sessions()
+    if left:
+        warnings.warn(f"sessions still open on the test database, which cannot be dropped: {left}", stacklevel=1)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,8 +21,8 @@ from django.db import connections
 from django.test import Client
 from openai.types.responses import ResponsesServerEvent
 
-from sessions_app.recording import pg as recording_pg
 from sessions_app.simulator import Simulator, SimulatorConfig
+from tests.db_connections import close_recorder_connections
 
 SECRET_KEY = "sk-switchboard-relay-test-secret-7c1f9e"
 TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
@@ -101,28 +100,13 @@ def final(events: list[dict[str, Any]]) -> dict[str, Any]:
     return next(e for e in reversed(events) if e["type"] in TERMINAL or e["type"] == "error")
 
 
-def _close_input_connections() -> None:
-    """Run connections.close_all once on every thread of the recorder's input executor."""
-    from sessions_app.recording.recorder import INPUT_EXECUTOR, INPUT_THREADS
-
-    barrier = threading.Barrier(INPUT_THREADS, timeout=5)
-
-    def close_here() -> None:
-        barrier.wait()  # holds each task on its own thread until all threads have one
-        connections.close_all()
-
-    for future in [INPUT_EXECUTOR.submit(close_here) for _ in range(INPUT_THREADS)]:
-        future.result()
-
-
 @pytest_asyncio.fixture(autouse=True)
 async def close_db_connections():
     """The relay's database threads keep their connections (CONN_MAX_AGE): close them, or
     PostgreSQL refuses to drop the test database at the end of the run."""
     yield
     await db(connections.close_all)()
-    await asyncio.to_thread(_close_input_connections)
-    recording_pg.close_all()
+    await asyncio.to_thread(close_recorder_connections)
 
 
 @pytest.fixture(autouse=True)
