@@ -21,8 +21,9 @@ from django.db import connections
 from django.test import Client
 from openai.types.responses import ResponsesServerEvent
 
+from sessions_app.recording import pg as recording_pg
 from sessions_app.simulator import Simulator, SimulatorConfig
-from tests.db_connections import close_recorder_connections
+from tests.db_connections import close_input_thread_connections
 
 SECRET_KEY = "sk-switchboard-relay-test-secret-7c1f9e"
 TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
@@ -106,7 +107,8 @@ async def close_db_connections():
     PostgreSQL refuses to drop the test database at the end of the run."""
     yield
     await db(connections.close_all)()
-    await asyncio.to_thread(close_recorder_connections)
+    await asyncio.to_thread(close_input_thread_connections)
+    recording_pg.close_all()  # on the loop its connections belong to
 
 
 @pytest.fixture(autouse=True)
