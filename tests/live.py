@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +25,37 @@ BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
+    """A port free now. Another process may take it before the caller binds it (xdist workers choose ports
+    at the same time, and outgoing connections draw from the same range): a server of ours is handed a
+    socket already listening instead (`listening_socket`)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def listening_socket() -> socket.socket:
+    """A loopback socket listening on a port of its own, for a server process to adopt (`--fd`)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)  # Twisted adopts it as it is
+    return sock
+
+
+def wait_for_http(base_url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Until the server answers HTTP: a socket it adopted accepts connections into its backlog before it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited early with {process.returncode}: {process.args}")
+        try:
+            urllib.request.urlopen(f"{base_url}/healthz", timeout=1).close()
+            return
+        except urllib.error.HTTPError:  # any answer will do (503 while the database is down)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{base_url} did not answer HTTP after {timeout}s")
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
@@ -88,6 +117,17 @@ def simulator_process(*args: str) -> Iterator[SimulatorProcess]:
         stop(process)
 
 
+def start_daphne(env: dict[str, str], server: tuple[str, ...] = ("-m", "sessions_app.serve"),
+                 **popen) -> tuple[int, subprocess.Popen]:
+    """`python <server> project.asgi:application` on a listening socket it adopts (`--fd`), so no other process
+    can take the port between its choice and the bind; (port, process). Ours closes once the child has it, so
+    the port refuses connections once the child stops listening. Wait for it with `wait_for_http`."""
+    with listening_socket() as sock:
+        process = subprocess.Popen([sys.executable, *server, "--fd", str(sock.fileno()), "project.asgi:application"],
+                                   cwd=ROOT, env=env, pass_fds=(sock.fileno(),), **popen)
+        return sock.getsockname()[1], process
+
+
 @dataclass(frozen=True)
 class DaphneProcess:
     base_url: str  # http://127.0.0.1:PORT
@@ -98,17 +138,14 @@ class DaphneProcess:
 
 @contextmanager
 def daphne_process(settings_dict: dict, extra_env: dict[str, str] | None = None) -> Iterator[DaphneProcess]:
-    """Daphne (with the graceful drain: ``python -m sessions_app.serve``) serving project.asgi on a free
-    port, against the given (test) database."""
-    port = free_port()
+    """Daphne (with the graceful drain: ``python -m sessions_app.serve``) serving project.asgi on a port of its
+    own (a listening socket it adopts, so no other process can take the port first), against the given (test)
+    database."""
     env = {**os.environ, "DATABASE_URL": database_url(settings_dict), "DJANGO_SETTINGS_MODULE": "project.settings",
            **(extra_env or {})}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sessions_app.serve", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
-        cwd=ROOT, env=env,
-    )
+    port, process = start_daphne(env)
     try:
-        wait_for_port(port, process)
+        wait_for_http(f"http://127.0.0.1:{port}", process)
         yield DaphneProcess(base_url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}", port=port,
                             process=process)
     finally:

@@ -26,7 +26,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.live import ROOT, free_port, simulator_process, stop, wait_for_port
+from tests.live import ROOT, free_port, simulator_process, start_daphne, stop, wait_for_http
 from tests.private_services import needs_cluster_tools, pg_ctl
 from tests.private_services import private_cluster as private_cluster_of
 
@@ -59,14 +59,11 @@ def world_on(cluster: tuple[str, str], tmp_path: Path, **extra_env: str) -> Iter
         made = subprocess.run([sys.executable, "-c", SETUP.format(simulator_url=simulator.url)], cwd=ROOT, env=env,
                               check=True, capture_output=True, text=True, timeout=60)
         world = json.loads(made.stdout.strip().splitlines()[-1])
-        port = free_port()
         log = tmp_path / "daphne.log"
         with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "sessions_app.serve", "-b", "127.0.0.1", "-p", str(port),
-                 "project.asgi:application"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+            port, process = start_daphne(env, stdout=sink, stderr=subprocess.STDOUT)
             try:
-                wait_for_port(port, process)
+                wait_for_http(f"http://127.0.0.1:{port}", process)
                 yield {**world, "cluster": name, "port": port, "log": log, "env": env, "process": process}
             finally:
                 stop(process)
@@ -150,18 +147,16 @@ def test_database_outage_is_503_and_recovers(outage_world):
 def unreachable_database_daphne(tmp_path: Path, request):
     """Daphne whose DATABASE_URL names a port nothing listens on (no PostgreSQL needed at all).
     Indirect parameter: "daphne" for plain Daphne instead of sessions_app.serve."""
-    server = ["-m", "daphne"] if getattr(request, "param", "serve") == "daphne" else ["-m", "sessions_app.serve"]
+    server = ("-m", "daphne") if getattr(request, "param", "serve") == "daphne" else ("-m", "sessions_app.serve")
     env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/none",
            "DJANGO_SETTINGS_MODULE": "project.settings", "SWITCHBOARD_LOG_FORMAT": "text",
            "SWITCHBOARD_VAR_DIR": str(tmp_path)}
     env.pop("REDIS_URL", None)
-    port, log = free_port(), tmp_path / "daphne.log"
+    log = tmp_path / "daphne.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, *server, "-b", "127.0.0.1", "-p", str(port),
-             "project.asgi:application"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        port, process = start_daphne(env, server, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            wait_for_port(port, process)
+            wait_for_http(f"http://127.0.0.1:{port}", process)
             yield {"port": port, "log": log, "session": "x" * 32, "token": "sb_" + "y" * 40,
                    "conversation": "00000000-0000-0000-0000-000000000001"}
         finally:

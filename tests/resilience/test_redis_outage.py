@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from django.db import connection as db_connection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.live import ROOT, database_url, free_port, stop, wait_for_port
+from tests.live import database_url, start_daphne, stop, wait_for_http
 from tests.private_services import PrivateRedis
 from tests.worlds import simulator_world
 
@@ -56,13 +55,10 @@ def serving(redis: PrivateRedis, log: Path):
     """`python -m sessions_app.serve` on the test database and `redis`, logging in text to `log`."""
     env = {**os.environ, "DATABASE_URL": database_url(db_connection.settings_dict), "REDIS_URL": redis.url,
            "DJANGO_SETTINGS_MODULE": "project.settings", "SWITCHBOARD_LOG_FORMAT": "text"}
-    port = free_port()
     with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sessions_app.serve", "-b", "127.0.0.1", "-p", str(port),
-             "project.asgi:application"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        port, process = start_daphne(env, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            wait_for_port(port, process)
+            wait_for_http(f"http://127.0.0.1:{port}", process)
             yield port, process
         finally:
             stop(process)
