@@ -43,7 +43,8 @@ def listening_socket() -> socket.socket:
 
 
 def wait_for_http(base_url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Until the server answers HTTP: a socket it adopted accepts connections into its backlog before it runs."""
+    """Until the server answers HTTP (any status: the simulator refuses a plain GET): a socket it adopted accepts
+    connections into its backlog before it runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -103,15 +104,17 @@ class SimulatorProcess:
 
 @contextmanager
 def simulator_process(*args: str) -> Iterator[SimulatorProcess]:
-    """``python -m sessions_app.simulator`` in a subprocess (args: extra CLI flags)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sessions_app.simulator", "--host", "127.0.0.1", "--port", str(port),
-         "--tokens-per-second", "0", *args],
-        cwd=ROOT,
-    )
+    """``python -m sessions_app.simulator`` in a subprocess on a listening socket it adopts, like `start_daphne`
+    (args: extra CLI flags)."""
+    with listening_socket() as sock:
+        port = sock.getsockname()[1]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sessions_app.simulator", "--fd", str(sock.fileno()), "--tokens-per-second", "0",
+             *args],
+            cwd=ROOT, pass_fds=(sock.fileno(),),
+        )
     try:
-        wait_for_port(port, process)
+        wait_for_http(f"http://127.0.0.1:{port}", process)
         yield SimulatorProcess(url=f"ws://127.0.0.1:{port}/v1/responses", port=port, process=process)
     finally:
         stop(process)

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Shared with the `simulate_upstream` management command."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--fd", type=int, default=None,
+                        help="adopt this listening socket instead of binding --host and --port (as Daphne's --fd)")
     parser.add_argument("--require-key", default=None, help="only accept this API key (401 otherwise)")
     parser.add_argument("--connection-limit-seconds", type=float, default=3600.0)
     parser.add_argument("--tokens-per-second", type=float, default=40.0, help="0 = no pacing")
@@ -27,6 +29,7 @@ def config_from(options: dict) -> SimulatorConfig:
     return SimulatorConfig(
         host=options["host"],
         port=options["port"],
+        fd=options.get("fd"),
         require_key=options.get("require_key"),
         connection_limit_seconds=options["connection_limit_seconds"],
         tokens_per_second=options["tokens_per_second"],

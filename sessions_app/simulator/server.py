@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -47,6 +48,7 @@ class SimulatorConfig:
     tokens_per_second: float = 40.0  # 0: no pacing at all
     connection_limit_seconds: float = 3600.0
     require_key: str | None = None
+    fd: int | None = None  # a listening socket to adopt (as Daphne's --fd) instead of binding host:port
 
 
 class SimulatorConnection(ServerConnection):
@@ -159,10 +161,11 @@ class Simulator:
 
     async def start(self) -> Simulator:
         connection_class = type("BoundSimulatorConnection", (SimulatorConnection,), {"simulator": self})
+        where: dict[str, Any] = ({"sock": socket.socket(fileno=self.config.fd)} if self.config.fd is not None
+                                 else {"host": self.config.host, "port": self.config.port})
         self._server = await serve(
             self._handle,
-            self.config.host,
-            self.config.port,
+            **where,
             process_request=self._process_request,
             create_connection=connection_class,
             max_size=MAX_FRAME_BYTES,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -28,6 +29,16 @@ async def test_the_simulator_exposes_its_addresses(sim: Simulator) -> None:
     assert sim.port > 0
     assert sim.url == f"ws://127.0.0.1:{sim.port}/v1/responses"
     assert sim.base_url == f"http://127.0.0.1:{sim.port}/v1"
+
+
+async def test_a_listening_socket_handed_over_is_served_at_its_port() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+        async with Simulator(SimulatorConfig(fd=sock.detach(), tokens_per_second=0)) as simulator:
+            assert simulator.url == f"ws://127.0.0.1:{port}/v1/responses"
+            async with await RawClient.open(simulator.url) as client:
+                events = await client.turn(create("hello"))
+            assert events[-1]["type"] == "response.completed"
 
 
 async def test_query_strings_and_any_key_are_accepted(sim: Simulator) -> None:
