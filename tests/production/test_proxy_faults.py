@@ -279,8 +279,11 @@ def test_redis_restarted_under_traffic_loses_no_turn_and_no_record(production, b
             time.sleep(0.5)
         # The page's live view paused with the layer; it resumes (with a fresh history) once its process's
         # subscriber is back in its group. Sending before that races the page's own redraw from that history.
+        # Playwright's sync API hands the page's frames to `live` only while the test calls it: wait through it,
+        # not in time.sleep, which left `live` as it was until the deadline (60 s, every run).
         while "paused" in live and live[-1] != "resumed" and time.monotonic() < deadline:
-            time.sleep(0.2)
+            page.wait_for_timeout(200)
+        assert "paused" not in live or live[-1] == "resumed", live
 
     chat_under(production, make_user, browser_page, "redis", restart_redis)
 
