@@ -59,7 +59,7 @@ def test_a_conversation_that_compacts_automatically_offers_no_steering_and_enter
     expect(box).to_have_value("remember: heron")
     expect(hint).to_contain_text("Your message is sent when the reply ends")
     shots(page, "no-steer")
-    completed(page, 0)
+    completed(page, 0, timeout=30_000)  # the reply streams for 4.8 s (80 × 60 ms), more on a busy machine
     expect(turn(page, 1).locator(".item.input.message")).to_contain_text("remember: heron")
     completed(page, 1)
     expect(turn(page, 1).locator(".item.output.message")).to_contain_text("Okay, I will remember: heron.")
