@@ -30,6 +30,12 @@ registering the socket as a writer and sending on the next turn (tcp_writes.py).
 And a text message is framed in one step, with one transport write, instead of through autobahn's general
 send path (ws_send.py).
 
+And after its own close frame it waits up to 10 s (CLOSE_HANDSHAKE_SECONDS, as the `websockets` library
+does) for the client's, not autobahn's 1 s. Autobahn then resets the connection, and a client whose reader
+came late loses what it had not yet read: the `websockets` sync client, which the `openai` SDK uses, drops
+the frames of a read whose close reply it could not send, so a socket refused after its handshake (the
+socket limit: an `error` event, then 4429) reached a reader stalled 1.5 s as a bare 4429.
+
 And it runs on uvloop unless SWITCHBOARD_EVENT_LOOP says otherwise (event_loop.py): chosen at the top of
 this module when it runs as the program, because importing Daphne's server creates the loop.
 """
@@ -63,6 +69,7 @@ from .ws_send import framed_text_sends  # noqa: E402
 # (it allows only 1000 and 3000-4999). The drain closes browsers with 1012 (service restart).
 SERVER_CLOSE_CODES = frozenset({1001, 1011, 1012, 1013})
 GC_THRESHOLDS = (10_000, 10, 10)
+CLOSE_HANDSHAKE_SECONDS = 10
 DAPHNE_MESSAGE_FLOOR = 8 * 1024 * 1024
 _daphne_server_close = WebSocketProtocol.serverClose
 _daphne_handle_reply = WebSocketProtocol.handle_reply
@@ -139,8 +146,9 @@ class DrainingServer(Server):
 
     def listen_success(self, port) -> None:
         self._ports.append(port)
-        # Before the reactor accepts anyone: a message over the limit is answered with a close frame.
-        self.ws_factory.setProtocolOptions(failByDrop=False)
+        # Before the reactor accepts anyone: a message over the limit is answered with a close frame, and
+        # after a close frame of ours the client has CLOSE_HANDSHAKE_SECONDS to answer it (module docstring).
+        self.ws_factory.setProtocolOptions(failByDrop=False, closeHandshakeTimeout=CLOSE_HANDSHAKE_SECONDS)
         super().listen_success(port)
 
     def kill_all_applications(self):
