@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,31 +45,41 @@ def listening_socket() -> socket.socket:
 def wait_for_http(base_url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
     """Until the server answers HTTP (any status: the simulator refuses a plain GET): a socket it adopted accepts
     connections into its backlog before it runs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited early with {process.returncode}: {process.args}")
-        try:
-            urllib.request.urlopen(f"{base_url}/healthz", timeout=1).close()
-            return
-        except urllib.error.HTTPError:  # any answer will do (503 while the database is down)
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{base_url} did not answer HTTP after {timeout}s")
+    _wait(lambda: _answers_http(base_url), process, timeout, f"{base_url} did not answer HTTP")
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    _wait(lambda: _accepts(port), process, timeout, f"nothing listening on 127.0.0.1:{port}")
+
+
+def _wait(ready: Callable[[], bool], process: subprocess.Popen, timeout: float, failure: str) -> None:
+    """Until `ready()`; an error at once if `process` exits first, or after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"process exited early with {process.returncode}: {process.args}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
+        if ready():
             return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+        time.sleep(0.05)
+    raise TimeoutError(f"{failure} after {timeout}s")
+
+
+def _answers_http(base_url: str) -> bool:
+    try:
+        urllib.request.urlopen(f"{base_url}/healthz", timeout=1).close()
+    except urllib.error.HTTPError:  # any answer will do (503 while the database is down)
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+    except OSError:
+        return False
+    return True
 
 
 def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -120,15 +130,21 @@ def simulator_process(*args: str) -> Iterator[SimulatorProcess]:
         stop(process)
 
 
-def start_daphne(env: dict[str, str], server: tuple[str, ...] = ("-m", "sessions_app.serve"),
-                 **popen) -> tuple[int, subprocess.Popen]:
+@contextmanager
+def serving_daphne(env: dict[str, str], server: tuple[str, ...] = ("-m", "sessions_app.serve"),
+                   **popen) -> Iterator[tuple[int, subprocess.Popen]]:
     """`python <server> project.asgi:application` on a listening socket it adopts (`--fd`), so no other process
-    can take the port between its choice and the bind; (port, process). Ours closes once the child has it, so
-    the port refuses connections once the child stops listening. Wait for it with `wait_for_http`."""
+    can take the port between its choice and the bind; (port, process) once it answers HTTP, stopped on the way
+    out. Ours closes once the child has it, so the port refuses connections once the child stops listening."""
     with listening_socket() as sock:
+        port = sock.getsockname()[1]
         process = subprocess.Popen([sys.executable, *server, "--fd", str(sock.fileno()), "project.asgi:application"],
                                    cwd=ROOT, env=env, pass_fds=(sock.fileno(),), **popen)
-        return sock.getsockname()[1], process
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}", process)
+        yield port, process
+    finally:
+        stop(process)
 
 
 @dataclass(frozen=True)
@@ -146,13 +162,9 @@ def daphne_process(settings_dict: dict, extra_env: dict[str, str] | None = None)
     database."""
     env = {**os.environ, "DATABASE_URL": database_url(settings_dict), "DJANGO_SETTINGS_MODULE": "project.settings",
            **(extra_env or {})}
-    port, process = start_daphne(env)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}", process)
+    with serving_daphne(env) as (port, process):
         yield DaphneProcess(base_url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}", port=port,
                             process=process)
-    finally:
-        stop(process)
 
 
 def metrics_token(user) -> str:

@@ -28,7 +28,7 @@ from websockets.asyncio.client import connect as asyncio_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.live import ROOT, free_port, simulator_process, start_daphne, stop, wait_for_http
+from tests.live import ROOT, free_port, serving_daphne, simulator_process
 from tests.private_services import needs_cluster_tools, pg_ctl
 from tests.private_services import private_cluster as private_cluster_of
 
@@ -63,12 +63,8 @@ def world_on(cluster: tuple[str, str], tmp_path: Path, **extra_env: str) -> Iter
         world = json.loads(made.stdout.strip().splitlines()[-1])
         log = tmp_path / "daphne.log"
         with log.open("wb") as sink:
-            port, process = start_daphne(env, stdout=sink, stderr=subprocess.STDOUT)
-            try:
-                wait_for_http(f"http://127.0.0.1:{port}", process)
+            with serving_daphne(env, stdout=sink, stderr=subprocess.STDOUT) as (port, process):
                 yield {**world, "cluster": name, "port": port, "log": log, "env": env, "process": process}
-            finally:
-                stop(process)
 
 
 @pytest.fixture
@@ -156,13 +152,9 @@ def unreachable_database_daphne(tmp_path: Path, request):
     env.pop("REDIS_URL", None)
     log = tmp_path / "daphne.log"
     with log.open("wb") as sink:
-        port, process = start_daphne(env, server, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            wait_for_http(f"http://127.0.0.1:{port}", process)
+        with serving_daphne(env, server, stdout=sink, stderr=subprocess.STDOUT) as (port, _):
             yield {"port": port, "log": log, "session": "x" * 32, "token": "sb_" + "y" * 40,
                    "conversation": "00000000-0000-0000-0000-000000000001"}
-        finally:
-            stop(process)
 
 
 def test_no_database_at_all_is_503_everywhere(unreachable_database_daphne):

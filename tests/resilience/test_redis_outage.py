@@ -26,7 +26,7 @@ from django.db import connection as db_connection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.live import database_url, start_daphne, stop, wait_for_http
+from tests.live import database_url, serving_daphne
 from tests.private_services import PrivateRedis
 from tests.worlds import simulator_world
 
@@ -56,12 +56,8 @@ def serving(redis: PrivateRedis, log: Path):
     env = {**os.environ, "DATABASE_URL": database_url(db_connection.settings_dict), "REDIS_URL": redis.url,
            "DJANGO_SETTINGS_MODULE": "project.settings", "SWITCHBOARD_LOG_FORMAT": "text"}
     with log.open("wb") as sink:
-        port, process = start_daphne(env, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            wait_for_http(f"http://127.0.0.1:{port}", process)
+        with serving_daphne(env, stdout=sink, stderr=subprocess.STDOUT) as (port, process):
             yield port, process
-        finally:
-            stop(process)
 
 
 @pytest.fixture
