@@ -47,13 +47,14 @@ def test_simulate_upstream_serves_the_protocol_until_stopped():
 
     from websockets.sync.client import connect
 
-    from tests.live import ROOT, free_port, stop, wait_for_port
+    from tests.live import ROOT, listening_socket, stop, wait_for_http
 
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "manage.py", "simulate_upstream", "--port", str(port),
-                                "--tokens-per-second", "0"], cwd=ROOT)
+    with listening_socket() as sock:  # the command takes the simulator's options: --fd, as simulator_process
+        port = sock.getsockname()[1]
+        process = subprocess.Popen([sys.executable, "manage.py", "simulate_upstream", "--fd", str(sock.fileno()),
+                                    "--tokens-per-second", "0"], cwd=ROOT, pass_fds=(sock.fileno(),))
     try:
-        wait_for_port(port, process)
+        wait_for_http(f"http://127.0.0.1:{port}", process)
         with connect(f"ws://127.0.0.1:{port}/v1/responses", additional_headers={"Authorization": "Bearer sk-x"}) as ws:
             ws.send(json.dumps({"type": "response.create", "model": "gpt-5.5", "store": False, "input": "hello"}))
             types = []
