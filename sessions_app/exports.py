@@ -77,7 +77,7 @@ def _response(record) -> dict[str, Any]:
         "usage": {"input_tokens": record.input_tokens, "cached_input_tokens": record.cached_input_tokens,
                   "output_tokens": record.output_tokens, "reasoning_tokens": record.reasoning_tokens,
                   "total_tokens": record.total_tokens},
-        "sent_at": _time(record.sent_at), "first_event_at": _time(record.first_event_at),
+        "accepted_at": _time(record.accepted_at), "sent_at": _time(record.sent_at), "first_event_at": _time(record.first_event_at),
         "first_text_at": _time(record.first_text_at), "completed_at": _time(record.completed_at),
         "events_received": record.events_received,
         "request": record.request_payload, "response": record.response_payload,

@@ -26,7 +26,7 @@ def test_each_response_names_its_parent_the_attempt_it_superseded_and_its_timing
     Item.objects.create(response=root, direction="input", position=0, item_type="message", text="hi",
                         raw={"type": "message", "role": "user", "content": "hi"})
     failed = ResponseRecord.objects.create(conversation=conversation, parent=root, status="failed",
-                                           previous_response_id="resp_1")
+                                           previous_response_id="resp_1", accepted_at=sent + timedelta(seconds=2))
     replay = ResponseRecord.objects.create(
         conversation=conversation, response_id="resp_2", parent=root, supersedes=failed, status="incomplete",
         incomplete_reason="max_output_tokens", origin="recovery_replay",
@@ -39,6 +39,9 @@ def test_each_response_names_its_parent_the_attempt_it_superseded_and_its_timing
     first, attempt, turn = history["responses"]
     assert (first["record"], first["parent"], first["supersedes"]) == (root.pk, None, None)
     assert first["ttft_ms"] == 250 and first["sent_at"] == sent.isoformat() and first["model"] == "gpt-5.5"
+    # The time a turn shows: when the relay accepted it; a record written before accepted_at gives its sent_at.
+    assert first["accepted_at"] == first["sent_at"]
+    assert attempt["accepted_at"] == (sent + timedelta(seconds=2)).isoformat() != attempt["sent_at"]
     assert (attempt["record"], attempt["parent"]) == (failed.pk, root.pk)
     assert (turn["parent"], turn["supersedes"], turn["incomplete_reason"]) == (root.pk, failed.pk, "max_output_tokens")
     assert turn["ttft_ms"] is None and turn["completed_at"] is None

@@ -193,6 +193,11 @@ class ResponseRecord(models.Model):
     reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
     sent_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the relay accepted the request: the time the conversation page shows, live and after a "
+                  "reload. sent_at is when it left upstream (later when the upstream socket had to open first).",
+    )
     first_event_at = models.DateTimeField(null=True, blank=True)
     first_text_at = models.DateTimeField("first text delta at", null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

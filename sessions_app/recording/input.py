@@ -15,7 +15,8 @@ on a thread of their own (tests, bench/write_request.py).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -69,6 +70,9 @@ class RequestRow:
     # None = ask the database; True/False = whether continuing it branches the chain.
     parent_forks: bool | None = None
     supersedes_pk: int | None = None  # the failed attempt this request resends (relay/recovery.py)
+    # When the relay accepted it: what switchboard.request tells the page, and the record keeps (a resend keeps
+    # the first attempt's time).
+    accepted_at: datetime = field(default_factory=timezone.now)
 
 
 @dataclass(frozen=True)
@@ -208,7 +212,7 @@ def at_once_statement(row: RequestRow) -> AtOnce | None:
         "conversation_id": row.conversation_id, "stream_id": row.stream_id or "",
         "previous_response_id": previous or "", "parent_id": parent_pk, "status": ResponseRecord.Status.QUEUED,
         "model": row.model[:100], "request_payload": row.payload, "origin": origin, "sent_at": timezone.now(),
-        "connection_id": row.connection_pk, "supersedes_id": row.supersedes_pk,
+        "accepted_at": row.accepted_at, "connection_id": row.connection_pk, "supersedes_id": row.supersedes_pk,
     })
     if row.use_compacted_window:
         conversation = ResponseRecord._meta.get_field("conversation").get_db_prep_value(row.conversation_id,
@@ -316,7 +320,8 @@ def _write_request_in_transaction(row: RequestRow) -> RequestWritten:
         record = ResponseRecord(
             conversation_id=row.conversation_id, stream_id=row.stream_id or "", previous_response_id=previous or "",
             parent_id=parent_pk, status=ResponseRecord.Status.QUEUED, model=row.model[:100], request_payload=payload,
-            origin=origin, sent_at=timezone.now(), connection_id=row.connection_pk, supersedes_id=row.supersedes_pk,
+            origin=origin, sent_at=timezone.now(), accepted_at=row.accepted_at, connection_id=row.connection_pk,
+            supersedes_id=row.supersedes_pk,
         )
         insert_rows([record], returning=True)
         # Items are what the client added; the context a rewrite put in front of them is already in

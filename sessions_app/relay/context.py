@@ -278,6 +278,7 @@ def history_event(*, user, conversation_id: uuid.UUID) -> dict[str, Any]:
             "stream_id": record.stream_id or None, "status": record.status, "origin": record.origin,
             "record": record.pk, "parent": record.parent_id, "supersedes": record.supersedes_id,
             "model": record.model, "incomplete_reason": record.incomplete_reason or None,
+            "accepted_at": _moment(record.accepted_at or record.sent_at),
             "sent_at": _moment(record.sent_at), "completed_at": _moment(record.completed_at),
             "ttft_ms": _milliseconds(record.sent_at, record.first_text_at),
             "input_items": [i.raw for i in items if i.direction == "input"],

@@ -346,7 +346,8 @@ class Downstream:
         (its other tabs, staff viewers; docs/protocol.md), before anything of its response. The browser face
         sends it to its clients; the gateway only to its conversation's viewers (`publish`), never to its client."""
         event = {"type": "switchboard.request", "stream_id": row.stream_id, "origin": row.origin,
-                 "previous_response_id": row.previous_response_id, "input": input_items(row.payload)}
+                 "previous_response_id": row.previous_response_id, "input": input_items(row.payload),
+                 "accepted_at": row.accepted_at.isoformat()}
         if self.face.announces:
             await self.to_client(json.dumps(event))
         elif self.publish is not None:

@@ -48,7 +48,7 @@ export function turnsFromHistory(history) {
         supersedes: record.supersedes != null ? `r${record.supersedes}` : null,
         lane: record.stream_id || '', origin: sentAs(record, first), status: record.status || 'completed',
         usage: record.usage, error: record.error, incompleteReason: record.incomplete_reason,
-        sentAt: first.sent_at, ttftMs: record.ttft_ms, model: record.model || '',
+        sentAt: first.accepted_at || first.sent_at, ttftMs: record.ttft_ms, model: record.model || '',
         recovered: record.supersedes != null || record.origin === 'recovery_replay',
         recoveredReason: first === record ? null : first.error?.code || null,
         activity: moment(record.completed_at || record.sent_at),

@@ -57,7 +57,7 @@ export class LiveTurns {
     this.active = new Map();      // lane -> key of the turn in flight there
     this.queue = new Map();       // lane -> keys of turns waiting behind it
     this.steered = new Set();     // lanes whose last response ended 'steered': a successor follows
-    this.steers = new Map();      // lane -> steers sent ({items, text, own, requested}), shown on the successor
+    this.steers = new Map();      // lane -> steers sent ({items, text, own, requested, at}), shown on the successor
     this.cut = new Map();         // lane -> turn an upstream close cut off before it started (may be resent)
     this.localCount = 0;
   }
@@ -120,11 +120,16 @@ export class LiveTurns {
     const t = this.transcript;
     const lane = event.stream_id || '';
     const items = Array.isArray(event.input) ? event.input : [];
-    if (event.origin === 'steer') return this.steerRequested(lane, items);
+    const at = event.accepted_at || null;  // the record's time: every tab and a reload show it
+    if (event.origin === 'steer') return this.steerRequested(lane, items, at);
     const waiting = this.waiting(lane);
     const own = waiting.find((turn) => !turn.requested && !ENDED.has(turn.status) && sameItems(turn.inputs, items));
     if (own) {
       own.requested = true;
+      if (at) {
+        own.sentAt = at;
+        own.view.refresh();
+      }
       return { turn: own, own: true };
     }
     const continues = event.previous_response_id || null;
@@ -133,7 +138,7 @@ export class LiveTurns {
     const origin = !event.origin || event.origin === 'user' || event.origin === 'tool_output'
       ? recordedOrigin(items, parent, siblings, lane) : event.origin;
     const turn = t.add({ key: this.nextKey(), parent: parent?.key || null, previousResponseId: continues, lane, origin,
-      status: 'sending', requested: true });
+      status: 'sending', requested: true, ...(at && { sentAt: at }) });
     t.addInputs(turn, items);
     // Accepted before any create still waiting for its request (this tab's own, not yet accepted).
     const ahead = waiting.findIndex((other) => !other.requested && unstarted(other));
@@ -160,15 +165,16 @@ export class LiveTurns {
 
   /** A steer's switchboard.request: {turn (the steered one), own, inputs}. Sent elsewhere (another tab, the
    *  SDK), its input waits for the successor like this tab's own (see the rules). */
-  steerRequested(lane, items) {
+  steerRequested(lane, items, at) {
     const turn = this.inFlight(lane);
     const text = steerText(items);
     const own = (this.steers.get(lane) || []).find((steer) => steer.own && !steer.requested && steer.text === text);
     if (own) {
       own.requested = true;
+      own.at = at;
       return { turn, own: true, inputs: items };
     }
-    this.noteSteer(lane, turn, { items, text, own: false, requested: true });
+    this.noteSteer(lane, turn, { items, text, own: false, requested: true, at });
     return { turn, own: false, inputs: items };
   }
 
@@ -278,8 +284,9 @@ export class LiveTurns {
       // A response whose request this page never saw, or a steered successor (its steering text as input).
       const continues = response.previous_response_id || null;
       const steering = this.steered.has(lane) ? this.steers.get(lane) || [] : [];
+      const at = steering.find((steer) => steer.at)?.at;  // the steer's record is the successor's
       turn = t.add({ key: this.nextKey(), parent: t.keyOf(continues), previousResponseId: continues,
-        lane, origin: this.steered.has(lane) ? 'steer' : 'user', status, requested: true });
+        lane, origin: this.steered.has(lane) ? 'steer' : 'user', status, requested: true, ...(at && { sentAt: at }) });
       t.addInputs(turn, steering.flatMap((steer) => steer.items), { steer: true });
       this.steered.delete(lane);
       this.steers.delete(lane);

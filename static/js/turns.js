@@ -216,6 +216,7 @@ export class ItemView {
 
 function timeOf(iso) {
   const time = el('time', 'sent-at');
+  time.dataset.from = iso || '';
   if (!iso) return time;
   const moment = new Date(iso);
   time.dateTime = moment.toISOString();
@@ -265,7 +266,7 @@ export class TurnView {
     this.originEl.hidden = !ORIGIN_LABELS[origin];
     if (turn.lane) this.originEl.textContent = `lane ${turn.lane}${this.originEl.hidden ? '' : ` · ${this.originEl.textContent}`}`;
     if (turn.lane) this.originEl.hidden = false;
-    if (turn.sentAt && !this.timeEl.dateTime) this.timeEl.replaceWith(this.timeEl = timeOf(turn.sentAt));
+    if ((turn.sentAt || '') !== this.timeEl.dataset.from) this.timeEl.replaceWith(this.timeEl = timeOf(turn.sentAt));
     this.usageEl.textContent = usageText(turn.usage);
     this.usageEl.title = 'input tokens (cached) · output tokens · total';
     this.renderDetails();

@@ -74,6 +74,7 @@ async def test_the_official_sdk_chats_and_calls_tools_through_daphne(daphne_serv
     assert [r.response_id for r in records] == [first.response.id, second.response.id, third.response.id]
     assert [r.origin for r in records] == ["user", "user", "tool_output"]
     assert records[0].parent_id is None
+    assert all(r.accepted_at is not None and r.accepted_at <= r.sent_at for r in records)  # accepted, then sent
     assert [r.parent_id for r in records[1:]] == [records[0].pk, records[1].pk]
     assert [r.previous_response_id for r in records[1:]] == [first.response.id, second.response.id]
     assert upstream.responses_carried == 3

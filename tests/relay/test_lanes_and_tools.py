@@ -105,6 +105,7 @@ async def test_a_steer_is_relayed_and_its_successor_recorded(profile, user, conv
     seen = await watcher.until(lambda e: e["type"] == "response.completed" and e["response"]["id"] == successor["id"])
     requests = [e for e in seen if e["type"] == "switchboard.request"]
     assert [r["origin"] for r in requests] == ["user", "steer"]
+    accepted = requests[1].pop("accepted_at")  # the steer's record's (below)
     assert requests[1] == {"type": "switchboard.request", "stream_id": None, "origin": "steer",
                            "previous_response_id": target, "input": [
                                {"type": "message", "role": "user",
@@ -122,6 +123,7 @@ async def test_a_steer_is_relayed_and_its_successor_recorded(profile, user, conv
     assert steer.request_payload == {"type": "response.steer", "previous_response_id": target,
                                      "input": "stop and say done"}
     assert steer.status == "completed"
+    assert accepted == steer.accepted_at.isoformat() and steer.accepted_at <= steer.sent_at
 
 
 async def test_a_steer_for_an_unknown_response_fails_without_reaching_upstream(

@@ -116,9 +116,11 @@ async def test_a_staff_viewer_sees_the_owners_turn_live_and_may_not_send(
     seen = await viewer.until(lambda e: e["type"] in TERMINAL)
     # The viewer sees the owner's message first (switchboard.request), as the owner's own tab does.
     requests = [e for e in seen if e["type"] == "switchboard.request"]
+    accepted = await db(lambda: ResponseRecord.objects.get(conversation_id=conversation.pk).accepted_at)()
     assert requests == [e for e in events if e["type"] == "switchboard.request"] == [{
         "type": "switchboard.request", "stream_id": None, "previous_response_id": None, "origin": "user",
-        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello viewers"}]}]}]
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello viewers"}]}],
+        "accepted_at": accepted.isoformat()}]  # the time its turn shows, live and after a reload
     assert [e["type"] for e in seen].index("switchboard.request") < [e["type"] for e in seen].index("response.created")
     assert [e for e in seen if not e["type"].startswith("switchboard.")] == \
         [e for e in events if not e["type"].startswith("switchboard.")]
