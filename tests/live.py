@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -113,38 +113,32 @@ class SimulatorProcess:
 
 
 @contextmanager
-def simulator_process(*args: str) -> Iterator[SimulatorProcess]:
-    """``python -m sessions_app.simulator`` in a subprocess on a listening socket it adopts, like `start_daphne`
-    (args: extra CLI flags)."""
+def serving(*argv: str, **popen) -> Iterator[tuple[int, subprocess.Popen]]:
+    """`python <argv> --fd N` on a listening socket it adopts, so no other process can take the port between its
+    choice and the bind; (port, process) once it answers HTTP, stopped on the way out. Ours closes once the child
+    has it, so the port refuses connections once the child stops listening."""
     with listening_socket() as sock:
         port = sock.getsockname()[1]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sessions_app.simulator", "--fd", str(sock.fileno()), "--tokens-per-second", "0",
-             *args],
-            cwd=ROOT, pass_fds=(sock.fileno(),),
-        )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}", process)
-        yield SimulatorProcess(url=f"ws://127.0.0.1:{port}/v1/responses", port=port, process=process)
-    finally:
-        stop(process)
-
-
-@contextmanager
-def serving_daphne(env: dict[str, str], server: tuple[str, ...] = ("-m", "sessions_app.serve"),
-                   **popen) -> Iterator[tuple[int, subprocess.Popen]]:
-    """`python <server> project.asgi:application` on a listening socket it adopts (`--fd`), so no other process
-    can take the port between its choice and the bind; (port, process) once it answers HTTP, stopped on the way
-    out. Ours closes once the child has it, so the port refuses connections once the child stops listening."""
-    with listening_socket() as sock:
-        port = sock.getsockname()[1]
-        process = subprocess.Popen([sys.executable, *server, "--fd", str(sock.fileno()), "project.asgi:application"],
-                                   cwd=ROOT, env=env, pass_fds=(sock.fileno(),), **popen)
+        process = subprocess.Popen([sys.executable, *argv, "--fd", str(sock.fileno())], cwd=ROOT,
+                                   pass_fds=(sock.fileno(),), **popen)
     try:
         wait_for_http(f"http://127.0.0.1:{port}", process)
         yield port, process
     finally:
         stop(process)
+
+
+@contextmanager
+def simulator_process(*args: str) -> Iterator[SimulatorProcess]:
+    """``python -m sessions_app.simulator`` in a subprocess (`serving`; args: extra CLI flags)."""
+    with serving("-m", "sessions_app.simulator", "--tokens-per-second", "0", *args) as (port, process):
+        yield SimulatorProcess(url=f"ws://127.0.0.1:{port}/v1/responses", port=port, process=process)
+
+
+def serving_daphne(env: dict[str, str], server: tuple[str, ...] = ("-m", "sessions_app.serve"),
+                   **popen) -> AbstractContextManager[tuple[int, subprocess.Popen]]:
+    """`python <server> project.asgi:application` with `env` (`serving`)."""
+    return serving(*server, "project.asgi:application", env=env, **popen)
 
 
 @dataclass(frozen=True)

@@ -42,25 +42,17 @@ def test_bootstrap_never_creates_a_demo_user_in_production(settings):
 
 def test_simulate_upstream_serves_the_protocol_until_stopped():
     import json
-    import subprocess
-    import sys
 
     from websockets.sync.client import connect
 
-    from tests.live import ROOT, listening_socket, stop, wait_for_http
+    from tests.live import serving
 
-    with listening_socket() as sock:  # the command takes the simulator's options: --fd, as simulator_process
-        port = sock.getsockname()[1]
-        process = subprocess.Popen([sys.executable, "manage.py", "simulate_upstream", "--fd", str(sock.fileno()),
-                                    "--tokens-per-second", "0"], cwd=ROOT, pass_fds=(sock.fileno(),))
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}", process)
+    # The command takes the simulator's options: --fd too, as simulator_process.
+    with serving("manage.py", "simulate_upstream", "--tokens-per-second", "0") as (port, process):
         with connect(f"ws://127.0.0.1:{port}/v1/responses", additional_headers={"Authorization": "Bearer sk-x"}) as ws:
             ws.send(json.dumps({"type": "response.create", "model": "gpt-5.5", "store": False, "input": "hello"}))
             types = []
             while not types or types[-1] != "response.completed":
                 types.append(json.loads(ws.recv(timeout=10))["type"])
         assert types[0] == "response.created"
-    finally:
-        stop(process)
-    assert process.returncode in (0, -15)
+    assert process.returncode in (0, -15)  # stopped by SIGTERM on the way out
