@@ -22,6 +22,12 @@ endpoint strings) cannot set SO_REUSEPORT, so this script binds one listening so
 SO_REUSEPORT on the same port and hands each to its Daphne with `--fd`; the kernel spreads new connections
 over the sockets by a hash of the address pair. One process gets its socket the same way, so both shapes
 share the accept backlog (`--backlog`; a plain `-b/-p` Daphne listens with Twisted's 50).
+
+With `--pin` each Daphne process gets a core of its own (the last ones) and everything else this run starts (the
+simulator, the clients, this script, the PostgreSQL backends serving the bench database) goes on the others; the
+machine's own processes (PostgreSQL's background writers, the shared Redis) may still run anywhere. That is
+the shape of a server whose load comes from elsewhere, which a 2-core machine otherwise cannot give (there the
+load took more than half the cores, and every way waited for one).
 """
 
 from __future__ import annotations
@@ -95,9 +101,18 @@ def reuseport_sockets(count: int, backlog: int) -> list[socket.socket]:
     return sockets
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` onto `cpus` (threads it starts later inherit their starter's set)."""
+    for task in os.scandir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
 @contextmanager
-def switchboard_servers(env: dict[str, str], processes: int, backlog: int,
-                        minimal: bool = False) -> Iterator[tuple[str, list[int]]]:
+def switchboard_servers(env: dict[str, str], processes: int, backlog: int, minimal: bool = False,
+                        server_cpus: list[int] | None = None) -> Iterator[tuple[str, list[int]]]:
     """`processes` × `python -m sessions_app.serve --fd` behind one port; (ws base URL, pids). With `minimal`,
     stock `daphne --fd` serving bench/minimal_consumer.py (the forward-only consumer) instead.
 
@@ -116,6 +131,8 @@ def switchboard_servers(env: dict[str, str], processes: int, backlog: int,
                 cwd=BENCH.parent, env={**os.environ, **env}, pass_fds=(sock.fileno(),)))
             sock.close()  # the child holds it now
             wait_for_port(private, started[-1], timeout=60)
+            if server_cpus:  # --pin: process i alone on the i-th server core
+                pin(started[-1].pid, {server_cpus[len(started) - 1]})
         yield f"ws://127.0.0.1:{port}/v1/responses", [process.pid for process in started]
     finally:
         for process in started:
@@ -161,7 +178,8 @@ def start_targets(stack: ExitStack, args, tmp: Path, notes: list[str]) -> list[T
     if args.minimal:
         env = {**django_env(tmp / "minimal", simulator.url), "BENCH_UPSTREAM_URL": simulator.url}
         for processes in args.processes:
-            url, pids = stack.enter_context(switchboard_servers(env, processes, args.backlog, minimal=True))
+            url, pids = stack.enter_context(switchboard_servers(env, processes, args.backlog, minimal=True,
+                                                                server_cpus=args.server_cpus))
             targets.append(Target(f"minimal {processes}p", url, pids))
     for kind in args.db:
         if kind == "pg" and not (service_answers(lambda: psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2).close())
@@ -171,7 +189,8 @@ def start_targets(stack: ExitStack, args, tmp: Path, notes: list[str]) -> list[T
         stored = stack.enter_context(database(kind, tmp, simulator.url, args.redis_url))
         token = switchboard_prepare(stored.env, counted=args.limited)
         for processes in args.processes:
-            url, pids = stack.enter_context(switchboard_servers(stored.env, processes, args.backlog))
+            url, pids = stack.enter_context(switchboard_servers(stored.env, processes, args.backlog,
+                                                                server_cpus=args.server_cpus))
             targets.append(Target(f"{kind} {processes}p", url, pids, {"Authorization": f"Bearer {token}"}, stored))
     return targets
 
@@ -212,6 +231,9 @@ def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
     cpu_before = [cpu.seconds(pid) for pid in pids]
     wait_before = [runqueue_wait_seconds(pid) for pid in target.pids]
     backends = target.database.backends if target.database else None
+    if backends and args.server_cpus:  # --pin: the database works on the load's cores, not the servers'
+        for pid in backends.pids():
+            pin(pid, set(args.load_cpus))
     database_before = backends.seconds() if backends else {}
     began = time.perf_counter()
     raw = drive(target, n, args, timeout=args.ramp + args.turns * args.tokens / args.rate * 10 + 60)
@@ -310,11 +332,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limited", action="store_true",
                         help="the bench user's limits are counted (set too high to refuse), as under the default "
                              "limits; without it the user has none, and nothing is counted")
+    parser.add_argument("--pin", action="store_true",
+                        help="each Daphne process alone on a core of its own (the last ones); this script, the "
+                             "simulator, the clients and the PostgreSQL backends on the others")
     parser.add_argument("--json", type=Path, help="write every round's figures to this file")
     args = parser.parse_args(argv)
     if set(args.db) - {"sqlite", "pg"} or not args.processes or not args.n or min(args.n + args.processes) < 1:
         parser.error("--db takes sqlite,pg; --n and --processes take positive numbers")
     args.n = sorted(set(args.n))
+    cpus = sorted(os.sched_getaffinity(0))
+    args.server_cpus, args.load_cpus = None, cpus
+    if args.pin:
+        if len(cpus) <= max(args.processes):
+            parser.error(f"--pin needs more cores than Daphne processes ({len(cpus)} cores here)")
+        args.load_cpus = cpus[:len(cpus) - max(args.processes)]
+        args.server_cpus = cpus[len(cpus) - max(args.processes):][::-1]
     return args
 
 
@@ -323,9 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     # Sockets: a conversation holds one in the client, two in Daphne and one in the simulator. Children inherit.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.pin:
+        os.sched_setaffinity(0, args.load_cpus)  # the simulator and the clients inherit it; servers are moved
     began = time.perf_counter()
     notes = [f"open files limit {hard}" + (" (too low for the largest N)" if hard < 2 * args.n[-1] + 256 else ""),
              "limits: counted, never reached (--limited)" if args.limited else "limits: none (nothing counted)"]
+    if args.pin:
+        notes.append(f"pinned (--pin): Daphne process i on core {args.server_cpus}[i], where nothing else this run "
+                     f"starts runs; this script, the simulator, the clients and PostgreSQL's backends on {args.load_cpus}")
     server_log = Path(tempfile.gettempdir()) / f"switchboard-capacity-{os.getpid()}.log"
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="switchboard-capacity-") as tmp:
         with children_output_to(server_log):

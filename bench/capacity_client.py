@@ -5,7 +5,7 @@ competes with theirs inside one process (bench/capacity.py may start several of 
 Each conversation opens its own socket at its start offset, runs `turns` chained turns of
 `/long TOKENS` (turn 2 onwards continue with `previous_response_id`), then closes. The
 frames are what the official `openai` SDK sends in WebSocket mode (`response.create` on
-`/v1/responses`), sent with plain `websockets`, which keeps the client cheap.
+`/v1/responses`), sent with plain `websockets` on uvloop, which keeps the client cheap.
 
 Protocol with the driver (one JSON line each way, then the result):
 
@@ -24,6 +24,7 @@ import resource
 import sys
 import time
 
+import uvloop
 from websockets.asyncio.client import connect
 
 MODEL = "gpt-5.5"
@@ -104,7 +105,7 @@ def main() -> None:
     print("ready", flush=True)
     epoch = json.loads(sys.stdin.readline())["epoch"]
     cpu_start = time.process_time()
-    figures = asyncio.run(run(config, epoch))
+    figures = uvloop.run(run(config, epoch))  # the load generator's own CPU: less of it shares the load's cores
     figures.cpu_s = time.process_time() - cpu_start  # this client's CPU: is the load generator itself saturated?
     result = {key: [round(x, 3) for x in value] if isinstance(value, list) and key != "failures" else value
               for key, value in vars(figures).items()}
