@@ -65,8 +65,12 @@ def _wait(ready: Callable[[], bool], process: subprocess.Popen, timeout: float, 
 
 
 def _answers_http(base_url: str) -> bool:
+    # A slow answer is an answer: /healthz checks the database, the layer (up to 1 s) and the upstream (up
+    # to 2 s) one after another (sessions_app/health.py), and a server's first request also loads the URLconf
+    # and opens its connections. A 1 s wait here could miss every answer of a server started on a loaded
+    # machine until _wait gave up: a likely cause of a fixture error seen once ("did not answer HTTP after 20s").
     try:
-        urllib.request.urlopen(f"{base_url}/healthz", timeout=1).close()
+        urllib.request.urlopen(f"{base_url}/healthz", timeout=5).close()
     except urllib.error.HTTPError:  # any answer will do (503 while the database is down)
         return True
     except OSError:
