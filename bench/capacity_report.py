@@ -17,6 +17,13 @@ def medians(runs: list[dict]) -> dict:
             "failures": sum(len(run["failures"]) for run in runs)}
 
 
+def each_round(ours: list[dict], direct: list[dict], first_only: bool) -> str:
+    """What the way added to the p99 in each round, against direct's p99 in the same round, in round order: the
+    spread a median hides (the rounds are paired by their number; the order of the ways rotates each round)."""
+    key = "first_p99" if first_only else "cont_p99"
+    return " ".join(f"{mine[key] - theirs[key]:+.0f}" for mine, theirs in zip(ours, direct, strict=False)) + " ms"
+
+
 def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: float) -> dict:
     summary: dict = {"args": {k: v for k, v in vars(args).items() if k != "json"}, "notes": notes,
                      "elapsed_s": elapsed, "rounds": {f"{k[0]} N={k[1]}": v for k, v in rounds.items()},
@@ -65,8 +72,9 @@ def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: floa
             who = "the forward-only consumer (stock Daphne" if kind == "minimal" else f"Switchboard ({kind}"
             print(f"\n== added by {who}, {processes} process{'es' * (processes > 1)}): "
                   "its median minus direct's at the same N")
-            print("| N | continuation TTFD p50 / p99 | inter-delta gap p99 | first turn TTFD p50 / p99 | target |")
-            print("|---|---|---|---|---|")
+            print("| N | continuation TTFD p50 / p99 | inter-delta gap p99 | first turn TTFD p50 / p99 | target "
+                  f"| {'first turn' if first_only else 'continuation'} TTFD p99, each round |")
+            print("|---|---|---|---|---|---|")
             holds[processes], broken = None, False
             for n in args.n:
                 if (name, n) not in rounds or ("direct", n) not in rounds:
@@ -84,7 +92,8 @@ def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: floa
                     holds[processes] = n
                 verdict = ("holds" if ok else "misses") + (f" ({ours['failures']} failed)" if ours["failures"] else "")
                 print(f"| {n} | {added['cont_p50']:+.1f} / {added['cont_p99']:+.1f} ms | {added['gap_p99']:+.1f} ms "
-                      f"| {added['first_p50']:+.0f} / {added['first_p99']:+.0f} ms | {verdict} |")
+                      f"| {added['first_p50']:+.0f} / {added['first_p99']:+.0f} ms | {verdict} "
+                      f"| {each_round(rounds[(name, n)], rounds[('direct', n)], first_only)} |")
         summary["capacity"][kind] = holds
         print(f"\n{kind}: largest N holding the target ({target}, every N up to it holding too):")
         for processes, n in holds.items():
