@@ -131,7 +131,7 @@ def switchboard_servers(env: dict[str, str], processes: int, backlog: int, minim
                 cwd=BENCH.parent, env={**os.environ, **env}, pass_fds=(sock.fileno(),)))
             sock.close()  # the child holds it now
             wait_for_port(private, started[-1], timeout=60)
-            if server_cpus:  # --pin: process i alone on the i-th server core
+            if server_cpus:  # --pin: process i on the i-th server core
                 pin(started[-1].pid, {server_cpus[len(started) - 1]})
         yield f"ws://127.0.0.1:{port}/v1/responses", [process.pid for process in started]
     finally:
@@ -333,7 +333,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the bench user's limits are counted (set too high to refuse), as under the default "
                              "limits; without it the user has none, and nothing is counted")
     parser.add_argument("--pin", action="store_true",
-                        help="each Daphne process alone on a core of its own (the last ones); this script, the "
+                        help="each Daphne process on a core of its own (the last ones); this script, the "
                              "simulator, the clients and the PostgreSQL backends on the others")
     parser.add_argument("--json", type=Path, help="write every round's figures to this file")
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ def each_round(ours: list[dict], direct: list[dict], first_only: bool) -> str:
     """What the way added to the p99 in each round, against direct's p99 in the same round, in round order: the
     spread a median hides (the rounds are paired by their number; the order of the ways rotates each round)."""
     key = "first_p99" if first_only else "cont_p99"
-    return " ".join(f"{mine[key] - theirs[key]:+.0f}" for mine, theirs in zip(ours, direct, strict=False)) + " ms"
+    return " ".join(f"{mine[key] - theirs[key]:+.0f}" for mine, theirs in zip(ours, direct, strict=True)) + " ms"
 
 
 def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: float) -> dict:
