@@ -25,7 +25,7 @@ export function composerHint(now) {
   }
   if (now.calls) {
     return now.plain ? 'Your message is sent as the output of every pending call.'
-      : 'Answer each function call below; Send sends all the outputs together.';
+      : 'Answer each function call above; Send sends all the outputs together.';
   }
   return null;
 }

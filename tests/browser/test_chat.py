@@ -149,7 +149,7 @@ def test_a_tool_call_directive_renders_a_function_call_and_its_output_goes_back(
     expect(call.locator(".call-arguments")).to_have_text('{ "city": "Paris" }')  # pretty-printed
     call_id = call.locator(".call-id").inner_text()
     assert call_id.startswith("call_")
-    expect(page.locator("#composer-hint")).to_contain_text("Answer each function call below")
+    expect(page.locator("#composer-hint")).to_contain_text("Answer each function call above")
     answer = page.get_by_label(f"Output of get_weather ({call_id})")
     expect(answer).to_be_visible()
 
