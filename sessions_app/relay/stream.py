@@ -229,7 +229,11 @@ class Downstream:
         # Nobody to blame: the client left (gateway) or stopped the response, this process is shutting
         # down (hub.drain), or the relay closed it to resend its request (overlap.py).
         left = reason in (Reason.CLIENT_LEFT, Reason.SERVER_SHUTDOWN, Reason.STOPPED, Reason.RESENT)
-        for ticket in link.book.clear():
+        tickets = link.book.clear()
+        self.recorder.add(ConnectionClosed(link.connection_pk, code, text, reason, timezone.now(), link.carried))
+        if tickets or (self.face.announces and not left):
+            await self._close_written(len(tickets))
+        for ticket in tickets:
             if (reason == Reason.CONNECTION_LIMIT and ticket.response_id is None and self.recover is not None
                     and self.recover(link, ticket, LIMIT_CODE)):
                 self.supersede(ticket)  # never started: resent on a new socket
@@ -237,11 +241,19 @@ class Downstream:
             exc = None if left or ticket.stopped else link.failure or relay_errors.upstream_disconnected(code, reason, text)
             status = Status.CANCELLED if ticket.stopped else Status.INTERRUPTED if left else Status.FAILED
             await self.end_ticket(ticket, status, exc, connection_pk=link.connection_pk, update=False)
-        self.recorder.add(ConnectionClosed(link.connection_pk, code, text, reason, timezone.now(), link.carried))
         logger.info("Upstream socket closed: %s (code %s)", reason, code, extra=self.log_ids(None, link.connection_pk))
         if self.face.announces and not left:
             await self.to_client(json.dumps({"type": "switchboard.upstream_closed", "reason": reason, "code": code}))
         await self.update_status()
+
+    async def _close_written(self, requests: int) -> None:
+        """Until a closed socket's end is written, its row counts as held (limits.upstream_sockets_guard): a
+        client told at once, retrying at once, was refused `too_many_upstream_sockets`. In flight meanwhile."""
+        self.holding += requests
+        try:
+            await self.recorder.written(HOLD_SECONDS)  # False at once while the database is unavailable
+        finally:
+            self.holding -= requests
 
     # -- ending requests ---------------------------------------------------------------
 

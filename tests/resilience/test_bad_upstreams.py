@@ -20,6 +20,7 @@ import json
 import threading
 import time
 import urllib.request
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,7 +31,7 @@ from openai import AsyncOpenAI
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from sessions_app.models import ErrorEvent, ResponseRecord, UpstreamConnection, UpstreamProfile
+from sessions_app.models import ErrorEvent, ResponseRecord, UpstreamConnection, UpstreamProfile, UserLimits
 from sessions_app.upstream import UpstreamTarget, post_compact
 from tests.relay.conftest import db
 from tests.resilience.bad_upstream import FRAME_CAP, BadUpstream
@@ -170,22 +171,39 @@ async def eventually(check, within: float = WAIT):
         await asyncio.sleep(0.1)
 
 
-def settled(bad: BadUpstream, sockets: int | None):
+def settled(bad: BadUpstream, sockets: int | None) -> tuple[tuple[list, list] | None, str]:
     """Nothing open anywhere: no connection to the bad upstreams, all `sockets` upstream rows written (None:
-    however many) and closed with a reason, no response still in flight. Returns the rows (truthy) or None."""
+    however many) and closed with a reason, no response still in flight. Returns (the rows, "") once it is so,
+    else (None, what is not settled yet)."""
     from django.db import connections
 
     if any(bad.open.values()):
-        return None
+        return None, f"connections still open to the bad upstreams: {dict(bad.open)}"
     try:
         connections_ = list(UpstreamConnection.objects.order_by("pk"))
         records = list(ResponseRecord.objects.order_by("pk"))
     finally:
         connections.close_all()
-    open_rows = [c for c in connections_ if not c.close_reason]
-    busy = [r for r in records if r.status in ("pending", "queued", "in_progress")]
-    counted = sockets is None or len(connections_) == sockets
-    return None if open_rows or busy or not counted else (connections_, records)
+    open_rows = [c.pk for c in connections_ if not c.close_reason]
+    busy = [(r.pk, r.status) for r in records if r.status in ("pending", "queued", "in_progress")]
+    if open_rows or busy or (sockets is not None and len(connections_) != sockets):
+        return None, (f"{len(connections_)} upstream rows (expected {sockets}), open {open_rows[:10]}, "
+                      f"responses in flight {busy[:10]}, close reasons "
+                      f"{Counter(c.close_reason for c in connections_)}, statuses {Counter(r.status for r in records)}")
+    return (connections_, records), ""
+
+
+async def settle(bad: BadUpstream, sockets: int | None) -> tuple[list, list]:
+    """`settled`'s rows once everything is; fails after WAIT with what still was not (a count off, a row open)."""
+    last = [""]
+
+    def check():
+        rows, last[0] = settled(bad, sockets)
+        return rows
+
+    rows = await eventually(check)
+    assert rows, f"not settled after {WAIT:g} s: {last[0]}"
+    return rows
 
 
 def error_rows(*fields: str) -> list[tuple]:
@@ -225,7 +243,7 @@ async def test_refused_handshakes_are_clear_errors_and_the_socket_stays_usable(f
         async with FACES[face](world, "ok") as client:  # the relay itself is fine
             assert client_final(await client.turn("hello"))["type"] == "response.completed"
 
-    connections_, records = await eventually(lambda: settled(bad, 3 * len(REFUSALS)))
+    connections_, records = await settle(bad, 3 * len(REFUSALS))
     refused = [c for c in connections_ if c.close_reason == "handshake_failed"]
     assert sorted({c.close_code for c in refused}) == list(REFUSALS) and len(refused) == 2 * len(REFUSALS)
     assert [r.status for r in records].count("failed") == 2 * len(REFUSALS)
@@ -249,7 +267,7 @@ async def test_a_handshake_that_never_completes_times_out_with_a_clear_error(fac
             else:
                 assert error["error"]["code"] == "upstream_protocol_error"
                 assert "handshake was invalid" in error["error"]["message"]
-    connections_, _ = await eventually(lambda: settled(bad, 3))  # no TCP connection left to either server
+    connections_, _ = await settle(bad, 3)  # no TCP connection left to either server
     assert [c.close_reason for c in connections_] == ["handshake_failed"] * 3
 
 
@@ -265,7 +283,7 @@ async def test_an_upstream_that_falls_silent_is_closed_and_the_turn_fails_with_u
             # Not stuck: the next turn opens a new upstream socket and completes.
             assert client_final(await client.turn("are you there?"))["type"] == "response.completed"
 
-    connections_, records = await eventually(lambda: settled(bad, 3))
+    connections_, records = await settle(bad, 3)
     assert [r.status for r in records] == ["failed", "completed", "failed", "completed"]
     stalled = [c for c in connections_ if c.close_text == "upstream_timeout"]
     assert len(stalled) == 2 and {c.close_reason for c in stalled} == {"upstream_error"}
@@ -281,7 +299,7 @@ async def test_an_upstream_that_hangs_up_after_the_handshake_is_a_clear_error(fa
             assert error["error"]["message"] == ("The upstream socket closed (upstream_error, code 1011: going away) "
                                                  "before this response ended.")
     # Each turn opened one or two sockets (the relay sends again once when the socket died under the send).
-    connections_, records = await eventually(lambda: settled(bad, None))
+    connections_, records = await settle(bad, None)
     assert [r.status for r in records] == ["failed", "failed"]
     assert {(c.close_reason, c.close_code) for c in connections_} == {("upstream_error", 1011)}
 
@@ -294,7 +312,7 @@ async def test_a_slow_upstream_that_keeps_talking_is_not_cut_off(face, world, ba
         events = await client.turn("slow 10 400")  # 10 deltas 0.4 s apart: over 4 s in all, over the 3 s limit
         assert client_final(events)["type"] == "response.completed" and not errors(events)
         assert [e["type"] for e in events].count("response.output_text.delta") == 10
-    _, records = await eventually(lambda: settled(bad, 1))
+    _, records = await settle(bad, 1)
     assert [r.status for r in records] == ["completed"]
 
 
@@ -312,7 +330,7 @@ async def test_malformed_frames_fail_the_turn_clearly_and_the_next_turn_works(fa
         assert f"larger than {FRAME_CAP} bytes" in the_error(events)["error"]["message"]
         assert client_final(await client.turn("again"))["type"] == "response.completed"
 
-    connections_, records = await eventually(lambda: settled(bad, 5))
+    connections_, records = await settle(bad, 5)
     assert [r.status for r in records] == ["failed", "completed"] * 4
     assert {c.close_reason for c in connections_} == {"upstream_error", "client_left"}
 
@@ -332,7 +350,7 @@ async def test_unknown_events_and_unknown_response_ids_are_relayed_and_the_turn_
         assert errors(events) == [("upstream_disconnected", 502)]
         assert client_final(await client.turn("again"))["type"] == "response.completed"
 
-    _, records = await eventually(lambda: settled(bad, 2))
+    _, records = await settle(bad, 2)
     mine = [r for r in records if not r.response_id.startswith("resp_ghost")]
     assert [r.status for r in mine] == ["completed"] * 3 + ["failed", "completed"]
     assert all(r.events_received for r in mine)
@@ -347,10 +365,28 @@ async def test_a_flood_of_upstream_errors_that_end_nothing_is_relayed_and_counte
             events = await client.turn("errorflood 300", ends=301)  # every error relayed, then the completion
             assert len(errors(events)) == 300 and client_final(events)["type"] == "response.completed"
 
-    connections_, _ = await eventually(lambda: settled(bad, 1))
+    connections_, _ = await settle(bad, 1)
     # One row per socket and code, counting its occurrences (as client mistakes are counted: refusals.py).
     expected = [("noise_0", "upstream", 200), ("noise_1", "upstream", 200), ("noise_2", "upstream", 200)]
     assert await eventually(lambda: error_rows("code", "source", "count") == expected)
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_a_turn_right_after_a_broken_frame_gets_a_new_socket_at_a_limit_of_one(face, world, bad):
+    """Each broken frame closes its upstream socket, and the client's next turn opens a new one at once. Until
+    the old socket's end was written its row counted as held, so at a limit of one upstream socket the next
+    turn was refused `too_many_upstream_sockets` (the flood test below failed that way): the client hears of
+    the failure once the end is written."""
+    from django.contrib.auth import get_user_model
+
+    await db(lambda: UserLimits.objects.create(user=get_user_model().objects.get(), max_upstream_sockets=1))()
+    async with FACES[face](world, "ok") as client:
+        for word in ["notjson", "notype", "binary", "huge"] * 3:
+            codes = [code for code, _ in errors(await client.turn(word))]
+            assert codes and "too_many_upstream_sockets" not in codes, (word, codes)
+            assert client_final(await client.turn("hello"))["type"] == "response.completed"
+    connections_, _ = await settle(bad, 13)  # each broken frame ended the socket a "hello" had opened
+    assert Counter(c.close_reason for c in connections_)["upstream_error"] == 12
 
 
 async def test_floods_of_refusals_and_broken_frames_keep_memory_and_error_rows_bounded(world, bad):
@@ -378,7 +414,7 @@ async def test_floods_of_refusals_and_broken_frames_keep_memory_and_error_rows_b
     print(f"Daphne RSS grew {grown} KiB over 50 refused handshakes and 200 broken frames")
     assert grown < 64 * 1024, f"RSS grew {grown} KiB"
 
-    connections_, records = await eventually(lambda: settled(bad, 60 + 220 + 2))
+    connections_, records = await settle(bad, 60 + 220 + 2)
     assert len(records) == 60 + 220 + 2
     await eventually(lambda: len(error_rows("pk")) == 60 + 55 + 2 * 165)
     counts = await db(lambda: dict(ErrorEvent.objects.values_list("code").annotate(n=Count("pk"))))()
