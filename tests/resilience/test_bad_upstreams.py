@@ -195,14 +195,15 @@ def settled(bad: BadUpstream, sockets: int | None) -> tuple[tuple[list, list] | 
 
 async def settle(bad: BadUpstream, sockets: int | None) -> tuple[list, list]:
     """`settled`'s rows once everything is; fails after WAIT with what still was not (a count off, a row open)."""
-    last = [""]
+    why = ""
 
     def check():
-        rows, last[0] = settled(bad, sockets)
+        nonlocal why
+        rows, why = settled(bad, sockets)
         return rows
 
     rows = await eventually(check)
-    assert rows, f"not settled after {WAIT:g} s: {last[0]}"
+    assert rows, f"not settled after {WAIT:g} s: {why}"
     return rows
 
 
