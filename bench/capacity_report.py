@@ -51,7 +51,7 @@ def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: floa
                 m = medians(rounds[(name, n)])
                 print(f"{name:<10}{n:>5}" + "".join(f"{m[key]:>9{fmt}}" for _, key, fmt in columns))
     busy = max((medians(runs)["server_wait_percent"] for key, runs in rounds.items() if key[0] == "direct"), default=0)
-    if busy > 10 and getattr(args, "pin", False):  # the simulator shares its core(s) with the clients by design
+    if busy > 10 and args.pin:  # the simulator shares its core(s) with the clients by design
         print(f"note: in the direct rounds the simulator waited for a core up to {busy:.0f} % of the time, behind the "
               "clients on the load's core(s): every way's figures carry that wait, direct's too")
     elif busy > 10:  # the simulator alone, at most half a core, should rarely wait on an idle 2-core machine
