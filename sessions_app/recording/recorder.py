@@ -242,6 +242,8 @@ class Recorder:
         except asyncio.QueueFull:
             self._overflow(op, writer.queue.maxsize)
             return
+        if type(op) is ConnectionClosed:
+            writer.ends_mark = writer.put_count
         if self._overflowing and writer.queue.qsize() < writer.queue.maxsize // 2:
             self._overflowing = False
 
@@ -355,19 +357,32 @@ class Recorder:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def written(self, seconds: float) -> bool:
-        """Wait until what this socket queued so far is written (True), at most `seconds`; False at once
-        while the database is unavailable (then it is written when it returns, in order).
+    async def written(self, seconds: float, *, mark: int | None = None) -> bool:
+        """Wait until what this socket queued so far (or the writer's first `mark` ops) is written (True), at
+        most `seconds`; False at once while the database is unavailable (then it is written when it returns,
+        in order).
 
         Cheaper than `flush`: only the ops queued before this call are waited for, never the later
         ops of other sockets sharing the writer, and the writer's linger is cut short."""
         writer = self.writer
-        if writer.done_count >= writer.put_count:
+        mark = writer.put_count if mark is None else mark
+        if writer.done_count >= mark:
             return True
         try:
-            return await asyncio.wait_for(writer.written(writer.put_count), seconds)
+            return await asyncio.wait_for(writer.written(mark), seconds)
         except TimeoutError:
             return False
+
+    @property
+    def ends_unwritten(self) -> bool:
+        """Whether an upstream socket's end queued in this process is not written yet (`ends_written`)."""
+        return self.writer.done_count < self.writer.ends_mark
+
+    async def ends_written(self, seconds: float) -> bool:
+        """Wait until every upstream socket's end queued in this process so far is written. Until then its row
+        counts as a held socket against the user's limit (relay/limits.py), and the guarded INSERT of a new
+        socket's row is not queued behind it: the relay waits here before writing one (relay/link.py)."""
+        return await self.written(seconds, mark=self.writer.ends_mark)
 
     async def flush(self) -> None:
         """Wait until everything queued (or counted) so far is written, or the database is found unavailable

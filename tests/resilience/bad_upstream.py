@@ -153,6 +153,11 @@ class BadUpstream:
         if word == "hangup":  # closes the socket at once, before any event of the create
             await ws.close(1011, "going away")
             return
+        if word == "bye":  # a normal response, then the socket closes while idle (as at the 60-minute limit)
+            for frame in [*started, {"type": "response.completed", "response": response(rid, "completed", "bye")}]:
+                await ws.send(json.dumps(frame))
+            await ws.close(1000, "bye")
+            return
         if word == "slow":  # slow but alive: N deltas, MS milliseconds apart, then a normal end
             count, pause = (int(n) for n in rest.split())
             for frame in [*started, *[delta] * count]:

@@ -390,6 +390,23 @@ async def test_a_turn_right_after_a_broken_frame_gets_a_new_socket_at_a_limit_of
     assert Counter(c.close_reason for c in connections_)["upstream_error"] == 12
 
 
+@pytest.mark.parametrize("face", FACES)
+async def test_a_turn_right_after_an_idle_close_gets_a_new_socket_at_a_limit_of_one(face, world, bad):
+    """The upstream closes a socket with nothing open on it, just after a response ended, and the client's next
+    turn comes at once. The gateway tells its client nothing of such a close, so nothing waited for the old
+    socket's end to be written: at a limit of one the new socket's row could count the old one as held and be
+    refused `too_many_upstream_sockets`. A new socket now waits for the ends already queued."""
+    from django.contrib.auth import get_user_model
+
+    await db(lambda: UserLimits.objects.create(user=get_user_model().objects.get(), max_upstream_sockets=1))()
+    async with FACES[face](world, "ok") as client:
+        for _ in range(12):
+            events = await client.turn("bye")
+            assert client_final(events)["type"] == "response.completed", errors(events)
+    connections_, _ = await settle(bad, 12)  # each "bye" needed a new socket
+    assert {c.close_code for c in connections_} == {1000}
+
+
 async def test_floods_of_refusals_and_broken_frames_keep_memory_and_error_rows_bounded(world, bad):
     pid = world["server"].process.pid
     broken = itertools.cycle(["notjson", "notype", "binary", "huge"])
