@@ -3,7 +3,8 @@
 * session.py: `RelaySession`, a client socket's relay, and its two faces (`BROWSER`, `GATEWAY`): where
   a client frame is validated and a `response.create` is checked, written and sent;
 * link.py: the upstream socket's life (open, read, close); stream.py: what comes back, forwarded and
-  queued for the recorder; lanes.py: which request an upstream event belongs to;
+  queued for the recorder; lanes.py: which request an upstream event belongs to; lineage.py: which
+  response continues which, as far as the socket has seen;
 * recovery.py: when a request is replayed from the records instead of continued (a lost cache, the
   60-minute limit); context.py: what the relay reads from the database before it streams;
 * ownership.py: the stored ids a client names, checked against its user's records; limits.py: the

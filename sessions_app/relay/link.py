@@ -265,7 +265,7 @@ class UpstreamLinks:
                 if link.reader is not None:
                     await asyncio.wait([link.reader], timeout=5)
                 continue
-            self.downstream.sent_child(ticket)
+            self.downstream.lineage.sent_child(ticket)
             if link.connection_pk != recorded_connection:
                 ticket.sent_at = timezone.now()
                 self.host.recorder.add(Sent(ticket.record_pk, link.connection_pk, ticket.sent_at))

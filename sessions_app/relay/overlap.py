@@ -108,7 +108,7 @@ class Overlap:
             return replace(row, connection_pk=None)
         ticket.record_pk = written.record_pk
         self._open_gate(link, gate, True)
-        downstream.sent_child(ticket)
+        downstream.lineage.sent_child(ticket)
         await downstream.update_status()
         return None
 

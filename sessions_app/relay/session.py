@@ -358,11 +358,7 @@ class RelaySession:
 
     def _known_parent(self, response_id: str | None, lane: str | None) -> tuple[int | None, bool | None]:
         """(record, forks) of a response this session streamed; (None, None) leaves it to the database."""
-        known = self.downstream.records.get(response_id) if response_id else None
-        if known is None:
-            return None, None
-        record_pk, parent_lane = known
-        return record_pk, self.downstream.forks(record_pk, parent_lane, lane)
+        return self.downstream.lineage.parent(response_id, lane)
 
     @property
     def busy(self) -> bool:
@@ -374,7 +370,7 @@ class RelaySession:
     def has_seen(self, response_id: str) -> bool:
         """A response of this session's conversation it already knows, with no query (ownership.py)."""
         link = self.downstream.link
-        return (response_id in self.downstream.records or (link is not None and response_id in link.book.seen)
+        return (response_id in self.downstream.lineage or (link is not None and response_id in link.book.seen)
                 or (self.conversation is not None and response_id == self.conversation.latest_response_id))
 
     def open_connection_pk(self) -> int | None:

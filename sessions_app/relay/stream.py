@@ -51,6 +51,7 @@ from .echo import echoed_frame
 from .faces import Face
 from .hooks import SendText
 from .lanes import RESPONSE_EVENTS, TERMINAL_EVENTS, Ticket
+from .lineage import Lineage
 from .refusals import Refusals
 from .upstream_link import CONTINUABLE, LIMIT_CODE, RECOVERABLE_CODES, Recover, UpstreamLink
 
@@ -74,9 +75,7 @@ class Downstream:
         self.conversation_id = conversation_id
         self.link: UpstreamLink | None = None  # the session's current upstream socket
         self.latest = latest_response_id
-        # What this session knows of its responses, so a continuation needs no lookup:
-        self.records: dict[str, tuple[int, str | None]] = {}  # response id -> (record, lane)
-        self.continued: dict[int, int] = {}  # record -> its children sent here that did not end badly
+        self.lineage = Lineage()  # what this session knows of its responses, so a continuation needs no lookup
         self._send = send
         self._failed = status == "failed"
         self._recorded: tuple[str, str] = (status, latest_response_id)
@@ -186,7 +185,7 @@ class Downstream:
     def supersede(self, ticket: Ticket) -> None:
         """A request the relay resends: its record ends failed, without telling the client."""
         self.recorder.add(endings.superseded(ticket, self.conversation_id))
-        self._child_ended_badly(ticket)
+        self.lineage.child_ended_badly(ticket)
         self._ended(ticket)
 
     def _ended(self, ticket: Ticket) -> None:
@@ -196,7 +195,7 @@ class Downstream:
     def _started(self, link: UpstreamLink, ticket: Ticket, kind: str, ended: bool) -> None:
         if not ticket.response_id or ticket.record_pk is None:
             return
-        self.records[ticket.response_id] = (ticket.record_pk, ticket.stream_id)
+        self.lineage.started(ticket.response_id, ticket.record_pk, ticket.stream_id)
         if ended:
             return  # the Finished op carries the id
         ticket.queued = kind == "response.queued"
@@ -271,7 +270,7 @@ class Downstream:
         self._ended(ticket)
         self._failed = outcome.status not in CONTINUABLE and not ticket.stopped
         if outcome.status not in CONTINUABLE:
-            self._child_ended_badly(ticket)
+            self.lineage.child_ended_badly(ticket)
         if outcome.status in CONTINUABLE and outcome.response_id:
             self.latest = outcome.response_id
         await self._deliver_held(ticket, held)
@@ -310,7 +309,7 @@ class Downstream:
             await self.to_client(json.dumps(event))
         if status == Status.FAILED:
             self._failed = True
-        self._child_ended_badly(ticket)
+        self.lineage.child_ended_badly(ticket)
         self._ended(ticket)
         await self._deliver_held(ticket, held)
         if update:
@@ -320,18 +319,6 @@ class Downstream:
         """`extra=` for a log line: what this stream knows of the ids (sessions_app/logs.py)."""
         return {"conversation_id": str(self.conversation_id) if self.conversation_id else None,
                 "response_id": response_id, "connection_id": connection_pk}
-
-    def sent_child(self, ticket: Ticket) -> None:
-        if ticket.parent_pk is not None:
-            self.continued[ticket.parent_pk] = self.continued.get(ticket.parent_pk, 0) + 1
-
-    def _child_ended_badly(self, ticket: Ticket) -> None:
-        if ticket.parent_pk is not None and self.continued.get(ticket.parent_pk):
-            self.continued[ticket.parent_pk] -= 1
-
-    def forks(self, parent_pk: int, parent_lane: str | None, lane: str | None) -> bool:
-        """Whether continuing a response of this session branches its chain (see recording.RequestRow)."""
-        return parent_lane != lane or self.continued.get(parent_pk, 0) > 0
 
     # -- the client --------------------------------------------------------------------
 
