@@ -201,12 +201,14 @@ def drive(target: Target, n: int, args, timeout: float) -> dict:
     """N conversations through `target`, split over `args.clients` client processes; the merged raw figures."""
     offsets = [i * args.ramp / n for i in range(n)]
     clients = []
+    results = tempfile.TemporaryDirectory(prefix="capacity-clients-")
     for share in range(args.clients):
         client = subprocess.Popen([sys.executable, str(BENCH / "capacity_client.py")], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
         client.stdin.write(json.dumps({"url": target.url, "headers": target.headers, "turns": args.turns,
                                        "tokens": args.tokens, "timeout": timeout,
-                                       "offsets": offsets[share::args.clients]}) + "\n")
+                                       "offsets": offsets[share::args.clients],
+                                       "result": str(Path(results.name, f"{share}.json"))}) + "\n")
         client.stdin.flush()
         clients.append(client)
     for client in clients:
@@ -217,11 +219,12 @@ def drive(target: Target, n: int, args, timeout: float) -> dict:
         client.stdin.write(json.dumps({"epoch": epoch}) + "\n")
         client.stdin.flush()
     merged: dict = {}
-    for client in clients:
-        output = client.stdout.read()
-        client.wait()
-        for key, value in json.loads(output.strip().splitlines()[-1]).items():
-            merged[key] = merged.get(key, 0 if isinstance(value, int | float) else []) + value
+    with results:
+        for share, client in enumerate(clients):
+            if client.wait() != 0:
+                raise RuntimeError(f"client process {share} exited {client.returncode}")
+            for key, value in json.loads(Path(results.name, f"{share}.json").read_text()).items():
+                merged[key] = merged.get(key, 0 if isinstance(value, int | float) else []) + value
     return merged
 
 

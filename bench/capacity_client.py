@@ -9,11 +9,14 @@ frames are what the official `openai` SDK sends in WebSocket mode (`response.cre
 
 Protocol with the driver (one JSON line each way, then the result):
 
-    stdin  {"url", "headers", "offsets": [s, …], "turns", "tokens", "timeout"}
+    stdin  {"url", "headers", "offsets": [s, …], "turns", "tokens", "timeout", "result": path}
     stdout "ready"                       (imports done, config read)
     stdin  {"epoch": unix time}          (offset 0 of every process)
-    stdout {"first_ttfd_ms": [...], "continuation_ttfd_ms": [...], "gap_ms": [...],
-            "connect_ms": [...], "turns_completed": n, "failures": [...], "cpu_s": s}
+    file `result`, once it exits 0: {"first_ttfd_ms": [...], "continuation_ttfd_ms": [...], "gap_ms": [...],
+                                     "connect_ms": [...], "turns_completed": n, "failures": [...], "cpu_s": s}
+
+The result goes to a file, not stdout: it runs to hundreds of kilobytes at N = 300, and one run read it back from
+the pipe cut at 64 KiB.
 """
 
 from __future__ import annotations
@@ -109,7 +112,8 @@ def main() -> None:
     figures.cpu_s = time.process_time() - cpu_start  # this client's CPU: is the load generator itself saturated?
     result = {key: [round(x, 3) for x in value] if isinstance(value, list) and key != "failures" else value
               for key, value in vars(figures).items()}
-    print(json.dumps(result), flush=True)
+    with open(config["result"], "w") as file:
+        json.dump(result, file)
 
 
 if __name__ == "__main__":
