@@ -13,7 +13,7 @@ import uvloop
 from django.db import connection as db_connection
 
 from sessions_app.event_loop import EventLoopChoiceError, choose_event_loop, event_loop_in_use
-from tests.live import ROOT, daphne_process, metrics_token, scrape_metrics
+from tests.live import ROOT, daphne_process, free_port, metrics_token, scrape_metrics
 
 
 @pytest.fixture
@@ -90,3 +90,30 @@ def test_a_served_process_runs_on_the_loop_chosen(staff_user, setting, runs_on) 
     with daphne_process(db_connection.settings_dict, env) as server:
         [sample] = scrape_metrics(server.base_url, token)["switchboard_process_info"]
     assert sample.value == 1 and sample.labels["event_loop"] == runs_on
+
+
+@pytest.mark.parametrize("command", [("-m", "sessions_app.simulator"), ("manage.py", "simulate_upstream")])
+@pytest.mark.parametrize(("setting", "runs_on"), [(None, "uvloop"), ("asyncio", "asyncio")])
+def test_the_simulator_runs_on_the_loop_chosen_and_says_which(command, setting, runs_on) -> None:
+    """The built-in upstream follows the same setting as Daphne: its paced streams are mostly timers and sends."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "PYTHONUNBUFFERED": "1"}
+    env.pop("SWITCHBOARD_EVENT_LOOP", None)
+    if setting is not None:
+        env["SWITCHBOARD_EVENT_LOOP"] = setting
+    with subprocess.Popen([sys.executable, *command, "--port", str(free_port())], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            announced = process.stdout.readline()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert "Responses simulator on ws://127.0.0.1:" in announced and f"; {runs_on} event loop)" in announced
+
+
+def test_the_simulator_refuses_a_loop_it_cannot_run() -> None:
+    done = subprocess.run([sys.executable, "-m", "sessions_app.simulator", "--port", str(free_port())], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "SWITCHBOARD_EVENT_LOOP": "gevent"})
+    assert done.returncode == 1
+    assert "The simulator will not start: SWITCHBOARD_EVENT_LOOP='gevent' is not one of auto, uvloop, asyncio." \
+        in done.stderr

@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Sequence
 
+from ..event_loop import EventLoopChoiceError, choose_event_loop, event_loop_in_use
 from .server import Simulator, SimulatorConfig
 
-__all__ = ["add_arguments", "config_from", "run", "main"]
+__all__ = ["add_arguments", "config_from", "serve", "run", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,12 +38,24 @@ def config_from(options: dict) -> SimulatorConfig:
     )
 
 
+def serve(config: SimulatorConfig, announce=print) -> None:
+    """`run` on the event loop SWITCHBOARD_EVENT_LOOP names, as Daphne's (event_loop.py: uvloop unless told
+    otherwise). A paced stream sleeps after every delta, so the loop's timers and sends are most of the
+    simulator's CPU: uvloop's cost less (bench/README.md). A setting it cannot honour stops it, with why."""
+    try:
+        choose_event_loop()
+    except EventLoopChoiceError as exc:
+        sys.exit(f"The simulator will not start: {exc}")
+    asyncio.run(run(config, announce))
+
+
 async def run(config: SimulatorConfig, announce=print) -> None:
     """Serve until SIGINT or SIGTERM."""
     logging.getLogger("websockets").setLevel(logging.WARNING)  # no per-connection chatter
     simulator = Simulator(config)
     await simulator.start()
-    announce(f"Responses simulator on {simulator.url} (compact: POST {simulator.base_url}/responses/compact)")
+    announce(f"Responses simulator on {simulator.url} (compact: POST {simulator.base_url}/responses/compact; "
+             f"{event_loop_in_use()} event loop)")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -59,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_arguments(parser)
     options = vars(parser.parse_args(argv))
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(config_from(options)))
+    serve(config_from(options))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,11 @@ serve fake model output).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from sessions_app.simulator.__main__ import add_arguments, config_from, run
+from sessions_app.simulator.__main__ import add_arguments, config_from, serve
 
 
 class Command(BaseCommand):
@@ -24,4 +23,4 @@ class Command(BaseCommand):
         add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        asyncio.run(run(config_from(options), announce=self.stdout.write))
+        serve(config_from(options), announce=self.stdout.write)
