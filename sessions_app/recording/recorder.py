@@ -242,8 +242,6 @@ class Recorder:
         except asyncio.QueueFull:
             self._overflow(op, writer.queue.maxsize)
             return
-        if type(op) is ConnectionClosed:
-            writer.ends_mark = writer.put_count
         if self._overflowing and writer.queue.qsize() < writer.queue.maxsize // 2:
             self._overflowing = False
 
@@ -374,15 +372,13 @@ class Recorder:
             return False
 
     @property
-    def ends_unwritten(self) -> bool:
-        """Whether an upstream socket's end queued in this process is not written yet (`ends_written`)."""
-        return self.writer.done_count < self.writer.ends_mark
+    def queued_count(self) -> int:
+        """The writer's ops queued so far, a `mark` for `written` and `is_written`."""
+        return self.writer.put_count
 
-    async def ends_written(self, seconds: float) -> bool:
-        """Wait until every upstream socket's end queued in this process so far is written. Until then its row
-        counts as a held socket against the user's limit (relay/limits.py), and the guarded INSERT of a new
-        socket's row is not queued behind it: the relay waits here before writing one (relay/link.py)."""
-        return await self.written(seconds, mark=self.writer.ends_mark)
+    def is_written(self, mark: int) -> bool:
+        """Whether the writer's first `mark` ops are written (or refused)."""
+        return self.writer.done_count >= mark
 
     async def flush(self) -> None:
         """Wait until everything queued (or counted) so far is written, or the database is found unavailable

@@ -114,7 +114,6 @@ class Writer:
         self._hurrying = 0  # callers waiting now: the linger is cut short while any is
         self.put_count = 0  # ops ever queued; with `done_count`, FIFO order says which are written
         self.done_count = 0
-        self.ends_mark = 0  # `put_count` just after the last upstream socket's end was queued (Recorder.ends_written)
         self._progress = asyncio.Event()  # set (and replaced) after each batch and each try the database was down for
         self._retry_now = asyncio.Event()  # cuts the wait between tries short (`settle`)
         self._tries = 0  # tries started

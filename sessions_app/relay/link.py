@@ -146,13 +146,13 @@ class UpstreamLinks:
         """Queue the row of the socket about to open with the request the caller writes next (recording's
         `Recorder.queue_row`: one group commit on SQLite, one transaction on PostgreSQL), so the send waits for one
         commit. None when something must be read or written first: the user's limits, or under a socket limit
-        an end not written yet (`_open` waits for it). Hand it to `ensure`, which ends it `handshake_failed` if
-        no socket takes it."""
+        the end of this session's last socket (`_open` waits for it). Hand it to `ensure`, which ends it
+        `handshake_failed` if no socket takes it."""
         host = self.host
         conversation = host.conversation
         if conversation is None or conversation.profile is None or host.quota.limits is None:
             return None
-        if host.quota.limits.max_upstream_sockets and host.recorder.ends_unwritten:
+        if host.quota.limits.max_upstream_sockets and not host.recorder.is_written(self.downstream.end_queued):
             return None
         url = conversation.profile.target.url
         written = host.recorder.queue_connection(**self._row(url))
@@ -173,8 +173,8 @@ class UpstreamLinks:
         target = conversation.profile.target
         recording = queued.take(target.url) if queued is not None else None
         if recording is None:
-            if self._counts_upstream_sockets():  # an end not written yet counts as a held socket
-                await host.recorder.ends_written(HOLD_SECONDS)
+            if self._counts_upstream_sockets():  # this socket's last end, until written, counts as a held socket
+                await host.recorder.written(HOLD_SECONDS, mark=self.downstream.end_queued)
             recording = asyncio.ensure_future(self._record_open(target.url))
         try:
             if self._counts_upstream_sockets():  # the row first: a user over the limit never opens a socket

@@ -82,6 +82,7 @@ class Downstream:
         self._announced: tuple[str, str, str] | None = None
         self.client_gone = False
         self.holding = 0  # requests whose last frame waits for its record (_deliver_held)
+        self.end_queued = 0  # the recorder's mark just after the last socket's end was queued (on_closed)
         self.recover: Recover | None = None  # set by the relay session (recovery.py)
         # A hub (live/hub.py) keeps each in-flight response's frames for clients that attach mid-response.
         self.keep_tail = False
@@ -230,6 +231,7 @@ class Downstream:
         left = reason in (Reason.CLIENT_LEFT, Reason.SERVER_SHUTDOWN, Reason.STOPPED, Reason.RESENT)
         tickets = link.book.clear()
         self.recorder.add(ConnectionClosed(link.connection_pk, code, text, reason, timezone.now(), link.carried))
+        self.end_queued = self.recorder.queued_count  # a new socket's guarded row waits for it (link.py)
         if tickets or (self.face.announces and not left):
             await self._close_written(len(tickets))
         for ticket in tickets:
