@@ -131,6 +131,8 @@ class UpstreamLinks:
             current = self.downstream.link
             if current is not None and current.is_open and not current.limit_reached:
                 return current
+            if (closing := self._closing()) is not None:  # its end is queued first (on_closed), then waited for
+                await asyncio.wait([closing], timeout=HOLD_SECONDS)
             async with self._lock:
                 current = self.downstream.link
                 if current is not None and current.is_open and not current.limit_reached:
@@ -142,17 +144,24 @@ class UpstreamLinks:
             if queued is not None and not queued.taken:  # its socket never opened
                 queued.written.add_done_callback(partial(self._never_opened, text=NOT_TAKEN))
 
+    def _closing(self) -> asyncio.Task[None] | None:
+        """The reader of the current socket when its close is read but not yet handled (`on_closed`)."""
+        current = self.downstream.link
+        reader = current.reader if current is not None and not current.is_open else None
+        return reader if reader is not None and not reader.done() and reader is not asyncio.current_task() else None
+
     def queue_record(self) -> QueuedRow | None:
         """Queue the row of the socket about to open with the request the caller writes next (recording's
         `Recorder.queue_row`: one group commit on SQLite, one transaction on PostgreSQL), so the send waits for one
         commit. None when something must be read or written first: the user's limits, or under a socket limit
-        the end of this session's last socket (`_open` waits for it). Hand it to `ensure`, which ends it
-        `handshake_failed` if no socket takes it."""
+        the end of this session's last socket, closed but not yet handled or not yet written (`ensure` and
+        `_open` wait for it). Hand it to `ensure`, which ends it `handshake_failed` if no socket takes it."""
         host = self.host
         conversation = host.conversation
         if conversation is None or conversation.profile is None or host.quota.limits is None:
             return None
-        if host.quota.limits.max_upstream_sockets and not host.recorder.is_written(self.downstream.end_queued):
+        if host.quota.limits.max_upstream_sockets and (
+                self._closing() is not None or not host.recorder.is_written(self.downstream.end_queued)):
             return None
         url = conversation.profile.target.url
         written = host.recorder.queue_connection(**self._row(url))
