@@ -395,7 +395,9 @@ async def test_a_turn_right_after_an_idle_close_gets_a_new_socket_at_a_limit_of_
     """The upstream closes a socket with nothing open on it, just after a response ended, and the client's next
     turn comes at once. The gateway tells its client nothing of such a close, so nothing waited for the old
     socket's end to be written: at a limit of one the new socket's row could count the old one as held and be
-    refused `too_many_upstream_sockets`. A new socket now waits for the ends already queued."""
+    refused `too_many_upstream_sockets`. A new socket now waits until its session's last end is written, and a
+    create that comes while the close is read but not yet handled waits for it first (the upstream sends its
+    last event and its close together, so on a loaded machine the create often comes in between)."""
     from django.contrib.auth import get_user_model
 
     await db(lambda: UserLimits.objects.create(user=get_user_model().objects.get(), max_upstream_sockets=1))()
