@@ -362,12 +362,11 @@ class Recorder:
 
         Cheaper than `flush`: only the ops queued before this call are waited for, never the later
         ops of other sockets sharing the writer, and the writer's linger is cut short."""
-        writer = self.writer
-        mark = writer.put_count if mark is None else mark
-        if writer.done_count >= mark:
+        mark = self.queued_count if mark is None else mark
+        if self.is_written(mark):
             return True
         try:
-            return await asyncio.wait_for(writer.written(mark), seconds)
+            return await asyncio.wait_for(self.writer.written(mark), seconds)
         except TimeoutError:
             return False
 

@@ -180,13 +180,14 @@ class UpstreamLinks:
                 raise relay_errors.conversation_busy()
             await other.close(Reason.IDLE, "superseded by another client socket")
         target = conversation.profile.target
+        counted = self._counts_upstream_sockets()
         recording = queued.take(target.url) if queued is not None else None
         if recording is None:
-            if self._counts_upstream_sockets():  # this socket's last end, until written, counts as a held socket
+            if counted:  # this socket's last end, until written, counts as a held socket
                 await host.recorder.written(HOLD_SECONDS, mark=self.downstream.end_queued)
             recording = asyncio.ensure_future(self._record_open(target.url))
         try:
-            if self._counts_upstream_sockets():  # the row first: a user over the limit never opens a socket
+            if counted:  # the row first: a user over the limit never opens a socket
                 await asyncio.wait([recording])  # a failure to write it is reported below, as any row's
                 if recording.exception() is None and recording.result() is None:
                     raise await read_on_db_thread(limits.upstream_sockets_refused, user_pk=host.user.pk,
