@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Mapping
 
-__all__ = ["CHOICES", "EventLoopChoiceError", "choose_event_loop", "event_loop_in_use"]
+__all__ = ["CHOICES", "EventLoopChoiceError", "choose_event_loop", "choose_event_loop_or_exit", "event_loop_in_use"]
 
 CHOICES = ("auto", "uvloop", "asyncio")
 SETTING = "SWITCHBOARD_EVENT_LOOP"
@@ -55,6 +56,15 @@ def choose_event_loop(environ: Mapping[str, str] = os.environ) -> str:
         return "asyncio"
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return "uvloop"
+
+
+def choose_event_loop_or_exit(program: str) -> str:
+    """`choose_event_loop` for a program about to start (Daphne, the simulator): a setting it cannot honour
+    stops it, saying why, with exit status 1."""
+    try:
+        return choose_event_loop()
+    except EventLoopChoiceError as exc:
+        sys.exit(f"{program} will not start: {exc}")
 
 
 def event_loop_in_use() -> str:

@@ -45,17 +45,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import sys
 from http import HTTPStatus
 from pprint import pformat
 
-from .event_loop import EventLoopChoiceError, choose_event_loop
+from .event_loop import choose_event_loop_or_exit
 
 if __name__ == "__main__":  # before Daphne's server module creates the loop Twisted runs on (event_loop.py)
-    try:
-        choose_event_loop()
-    except EventLoopChoiceError as exc:
-        sys.exit(f"Switchboard will not start: {exc}")
+    choose_event_loop_or_exit("Switchboard")
 
 from daphne.cli import CommandLineInterface  # noqa: E402
 from daphne.server import Server  # noqa: E402

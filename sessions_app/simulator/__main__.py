@@ -7,10 +7,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Sequence
 
-from ..event_loop import EventLoopChoiceError, choose_event_loop, event_loop_in_use
+from ..event_loop import choose_event_loop_or_exit, event_loop_in_use
 from .server import Simulator, SimulatorConfig
 
 __all__ = ["add_arguments", "config_from", "serve", "run", "main"]
@@ -42,10 +41,7 @@ def serve(config: SimulatorConfig, announce=print) -> None:
     """`run` on the event loop SWITCHBOARD_EVENT_LOOP names, as Daphne's (event_loop.py: uvloop unless told
     otherwise). A paced stream sleeps after every delta, so the loop's timers and sends are most of the
     simulator's CPU: uvloop's cost less (bench/README.md). A setting it cannot honour stops it, with why."""
-    try:
-        choose_event_loop()
-    except EventLoopChoiceError as exc:
-        sys.exit(f"The simulator will not start: {exc}")
+    choose_event_loop_or_exit("The simulator")
     asyncio.run(run(config, announce))
 
 
