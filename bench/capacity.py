@@ -28,6 +28,12 @@ simulator, the clients, this script, the PostgreSQL backends serving the bench d
 machine's own processes (PostgreSQL's background writers, the shared Redis) may still run anywhere. That is
 the shape of a server whose load comes from elsewhere, which a 2-core machine otherwise cannot give (there the
 load took more than half the cores, and every way waited for one).
+
+Two processes against one needs a core per process and one for the load. On 2 cores, `--core-share F` emulates
+them: every Daphne process on the last core, each capped at F of it (bench/core_share.py, which says how the
+emulation errs against two processes).
+
+    .venv/bin/python bench/capacity.py --db pg --processes 1,2 --core-share 0.3 --n 100,150,200,250,300
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ import cpu  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 from capacity_report import report  # noqa: E402
+from core_share import PERIOD_US, CoreShare  # noqa: E402
 from relay import percentile  # noqa: E402
 from relay_setup import (  # noqa: E402
     StoredDatabase,
@@ -112,11 +119,13 @@ def pin(pid: int, cpus: set[int]) -> None:
 
 @contextmanager
 def switchboard_servers(env: dict[str, str], processes: int, backlog: int, minimal: bool = False,
-                        server_cpus: list[int] | None = None) -> Iterator[tuple[str, list[int]]]:
+                        server_cpus: list[int] | None = None, cap: CoreShare | None = None
+                        ) -> Iterator[tuple[str, list[int]]]:
     """`processes` × `python -m sessions_app.serve --fd` behind one port; (ws base URL, pids). With `minimal`,
     stock `daphne --fd` serving bench/minimal_consumer.py (the forward-only consumer) instead.
 
-    Each Daphne also listens on a private port of its own, only so this script can tell it is up.
+    Each Daphne also listens on a private port of its own, only so this script can tell it is up. With `cap`
+    (--core-share) each is capped at a share of its core.
     """
     sockets = reuseport_sockets(processes, backlog)
     port = sockets[0].getsockname()[1]
@@ -133,10 +142,14 @@ def switchboard_servers(env: dict[str, str], processes: int, backlog: int, minim
             wait_for_port(private, started[-1], timeout=60)
             if server_cpus:  # --pin: process i on the i-th server core
                 pin(started[-1].pid, {server_cpus[len(started) - 1]})
+            if cap is not None:
+                cap.add(started[-1].pid)
         yield f"ws://127.0.0.1:{port}/v1/responses", [process.pid for process in started]
     finally:
         for process in started:
             stop(process)
+            if cap is not None:
+                cap.remove(process.pid)
         for sock in sockets:
             sock.close()
 
@@ -179,7 +192,7 @@ def start_targets(stack: ExitStack, args, tmp: Path, notes: list[str]) -> list[T
         env = {**django_env(tmp / "minimal", simulator.url), "BENCH_UPSTREAM_URL": simulator.url}
         for processes in args.processes:
             url, pids = stack.enter_context(switchboard_servers(env, processes, args.backlog, minimal=True,
-                                                                server_cpus=args.server_cpus))
+                                                                server_cpus=args.server_cpus, cap=args.cap))
             targets.append(Target(f"minimal {processes}p", url, pids))
     for kind in args.db:
         if kind == "pg" and not (service_answers(lambda: psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2).close())
@@ -190,7 +203,7 @@ def start_targets(stack: ExitStack, args, tmp: Path, notes: list[str]) -> list[T
         token = switchboard_prepare(stored.env, counted=args.limited)
         for processes in args.processes:
             url, pids = stack.enter_context(switchboard_servers(stored.env, processes, args.backlog,
-                                                                server_cpus=args.server_cpus))
+                                                                server_cpus=args.server_cpus, cap=args.cap))
             targets.append(Target(f"{kind} {processes}p", url, pids, {"Authorization": f"Bearer {token}"}, stored))
     return targets
 
@@ -232,7 +245,8 @@ def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
     since = last_record_id(target.database) if target.database else 0
     pids = target.pids if simulator_pid in target.pids else [*target.pids, simulator_pid]  # direct: it *is* the server
     cpu_before = [cpu.seconds(pid) for pid in pids]
-    wait_before = [runqueue_wait_seconds(pid) for pid in target.pids]
+    wait_before = [cpu.runqueue_wait_seconds(pid) for pid in target.pids]
+    throttled_before = args.cap.throttled_seconds(target.pids) if args.cap else 0.0
     backends = target.database.backends if target.database else None
     if backends and args.server_cpus:  # --pin: the database works on the load's cores, not the servers'
         for pid in backends.pids():
@@ -244,7 +258,7 @@ def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
     database_share = cpu.spent(database_before, backends.seconds()) / wall * 100 if backends else float("nan")
     shares = [(cpu.seconds(pid) - before) / wall * 100 for pid, before in zip(pids, cpu_before, strict=True)]
     server = sum(shares[:len(target.pids)])
-    waited = sum(runqueue_wait_seconds(pid) - before for pid, before in zip(target.pids, wait_before, strict=True))
+    waited = sum(cpu.runqueue_wait_seconds(pid) - before for pid, before in zip(target.pids, wait_before, strict=True))
     figures = {
         "n": n, "wall_s": wall, "turns_completed": raw["turns_completed"], "failures": raw["failures"],
         "cont_p50": _pct(raw["continuation_ttfd_ms"], 50), "cont_p99": _pct(raw["continuation_ttfd_ms"], 99),
@@ -254,28 +268,16 @@ def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
         "server_cpu_percent": server, "simulator_cpu_percent": shares[-1],
         "client_cpu_percent": raw["cpu_s"] / wall * 100, "server_wait_percent": waited / wall * 100,
         "server_cpu_each": [round(share) for share in shares[:len(target.pids)]],
-        "database_cpu_percent": database_share,  # PostgreSQL's backends (SQLite works inside the server's CPU)
+        "database_cpu_percent": database_share,
+        # --core-share: time the Daphnes' cgroups slept at their cap (direct and unshared runs: nan)
+        "server_throttled_percent": ((args.cap.throttled_seconds(target.pids) - throttled_before) / wall * 100
+                                     if args.cap and args.cap.groups.keys() & set(target.pids) else float("nan")),  # PostgreSQL's backends (SQLite works inside the server's CPU)
         # CPU per delta relayed (direct: the simulator's per delta sent): what a core's capacity divides by
         "server_us_per_delta": server / 100 * wall / max(1, raw["turns_completed"] * args.tokens) * 1e6,
     }
     if target.database:
         figures["recording_lag_s"] = wait_for_recorder(target.database, raw["turns_completed"], since, timeout=300)
     return figures
-
-
-def runqueue_wait_seconds(pid: int) -> float:
-    """Seconds the process's threads spent runnable but waiting for a core (/proc/PID/task/*/schedstat, field 2):
-    how much the machine, not the process, held it back."""
-    total = 0
-    try:
-        for task in os.scandir(f"/proc/{pid}/task"):
-            try:
-                total += int(Path(task.path, "schedstat").read_text().split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    except OSError:
-        return 0.0
-    return total / 1e9
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -338,6 +340,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pin", action="store_true",
                         help="each Daphne process on a core of its own (the last ones); this script, the "
                              "simulator, the clients and the PostgreSQL backends on the others")
+    parser.add_argument("--core-share", type=float, metavar="F",
+                        help="every Daphne process on the last core, each capped at F of it (cgroups; root): two "
+                             "processes against one on a 2-core machine (bench/core_share.py)")
     parser.add_argument("--json", type=Path, help="write every round's figures to this file")
     args = parser.parse_args(argv)
     if set(args.db) - {"sqlite", "pg"} or not args.processes or not args.n or min(args.n + args.processes) < 1:
@@ -345,7 +350,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.n = sorted(set(args.n))
     cpus = sorted(os.sched_getaffinity(0))
     args.server_cpus, args.load_cpus = None, cpus
-    if args.pin:
+    if args.core_share is not None:
+        if not 0 < args.core_share * max(args.processes) <= 1 or len(cpus) < 2:
+            parser.error("--core-share F needs 0 < F × processes ≤ 1 and at least 2 cores")
+        args.pin = True
+        args.load_cpus, args.server_cpus = cpus[:-1], [cpus[-1]] * max(args.processes)
+    elif args.pin:
         if len(cpus) <= max(args.processes):
             parser.error(f"--pin needs more cores than Daphne processes ({len(cpus)} cores here)")
         args.load_cpus = cpus[:len(cpus) - max(args.processes)]
@@ -363,11 +373,18 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     notes = [f"open files limit {hard}" + (" (too low for the largest N)" if hard < 2 * args.n[-1] + 256 else ""),
              "limits: counted, never reached (--limited)" if args.limited else "limits: none (nothing counted)"]
-    if args.pin:
+    if args.core_share is not None:
+        notes.append(f"core share (--core-share): every Daphne process on core {args.server_cpus[0]}, each capped at "
+                     f"{args.core_share:g} of it ({args.core_share * PERIOD_US / 1000:g} ms per {PERIOD_US / 1000:g} ms, "
+                     f"cgroups); the rest on {args.load_cpus}")
+    elif args.pin:
         notes.append(f"pinned (--pin): Daphne process i on core {args.server_cpus}[i], where nothing else this run "
                      f"starts runs; this script, the simulator, the clients and PostgreSQL's backends on {args.load_cpus}")
     server_log = Path(tempfile.gettempdir()) / f"switchboard-capacity-{os.getpid()}.log"
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="switchboard-capacity-") as tmp:
+        args.cap = CoreShare(args.core_share) if args.core_share is not None else None
+        if args.cap is not None:
+            stack.callback(args.cap.close)
         with children_output_to(server_log):
             targets = start_targets(stack, args, Path(tmp), notes)
         rounds = measure(targets, args)

@@ -25,7 +25,7 @@ def each_round(ours: list[dict], direct: list[dict], first_only: bool) -> str:
 
 
 def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: float) -> dict:
-    summary: dict = {"args": {k: v for k, v in vars(args).items() if k != "json"}, "notes": notes,
+    summary: dict = {"args": {k: v for k, v in vars(args).items() if k not in ("json", "cap")}, "notes": notes,
                      "elapsed_s": elapsed, "rounds": {f"{k[0]} N={k[1]}": v for k, v in rounds.items()},
                      "added": {}, "capacity": {}}
     print(f"\nCapacity: N conversations × {args.turns} chained turns × {args.tokens} deltas at {args.rate:g} tokens/s, "
@@ -36,13 +36,15 @@ def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: floa
         print(f"note: {note}")
     print("\n== absolute figures, ms (median of rounds). server%: CPU of the Daphne(s) (direct: of the simulator) in % "
           "of one core, µs/δ: that CPU per delta, wait%: time its threads were runnable but waiting for a core, pg%: CPU of "
-          "the PostgreSQL backends serving it")
+          "the PostgreSQL backends serving it" + (", thr%: time its cgroups slept at their core share" if args.core_share
+                                                  is not None else ""))
     columns = [("cont p50", "cont_p50", ".1f"), ("cont p99", "cont_p99", ".1f"), ("gap p50", "gap_p50", ".1f"),
                ("gap p99", "gap_p99", ".1f"), ("1st p50", "first_p50", ".1f"), ("1st p99", "first_p99", ".1f"),
                ("conn p99", "connect_p99", ".1f"), ("server%", "server_cpu_percent", ".0f"),
                ("µs/δ", "server_us_per_delta", ".0f"), ("wait%", "server_wait_percent", ".0f"),
                ("pg%", "database_cpu_percent", ".0f"), ("sim%", "simulator_cpu_percent", ".0f"),
                ("client%", "client_cpu_percent", ".0f"),
+               *([("thr%", "server_throttled_percent", ".0f")] if args.core_share is not None else []),
                ("failed", "failures", "d")]
     print(f"{'way':<10}{'N':>5}" + "".join(f"{title:>9}" for title, _, _ in columns))
     for name in names:

@@ -7,6 +7,7 @@
   benchmark's own reader. Their CPU is what the database itself spends on a way's statements; the
   server's shared background processes (WAL writer, checkpointer) also serve other databases and are
   left out, so the figure is a floor.
+* `runqueue_wait_seconds(pid)`: how long a process's threads were runnable but waited for a core.
 * `private_redis()`: a redis-server of the benchmark's own on a free port, so its CPU is the way's alone.
 
 A process that exits inside a measured window takes its CPU with it: the relays keep their database
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["seconds", "tree_seconds", "DatabaseBackends", "private_redis"]
+__all__ = ["seconds", "tree_seconds", "runqueue_wait_seconds", "DatabaseBackends", "private_redis"]
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -55,6 +56,21 @@ def seconds(pid: int) -> float:
         return total / 1e9
     fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / TICKS if fields else 0.0
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a core (/proc/PID/task/*/schedstat, field 2):
+    how much the machine, not the process, held it back."""
+    total = 0
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            try:
+                total += int(Path(task.path, "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    except OSError:
+        return 0.0
+    return total / 1e9
 
 
 def _children() -> dict[int, list[int]]:
