@@ -382,7 +382,10 @@ def main(argv: list[str] | None = None) -> int:
                      f"starts runs; this script, the simulator, the clients and PostgreSQL's backends on {args.load_cpus}")
     server_log = Path(tempfile.gettempdir()) / f"switchboard-capacity-{os.getpid()}.log"
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="switchboard-capacity-") as tmp:
-        args.cap = CoreShare(args.core_share) if args.core_share is not None else None
+        try:
+            args.cap = CoreShare(args.core_share) if args.core_share is not None else None
+        except OSError as error:
+            sys.exit(f"--core-share: {error}")
         if args.cap is not None:
             stack.callback(args.cap.close)
         with children_output_to(server_log):

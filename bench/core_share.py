@@ -39,11 +39,17 @@ class CoreShare:
             raise OSError("no cpu cgroup controller here (cgroup v1 /sys/fs/cgroup/cpu, or v2 cpu.max)")
         if not self.v1 and "cpu" not in _read(V2 / "cgroup.subtree_control").split():
             (V2 / "cgroup.subtree_control").write_text("+cpu")
+        probe = self._group("probe")
+        probe.mkdir()  # PermissionError now, before any server starts, when this is not root
+        probe.rmdir()
         self.groups: dict[int, Path] = {}
+
+    def _group(self, name: str | int) -> Path:
+        return (V1 if self.v1 else V2) / f"switchboard-bench-{os.getpid()}-{name}"
 
     def add(self, pid: int) -> None:
         """Moves every thread of `pid` into a new capped cgroup (threads it starts later follow)."""
-        group = (V1 if self.v1 else V2) / f"switchboard-bench-{os.getpid()}-{pid}"
+        group = self._group(pid)
         group.mkdir()
         quota = int(self.share * PERIOD_US)
         if self.v1:
