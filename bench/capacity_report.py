@@ -67,6 +67,7 @@ def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: floa
         target = f"added continuation TTFD p99 and gap p99 ≤ {TARGET_MS:g} ms"
     for kind in [*args.db, *(["minimal"] if args.minimal else [])]:
         holds: dict[int, int | None] = {}
+        misses: dict[int, int] = {}  # the first N that broke the run of holding ones
         for processes in args.processes:
             name = f"{kind} {processes}p"
             if not any(key[0] == name for key in rounds):
@@ -89,6 +90,8 @@ def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: floa
                     ok = added["cont_p99"] <= TARGET_MS and added["gap_p99"] <= TARGET_MS
                 ok = ok and ours["failures"] == 0 and direct["failures"] == 0
                 summary["added"][f"{name} N={n}"] = {**added, "holds": ok}
+                if not ok and not broken:
+                    misses[processes] = n
                 broken = broken or not ok
                 if not broken:
                     holds[processes] = n
@@ -104,6 +107,10 @@ def report(names: list[str], rounds: dict, args, notes: list[str], elapsed: floa
             bound = "≥ " if holds[2] == args.n[-1] else ""
             print(f"  ratio 2 / 1 processes: {bound}×{holds[2] / holds[1]:.2f} (target ≥ 1.7×; only as fine as the "
                   "N steps; ≥ when 2 processes held the largest N tried)")
+            if 1 in misses:  # each shape's true limit lies between the N it held and the N it missed
+                upper = f"{misses[2]} / {holds[1]} = ×{misses[2] / holds[1]:.2f}" if 2 in misses else "open"
+                print(f"  by the N steps it lies between {holds[2]} / {misses[1]} = ×{holds[2] / misses[1]:.2f} "
+                      f"and {upper}")
         elif 1 in holds and 2 in holds:
             print("  ratio 2 / 1 processes: undefined (one of them held no N tried)")
     return summary
