@@ -1,4 +1,4 @@
-.PHONY: run production test lint screenshots bench-simulator bench-relay
+.PHONY: run production test lint screenshots bench-simulator bench-relay bench-capacity
 
 run:   ## set up and run Switchboard on the embedded default (http://127.0.0.1:8000)
 	scripts/run.sh
@@ -22,4 +22,5 @@ bench-simulator:
 bench-relay:
 	.venv/bin/python bench/relay.py --repeats 3 --chain-turns 500 --ways minimal,sqlite,postgresql
 
-bench-capacity: ; .venv/bin/python bench/capacity.py
+bench-capacity:  ## README's capacity table: one Daphne on a core of its own, the load on the others
+	.venv/bin/python bench/capacity.py --n 50,150,300,500 --processes 1 --clients 2 --minimal --pin
