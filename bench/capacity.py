@@ -33,7 +33,7 @@ Two processes against one needs a core per process and one for the load. On 2 co
 them: every Daphne process on the last core, each capped at F of it (bench/core_share.py, which says how the
 emulation errs against two processes).
 
-    .venv/bin/python bench/capacity.py --db pg --processes 1,2 --core-share 0.3 --n 100,150,200,250,300
+    .venv/bin/python bench/capacity.py --db pg --processes 1,2 --core-share 0.4 --n 150,175,200,250,300,325,350
 """
 
 from __future__ import annotations
@@ -268,10 +268,10 @@ def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
         "server_cpu_percent": server, "simulator_cpu_percent": shares[-1],
         "client_cpu_percent": raw["cpu_s"] / wall * 100, "server_wait_percent": waited / wall * 100,
         "server_cpu_each": [round(share) for share in shares[:len(target.pids)]],
-        "database_cpu_percent": database_share,
+        "database_cpu_percent": database_share,  # PostgreSQL's backends (SQLite works inside the server's CPU)
         # --core-share: time the Daphnes' cgroups slept at their cap (direct and unshared runs: nan)
         "server_throttled_percent": ((args.cap.throttled_seconds(target.pids) - throttled_before) / wall * 100
-                                     if args.cap and args.cap.groups.keys() & set(target.pids) else float("nan")),  # PostgreSQL's backends (SQLite works inside the server's CPU)
+                                     if args.cap and args.cap.groups.keys() & set(target.pids) else float("nan")),
         # CPU per delta relayed (direct: the simulator's per delta sent): what a core's capacity divides by
         "server_us_per_delta": server / 100 * wall / max(1, raw["turns_completed"] * args.tokens) * 1e6,
     }
