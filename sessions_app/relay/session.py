@@ -222,7 +222,7 @@ class RelaySession:
             raise exc
         await self.quota.check(event.stream_id)
         replay = self.recovery.needs_replay(event.previous_response_id, payload)
-        parent_pk, parent_forks = self._known_parent(event.previous_response_id, event.stream_id)
+        parent_pk, parent_forks = self.downstream.lineage.parent(event.previous_response_id, event.stream_id)
         row = RequestRow(
             conversation_id=conversation.id, stream_id=event.stream_id,
             previous_response_id=event.previous_response_id, parent_pk=parent_pk, parent_forks=parent_forks,
@@ -281,7 +281,7 @@ class RelaySession:
             raise SteerError("response_not_found", "Response not found on this connection.",
                              previous_response_id=target, input=event.input)
         lane = link.book.lane_of(target)
-        parent_pk, _ = self._known_parent(target, lane)
+        parent_pk, _ = self.downstream.lineage.parent(target, lane)
         row = RequestRow(
             conversation_id=self.conversation.id, stream_id=lane, previous_response_id=target,
             parent_pk=parent_pk, parent_forks=False, origin=ResponseRecord.Origin.STEER,
@@ -355,10 +355,6 @@ class RelaySession:
     @property
     def _conversation_id(self) -> uuid.UUID | None:
         return self.conversation.id if self.conversation else None
-
-    def _known_parent(self, response_id: str | None, lane: str | None) -> tuple[int | None, bool | None]:
-        """(record, forks) of a response this session streamed; (None, None) leaves it to the database."""
-        return self.downstream.lineage.parent(response_id, lane)
 
     @property
     def busy(self) -> bool:
