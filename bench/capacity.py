@@ -271,7 +271,7 @@ def run_round(target: Target, n: int, args, simulator_pid: int) -> dict:
         "database_cpu_percent": database_share,  # PostgreSQL's backends (SQLite works inside the server's CPU)
         # --core-share: time the Daphnes' cgroups slept at their cap (direct and unshared runs: nan)
         "server_throttled_percent": ((args.cap.throttled_seconds(target.pids) - throttled_before) / wall * 100
-                                     if args.cap and args.cap.groups.keys() & set(target.pids) else float("nan")),
+                                     if args.cap and args.cap.caps(target.pids) else float("nan")),
         # CPU per delta relayed (direct: the simulator's per delta sent): what a core's capacity divides by
         "server_us_per_delta": server / 100 * wall / max(1, raw["turns_completed"] * args.tokens) * 1e6,
     }

@@ -60,6 +60,10 @@ class CoreShare:
         (group / "cgroup.procs").write_text(str(pid))
         self.groups[pid] = group
 
+    def caps(self, pids: list[int]) -> bool:
+        """Whether any of the processes is capped here (a way's Daphnes are; direct's simulator is not)."""
+        return any(pid in self.groups for pid in pids)
+
     def throttled_seconds(self, pids: list[int]) -> float:
         """Seconds the processes' cgroups spent throttled, summed (cpu.stat)."""
         total = 0.0
